@@ -1,0 +1,140 @@
+//! What can go wrong talking to RingCX, said so that the caller knows what to do next.
+
+use std::fmt;
+use std::time::Duration;
+
+/// Which upstream answered (or failed to).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    /// RingCX (Engage Voice): `/api/auth/*` and `/voice/api/*`.
+    Engage,
+    /// The RingCentral (RingEX) platform's OAuth endpoint.
+    Platform,
+}
+
+impl fmt::Display for Service {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Service::Engage => "RingCX",
+            Service::Platform => "the RingCentral platform",
+        })
+    }
+}
+
+/// A failed RingCX or RingCentral platform call. `detail` fields carry the upstream's own message,
+/// shortened and with every secret we sent replaced by `[REDACTED]`.
+#[derive(Debug, thiserror::Error)]
+pub enum EngageError {
+    #[error("RingCX access token expired (401 Jwt is expired): renew the session and retry")]
+    AccessTokenExpired,
+
+    #[error(
+        "RingCX rejected the refresh token ({status}: {detail}): it was already used or revoked; \
+         log in again from the tenant's credentials"
+    )]
+    RefreshTokenRejected { status: u16, detail: String },
+
+    #[error(
+        "{service} rejected the credentials ({status}: {detail}): fix the tenant's credentials \
+         secret; retrying will not help"
+    )]
+    CredentialsRejected {
+        service: Service,
+        status: u16,
+        detail: String,
+    },
+
+    #[error("RingCX refused the access token (401: {detail}): renew the session")]
+    Unauthorized { detail: String },
+
+    #[error(
+        "RingCX denied permission (403 {code}: {message}): the RingCX user lacks the role this \
+         call needs"
+    )]
+    Forbidden { code: String, message: String },
+
+    #[error("RingCX has no such resource (404: {detail})")]
+    NotFound { detail: String },
+
+    #[error("{service} rate-limited the call (429){}: back off before retrying", retry_after_text(*.retry_after))]
+    RateLimited {
+        service: Service,
+        retry_after: Option<Duration>,
+    },
+
+    #[error(
+        "{service} failed with a server error ({status}: {detail}): transient, retry with backoff"
+    )]
+    Upstream {
+        service: Service,
+        status: u16,
+        detail: String,
+    },
+
+    #[error("{service} rejected the request ({status}: {detail})")]
+    Rejected {
+        service: Service,
+        status: u16,
+        detail: String,
+    },
+
+    #[error("{service} did not answer in time: transient, retry with backoff")]
+    Timeout { service: Service },
+
+    #[error("could not connect to {service} ({source}): check the base URL and the network")]
+    Connect {
+        service: Service,
+        #[source]
+        source: reqwest::Error,
+    },
+
+    #[error("the connection to {service} broke before a full answer ({source}): transient, retry")]
+    ConnectionDropped {
+        service: Service,
+        #[source]
+        source: reqwest::Error,
+    },
+
+    #[error("{service} answered {status} with a body that is not {expected}: {detail}")]
+    UnexpectedBody {
+        service: Service,
+        status: u16,
+        expected: &'static str,
+        detail: String,
+    },
+
+    #[error("refused to call RingCX path {path:?}: {reason}")]
+    InvalidPath { path: String, reason: &'static str },
+
+    #[error("the RingCX client could not be built: {0}")]
+    Build(String),
+}
+
+fn retry_after_text(retry_after: Option<Duration>) -> String {
+    retry_after
+        .map(|d| format!(", retry after {} s", d.as_secs()))
+        .unwrap_or_default()
+}
+
+impl EngageError {
+    /// Worth retrying the same call later: timeouts, broken connections, 5xx and 429.
+    /// Never true for anything a retry cannot fix (rejected tokens or credentials).
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            EngageError::RateLimited { .. }
+                | EngageError::Upstream { .. }
+                | EngageError::Timeout { .. }
+                | EngageError::Connect { .. }
+                | EngageError::ConnectionDropped { .. }
+        )
+    }
+
+    /// How long the upstream asked us to wait, when it said.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            EngageError::RateLimited { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,256 @@
+//! RingCX answers, read tolerantly: the real API adds fields, sends ids as numbers or strings,
+//! `refreshToken: null`, and has printed token lists in more than one shape.
+
+use chrono::{DateTime, Duration, Utc};
+use secrecy::SecretString;
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::{Map, Value};
+
+use super::jwt;
+
+/// Lifetime assumed when the access token's `exp` cannot be read (RingCX documents 5 minutes).
+pub const ASSUMED_ACCESS_TOKEN_LIFETIME: Duration = Duration::seconds(300);
+
+/// How a session's expiry was learned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ExpirySource {
+    /// From the access token's JWT `exp` claim.
+    JwtExp,
+    /// `obtained + 300 s`, because the token had no readable `exp`.
+    Assumed,
+}
+
+/// A RingCX session as returned by login, exchange or refresh.
+#[derive(Debug, Clone)]
+pub struct EngageSession {
+    pub access_token: SecretString,
+    /// `None` when RingCX did not issue one (an exchange without `includeRefresh=true`).
+    pub refresh_token: Option<SecretString>,
+    pub token_type: String,
+    pub expires_at: DateTime<Utc>,
+    pub expiry_source: ExpirySource,
+    pub obtained_at: DateTime<Utc>,
+    /// The first agent's account, the one most calls are made against.
+    pub account_id: Option<String>,
+    pub main_account_id: Option<String>,
+}
+
+/// The subset of RingCX's `AccessTokenUserDetails` the broker uses.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct AccessTokenDetails {
+    #[serde(default, with = "crate::secret::optional")]
+    access_token: Option<SecretString>,
+    #[serde(default, with = "crate::secret::optional")]
+    refresh_token: Option<SecretString>,
+    #[serde(default)]
+    token_type: Option<String>,
+    #[serde(default, deserialize_with = "id_string")]
+    main_account_id: Option<String>,
+    #[serde(default)]
+    agent_details: Option<Vec<AgentDetail>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AgentDetail {
+    #[serde(default, deserialize_with = "id_string")]
+    account_id: Option<String>,
+}
+
+impl AccessTokenDetails {
+    /// `None` when the answer carries no access token at all.
+    pub(crate) fn into_session(self, obtained_at: DateTime<Utc>) -> Option<EngageSession> {
+        let access_token = self.access_token?;
+        let (expires_at, expiry_source) = {
+            use secrecy::ExposeSecret;
+            match jwt::expiry(access_token.expose_secret()) {
+                Some(exp) => (exp, ExpirySource::JwtExp),
+                None => (
+                    obtained_at + ASSUMED_ACCESS_TOKEN_LIFETIME,
+                    ExpirySource::Assumed,
+                ),
+            }
+        };
+        let account_id = self
+            .agent_details
+            .unwrap_or_default()
+            .into_iter()
+            .find_map(|a| a.account_id);
+        Some(EngageSession {
+            access_token,
+            refresh_token: self.refresh_token,
+            token_type: self
+                .token_type
+                .filter(|t| !t.is_empty())
+                .unwrap_or_else(|| "Bearer".to_owned()),
+            expires_at,
+            expiry_source,
+            obtained_at,
+            account_id,
+            main_account_id: self.main_account_id,
+        })
+    }
+}
+
+/// A RingCentral platform access token (about an hour long), only ever used for the exchange.
+#[derive(Debug, Deserialize)]
+pub struct PlatformToken {
+    #[serde(with = "crate::secret::string")]
+    pub access_token: SecretString,
+    #[serde(default)]
+    pub token_type: Option<String>,
+    #[serde(default)]
+    pub expires_in: Option<u64>,
+}
+
+/// A RingCX account (`GET /voice/api/v1/admin/accounts`); fields the broker does not use are kept.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Account {
+    #[serde(deserialize_with = "required_id_string")]
+    pub account_id: String,
+    #[serde(default)]
+    pub account_name: Option<String>,
+    #[serde(flatten)]
+    pub other: Map<String, Value>,
+}
+
+/// A RingCX user (`GET /voice/api/v1/admin/users`); fields the broker does not use are kept.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct User {
+    #[serde(default, deserialize_with = "id_string")]
+    pub user_id: Option<String>,
+    #[serde(default)]
+    pub user_name: Option<String>,
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    #[serde(flatten)]
+    pub other: Map<String, Value>,
+}
+
+/// Reads an id that RingCX sends as a string in one place and a number in another.
+fn id_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(match Value::deserialize(d)? {
+        Value::String(s) if !s.is_empty() => Some(s),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    })
+}
+
+fn required_id_string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    id_string(d)?.ok_or_else(|| serde::de::Error::custom("id is neither a string nor a number"))
+}
+
+/// A created permanent token: documented as `text/plain`, seen quoted as a JSON string too.
+pub(crate) fn parse_created_token(body: &str) -> Option<SecretString> {
+    let trimmed = body.trim();
+    let token = if trimmed.starts_with('"') {
+        serde_json::from_str::<String>(trimmed).ok()?
+    } else {
+        trimmed.to_owned()
+    };
+    valid_token(&token).then(|| SecretString::from(token))
+}
+
+/// A token list: a JSON array of strings, or the brace-set `{ "a", "b" }` of the old docs.
+pub(crate) fn parse_token_list(body: &str) -> Option<Vec<SecretString>> {
+    let trimmed = body.trim();
+    let tokens: Vec<String> = if trimmed.starts_with('[') {
+        serde_json::from_str(trimmed).ok()?
+    } else {
+        let inner = trimmed.strip_prefix('{')?.strip_suffix('}')?;
+        let mut out = Vec::new();
+        for item in inner.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+            out.push(serde_json::from_str::<String>(item).ok()?);
+        }
+        out
+    };
+    tokens
+        .into_iter()
+        .map(|t| valid_token(&t).then(|| SecretString::from(t)))
+        .collect()
+}
+
+fn valid_token(token: &str) -> bool {
+    !token.is_empty()
+        && token.len() <= 4096
+        && !token.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
+/// A delete answered `200 true`, `200` with an empty body, or `204`. `Some(false)`: RingCX said no.
+pub(crate) fn parse_delete_answer(status: u16, body: &str) -> Option<bool> {
+    match (status, body.trim().trim_matches('"')) {
+        (204, _) | (200, "") => Some(true),
+        (200, "true") => Some(true),
+        (200, "false") => Some(false),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use secrecy::ExposeSecret;
+
+    use super::*;
+
+    fn exposed(v: &[SecretString]) -> Vec<&str> {
+        v.iter().map(|s| s.expose_secret()).collect()
+    }
+
+    #[test]
+    fn created_token_as_text_or_json_string() {
+        for body in ["aws80:c235", "\"aws80:c235\"", " aws80:c235\n"] {
+            let token = parse_created_token(body).map(|t| t.expose_secret().to_owned());
+            assert_eq!(token.as_deref(), Some("aws80:c235"), "{body}");
+        }
+        assert!(parse_created_token("").is_none());
+        assert!(parse_created_token("<html>oops</html> page").is_none());
+        assert!(parse_created_token("\"unterminated").is_none());
+    }
+
+    #[test]
+    fn token_list_as_array_or_brace_set() {
+        let array = parse_token_list(r#"["aws80:a","aws80:b"]"#).unwrap();
+        assert_eq!(exposed(&array), ["aws80:a", "aws80:b"]);
+        let braces = parse_token_list("{\n  \"aws80:a\",\n  \"aws80:b\"\n}").unwrap();
+        assert_eq!(exposed(&braces), ["aws80:a", "aws80:b"]);
+        assert!(parse_token_list("[]").unwrap().is_empty());
+        assert!(parse_token_list("{}").unwrap().is_empty());
+        assert!(parse_token_list("{\"a\": 1}").is_none());
+        assert!(parse_token_list("[1,2]").is_none());
+        assert!(parse_token_list("nonsense").is_none());
+    }
+
+    #[test]
+    fn delete_answers() {
+        assert_eq!(parse_delete_answer(204, ""), Some(true));
+        assert_eq!(parse_delete_answer(200, "true"), Some(true));
+        assert_eq!(parse_delete_answer(200, "\"true\""), Some(true));
+        assert_eq!(parse_delete_answer(200, "false"), Some(false));
+        assert_eq!(parse_delete_answer(200, "maybe"), None);
+    }
+
+    #[test]
+    fn session_tolerates_nulls_numbers_and_unknown_fields() {
+        let body = r#"{"accessToken":"opaque","refreshToken":null,"tokenType":null,
+            "mainAccountId":12,"agentDetails":[{"accountId":333333,"x":1}],"newField":{"a":[]}}"#;
+        let details: AccessTokenDetails = serde_json::from_str(body).unwrap();
+        let now = Utc::now();
+        let session = details.into_session(now).unwrap();
+        assert!(session.refresh_token.is_none());
+        assert_eq!(session.token_type, "Bearer");
+        assert_eq!(session.account_id.as_deref(), Some("333333"));
+        assert_eq!(session.main_account_id.as_deref(), Some("12"));
+        assert_eq!(session.expiry_source, ExpirySource::Assumed);
+        assert_eq!(session.expires_at, now + ASSUMED_ACCESS_TOKEN_LIFETIME);
+    }
+
+    #[test]
+    fn session_without_access_token_is_refused() {
+        let details: AccessTokenDetails = serde_json::from_str(r#"{"accessToken":""}"#).unwrap();
+        assert!(details.into_session(Utc::now()).is_none());
+    }
+}
