@@ -1,1 +1,4 @@
+//! Test infrastructure for the RingCX token broker: the RingCX simulator and test helpers.
+
 pub mod sim;
+pub mod support;
