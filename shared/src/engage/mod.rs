@@ -77,7 +77,7 @@ impl VoiceAuth<'_> {
 }
 
 /// A call to any RingCX API under `/voice/api/`, passed through as it is.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct VoiceRequest {
     pub method: Method,
     pub path: ApiPath,
@@ -88,12 +88,37 @@ pub struct VoiceRequest {
 }
 
 /// RingCX's answer to a [`VoiceRequest`], whatever its status.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct VoiceResponse {
     pub status: u16,
     pub content_type: Option<String>,
     pub retry_after: Option<Duration>,
     pub body: Bytes,
+}
+
+// Bodies and queries are the caller's data and may carry tokens (a proxied token list, say):
+// `Debug` shows their size only.
+impl std::fmt::Debug for VoiceRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VoiceRequest")
+            .field("method", &self.method)
+            .field("path", &self.path)
+            .field("query_len", &self.query.as_ref().map(String::len))
+            .field("content_type", &self.content_type)
+            .field("body_len", &self.body.len())
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for VoiceResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VoiceResponse")
+            .field("status", &self.status)
+            .field("content_type", &self.content_type)
+            .field("retry_after", &self.retry_after)
+            .field("body_len", &self.body.len())
+            .finish()
+    }
 }
 
 impl VoiceResponse {
@@ -354,10 +379,10 @@ impl EngageClient {
         auth: VoiceAuth<'_>,
     ) -> Result<Raw, EngageError> {
         let mut url = join(&self.engage, &["voice", "api", "v1", "admin", "token"]);
-        if let Some(token) = token {
-            if let Ok(mut segments) = url.path_segments_mut() {
-                segments.push(token.expose_secret());
-            }
+        if let Some(token) = token
+            && let Ok(mut segments) = url.path_segments_mut()
+        {
+            segments.push(token.expose_secret());
         }
         let request = self.authed(self.http.request(method, url), auth);
         let mut sent = vec![auth.secret()];

@@ -251,46 +251,56 @@ async fn refresh(
     }
 }
 
+/// Why a Voice API call was turned away.
+enum Refusal {
+    Expired,
+    Unauthenticated,
+    RateLimited(i64),
+}
+
+impl Refusal {
+    fn respond(self, now: DateTime<Utc>) -> Response {
+        match self {
+            Refusal::Expired => text_answer(StatusCode::UNAUTHORIZED, "Jwt is expired"),
+            Refusal::Unauthenticated => json_answer(
+                StatusCode::UNAUTHORIZED,
+                json!({"errorCode": "authentication.exception",
+                       "generalMessage": "Full authentication is required to access this resource",
+                       "timestamp": now.timestamp_millis()}),
+            ),
+            Refusal::RateLimited(wait) => {
+                rate_limited(wait, "Rate limit exceeded: 120 requests per minute")
+            }
+        }
+    }
+}
+
 /// Authenticates a Voice API call: `Authorization: Bearer <access token>`, or `X-Auth-Token`
 /// with a permanent token or an access token. Then applies the per-user rate limit.
-fn authenticate(w: &mut World, now: DateTime<Utc>, headers: &HeaderMap) -> Result<usize, Response> {
+fn check(w: &mut World, now: DateTime<Utc>, headers: &HeaderMap) -> Result<usize, Refusal> {
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     let x_auth = headers.get("x-auth-token").and_then(|v| v.to_str().ok());
-    let unauthorized = || {
-        json_answer(
-            StatusCode::UNAUTHORIZED,
-            json!({"errorCode": "authentication.exception",
-                   "generalMessage": "Full authentication is required to access this resource",
-                   "timestamp": now.timestamp_millis()}),
-        )
-    };
-    let access = |token: &str, w: &World| -> Option<Result<usize, Response>> {
-        let grant = w.access_tokens.get(token)?;
-        Some(if grant.expires_at <= now {
-            Err(text_answer(StatusCode::UNAUTHORIZED, "Jwt is expired"))
-        } else {
-            Ok(grant.user)
-        })
+    let access = |token: &str, w: &World| -> Result<usize, Refusal> {
+        match w.access_tokens.get(token) {
+            Some(grant) if grant.expires_at <= now => Err(Refusal::Expired),
+            Some(grant) => Ok(grant.user),
+            None => Err(Refusal::Unauthenticated),
+        }
     };
     let user = match (bearer, x_auth) {
-        (Some(token), _) => access(token, w).unwrap_or_else(|| Err(unauthorized()))?,
+        (Some(token), _) => access(token, w)?,
         (None, Some(token)) => match w.api_tokens.iter().find(|(_, t)| t == token) {
             Some((user, _)) => *user,
-            None => access(token, w).unwrap_or_else(|| Err(unauthorized()))?,
+            None => access(token, w)?,
         },
-        (None, None) => return Err(unauthorized()),
+        (None, None) => return Err(Refusal::Unauthenticated),
     };
     if let Some(limit) = w.behaviour.voice_rate_limit_per_minute {
         let window = w.voice_calls.entry(user).or_default();
-        if let Err(wait) = World::take_rate(window, limit, now) {
-            return Err(rate_limited(
-                wait,
-                "Rate limit exceeded: 120 requests per minute",
-            ));
-        }
+        World::take_rate(window, limit, now).map_err(Refusal::RateLimited)?;
     }
     Ok(user)
 }
@@ -306,9 +316,9 @@ fn forbidden(now: DateTime<Utc>, message: &str) -> Response {
 async fn list_tokens(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response {
     let mut w = s.world();
     let now = w.now(&s.clock);
-    let user = match authenticate(&mut w, now, &headers) {
+    let user = match check(&mut w, now, &headers) {
         Ok(u) => u,
-        Err(r) => return r,
+        Err(r) => return r.respond(now),
     };
     let tokens: Vec<&String> = w
         .api_tokens
@@ -334,9 +344,9 @@ async fn list_tokens(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Respon
 async fn create_token(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response {
     let mut w = s.world();
     let now = w.now(&s.clock);
-    let user = match authenticate(&mut w, now, &headers) {
+    let user = match check(&mut w, now, &headers) {
         Ok(u) => u,
-        Err(r) => return r,
+        Err(r) => return r.respond(now),
     };
     let token = w.issue_api_token(user);
     match w.behaviour.created_token {
@@ -352,9 +362,9 @@ async fn delete_token(
 ) -> Response {
     let mut w = s.world();
     let now = w.now(&s.clock);
-    let user = match authenticate(&mut w, now, &headers) {
+    let user = match check(&mut w, now, &headers) {
         Ok(u) => u,
-        Err(r) => return r,
+        Err(r) => return r.respond(now),
     };
     let before = w.api_tokens.len();
     w.api_tokens.retain(|(u, t)| !(*u == user && *t == token));
@@ -370,9 +380,9 @@ async fn delete_token(
 async fn accounts(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response {
     let mut w = s.world();
     let now = w.now(&s.clock);
-    let user = match authenticate(&mut w, now, &headers) {
+    let user = match check(&mut w, now, &headers) {
         Ok(u) => u,
-        Err(r) => return r,
+        Err(r) => return r.respond(now),
     };
     let me = &w.users[user];
     let mut list = vec![json!({
@@ -392,9 +402,9 @@ async fn accounts(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response 
 async fn users(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response {
     let mut w = s.world();
     let now = w.now(&s.clock);
-    let user = match authenticate(&mut w, now, &headers) {
+    let user = match check(&mut w, now, &headers) {
         Ok(u) => u,
-        Err(r) => return r,
+        Err(r) => return r.respond(now),
     };
     if !w.users[user].super_user {
         return forbidden(
@@ -424,8 +434,8 @@ async fn echo(
 ) -> Response {
     let mut w = s.world();
     let now = w.now(&s.clock);
-    if let Err(r) = authenticate(&mut w, now, &headers) {
-        return r;
+    if let Err(r) = check(&mut w, now, &headers) {
+        return r.respond(now);
     }
     json_answer(
         StatusCode::OK,

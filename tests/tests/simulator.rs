@@ -1,0 +1,204 @@
+//! The simulator's own promises: its HTTP controls under `/__sim/`, its rate limits, and that
+//! random faults follow their ratios and scope.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use broker::clock::{Clock, ManualClock, SharedClock};
+use broker::credentials::Credentials;
+use broker::engage::{EngageError, VoiceAuth};
+use broker_tests::sim::{Behaviour, FaultScope, Faults, Simulator};
+use broker_tests::support::client_for;
+use chrono::Duration as ChronoDuration;
+use serde_json::{Value, json};
+
+async fn start() -> (ManualClock, Simulator, broker::engage::EngageClient) {
+    let clock = ManualClock::starting_now();
+    let shared: SharedClock = Arc::new(clock.clone());
+    let sim = Simulator::start(shared.clone()).await.unwrap();
+    let client = client_for(&sim, shared, Duration::from_secs(5));
+    (clock, sim, client)
+}
+
+fn ringex(sim: &Simulator) -> broker::credentials::RingExJwtCredentials {
+    match serde_json::from_value(sim.ringex_credentials("admin@example.com").unwrap()).unwrap() {
+        Credentials::RingExJwt(c) => c,
+        _ => unreachable!(),
+    }
+}
+
+#[tokio::test]
+async fn http_controls_drive_clock_faults_formats_and_log() {
+    let (clock, sim, client) = start().await;
+    let http = reqwest::Client::new();
+    let admin = |path: &str| format!("{}/__sim/{path}", sim.base_url());
+
+    let session = client.login_ringex(&ringex(&sim)).await.unwrap();
+    let answer: Value = http
+        .post(admin("clock/advance"))
+        .json(&json!({"seconds": 301}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(answer["now"].is_string());
+    assert_eq!(sim.now() - clock.now(), ChronoDuration::seconds(301));
+    let err = client
+        .accounts(VoiceAuth::Bearer(&session.access_token))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, EngageError::AccessTokenExpired), "{err}");
+    let backwards = http
+        .post(admin("clock/advance"))
+        .json(&json!({"seconds": -5}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(backwards.status(), 400);
+
+    let revoked: Value = http
+        .post(admin("refresh-tokens/revoke"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(revoked["revoked"], 1);
+    let err = client
+        .refresh(session.refresh_token.as_ref().unwrap())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, EngageError::RefreshTokenRejected { .. }));
+
+    let next = http
+        .post(admin("faults/next"))
+        .json(&json!({"pathPrefix": "/api/auth/", "fault": {"kind": "server-error", "status": 502}, "count": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(next.status(), 204);
+    let err = client.login_ringex(&ringex(&sim)).await.unwrap_err();
+    assert!(
+        matches!(err, EngageError::Upstream { status: 502, .. }),
+        "{err}"
+    );
+
+    http.put(admin("faults"))
+        .json(&json!({"errorRatio": 1.0, "scope": "voice"}))
+        .send()
+        .await
+        .unwrap();
+    let fresh = client.login_ringex(&ringex(&sim)).await.unwrap();
+    let err = client
+        .accounts(VoiceAuth::Bearer(&fresh.access_token))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, EngageError::Upstream { .. }),
+        "voice scope is faulted: {err}"
+    );
+    http.delete(admin("faults")).send().await.unwrap();
+    client
+        .accounts(VoiceAuth::Bearer(&fresh.access_token))
+        .await
+        .unwrap();
+
+    let behaviour = http
+        .put(admin("behaviour"))
+        .json(&json!({"tokenList": "brace-set", "createdToken": "json-string"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(behaviour.status(), 200);
+    assert_eq!(
+        sim.behaviour().token_list,
+        broker_tests::sim::TokenListFormat::BraceSet
+    );
+
+    let counters: Value = http
+        .get(admin("counters"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    // Two logins plus the one answered 502.
+    assert_eq!(
+        counters["requests"]["POST /api/auth/login/rc/accesstoken"],
+        3
+    );
+    let log: Vec<Value> = http
+        .get(admin("requests"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(log.len(), sim.requests().len());
+    assert!(
+        log.iter()
+            .all(|r| !r["path"].as_str().unwrap().starts_with("/__sim"))
+    );
+    http.delete(admin("requests")).send().await.unwrap();
+    assert!(sim.requests().is_empty());
+}
+
+#[tokio::test]
+async fn voice_calls_are_limited_to_120_a_minute_per_user() {
+    let (clock, sim, client) = start().await;
+    let s = client.login_ringex(&ringex(&sim)).await.unwrap();
+    let auth = VoiceAuth::Bearer(&s.access_token);
+    for _ in 0..120 {
+        client.accounts(auth).await.unwrap();
+    }
+    let err = client.accounts(auth).await.unwrap_err();
+    assert!(matches!(err, EngageError::RateLimited { .. }), "{err}");
+    assert_eq!(err.retry_after(), Some(Duration::from_secs(60)));
+    clock.advance(ChronoDuration::seconds(60));
+    client.accounts(auth).await.unwrap();
+    sim.set_behaviour(Behaviour {
+        voice_rate_limit_per_minute: None,
+        ..Behaviour::default()
+    });
+    for _ in 0..150 {
+        client.accounts(auth).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn random_faults_follow_their_ratio_and_scope() {
+    let (_clock, sim, client) = start().await;
+    let s = client.login_ringex(&ringex(&sim)).await.unwrap();
+    sim.set_behaviour(Behaviour {
+        voice_rate_limit_per_minute: None,
+        ..Behaviour::default()
+    });
+    sim.set_faults(Faults {
+        error_ratio: 0.3,
+        scope: FaultScope::Voice,
+        ..Faults::default()
+    });
+    let mut failed = 0;
+    for _ in 0..400 {
+        if client
+            .accounts(VoiceAuth::Bearer(&s.access_token))
+            .await
+            .is_err()
+        {
+            failed += 1;
+        }
+    }
+    assert!(
+        (80..=160).contains(&failed),
+        "30% of 400 should fail, {failed} did"
+    );
+    // Auth endpoints are outside the voice scope and never fault.
+    for _ in 0..5 {
+        client.ringex_jwt_token(&ringex(&sim)).await.unwrap();
+    }
+}
