@@ -1,13 +1,21 @@
 //! Time as a dependency: production reads the system clock, tests drive a manual one so that
 //! hours of token lifecycle run in milliseconds and never depend on the machine's speed.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use chrono::{DateTime, Duration, Utc};
 
-/// A source of the current time, shared by everything that reasons about expiry.
+/// A future returned by [`Clock::sleep`].
+pub type Sleep<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+
+/// A source of the current time, shared by everything that reasons about expiry, and the way
+/// that code waits (backoff, re-reads), so a simulated clock makes waiting free.
 pub trait Clock: Send + Sync + std::fmt::Debug {
     fn now(&self) -> DateTime<Utc>;
+
+    fn sleep(&self, duration: std::time::Duration) -> Sleep<'_>;
 }
 
 /// The real wall clock.
@@ -17,6 +25,10 @@ pub struct SystemClock;
 impl Clock for SystemClock {
     fn now(&self) -> DateTime<Utc> {
         Utc::now()
+    }
+
+    fn sleep(&self, duration: std::time::Duration) -> Sleep<'_> {
+        Box::pin(tokio::time::sleep(duration))
     }
 }
 
@@ -49,6 +61,12 @@ impl Clock for ManualClock {
     fn now(&self) -> DateTime<Utc> {
         *self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
+
+    /// Moves simulated time forward instead of waiting, then lets other tasks run.
+    fn sleep(&self, duration: std::time::Duration) -> Sleep<'_> {
+        self.advance(Duration::from_std(duration).unwrap_or(Duration::MAX));
+        Box::pin(tokio::task::yield_now())
+    }
 }
 
 /// The clock most code takes: cheap to clone, any implementation.
@@ -65,5 +83,13 @@ mod tests {
         let before = b.now();
         a.advance(Duration::seconds(90));
         assert_eq!(b.now() - before, Duration::seconds(90));
+    }
+
+    #[tokio::test]
+    async fn manual_sleep_moves_time_instead_of_waiting() {
+        let c = ManualClock::starting_now();
+        let before = c.now();
+        c.sleep(std::time::Duration::from_secs(3600)).await;
+        assert_eq!(c.now() - before, Duration::hours(1));
     }
 }

@@ -3,9 +3,15 @@
 //! - [`engage`]: the RingCX (Engage Voice) and RingCentral platform HTTP client.
 //! - [`credentials`]: the login material a tenant's session can be rebuilt from.
 //! - [`secret`]: secret wrapper types and their serde helpers.
+//! - [`session`]: the session document kept in the ring.
+//! - [`store`]: Secrets Manager (real and modelled) and the session ring with fenced writes.
+//! - [`renew`]: the renewal protocol, in one place.
 //! - [`clock`]: an injectable clock, so expiry and renewal can be tested without sleeping.
 
 pub mod clock;
 pub mod credentials;
 pub mod engage;
+pub mod renew;
 pub mod secret;
+pub mod session;
+pub mod store;

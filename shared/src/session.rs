@@ -1,0 +1,138 @@
+//! The session document the broker keeps in each slot of the ring
+//! (`{prefix}{tenant}/session-{i}`).
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::engage::EngageSession;
+
+/// One generation of a tenant's RingCX session. Fields this version does not know are kept and
+/// written back, so a newer broker's additions survive an older one's renewal.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionState {
+    pub generation: u64,
+    /// Absent in a session an administrator seeded with a refresh token only.
+    #[serde(
+        default,
+        with = "crate::secret::optional",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub access_token: Option<SecretString>,
+    #[serde(default, with = "crate::secret::optional")]
+    pub refresh_token: Option<SecretString>,
+    #[serde(default = "bearer")]
+    pub token_type: String,
+    /// `None` reads as already expired.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_token_expires_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub obtained_at: Option<DateTime<Utc>>,
+    /// `refresh`, `ringex-exchange`, `engage-login`, or whatever seeded it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub obtained_by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub main_account_id: Option<String>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+fn bearer() -> String {
+    "Bearer".to_owned()
+}
+
+impl SessionState {
+    /// The next generation's state from a fresh RingCX session; unknown fields of `previous`
+    /// carry over, and so does the account when RingCX did not repeat it.
+    pub fn next(
+        previous: Option<&SessionState>,
+        session: EngageSession,
+        obtained_by: &str,
+    ) -> Self {
+        let (extra, account_id, main_account_id) = match previous {
+            Some(p) => (
+                p.extra.clone(),
+                p.account_id.clone(),
+                p.main_account_id.clone(),
+            ),
+            None => (Map::new(), None, None),
+        };
+        Self {
+            generation: previous.map_or(0, |p| p.generation) + 1,
+            access_token: Some(session.access_token),
+            refresh_token: session.refresh_token,
+            token_type: session.token_type,
+            access_token_expires_at: Some(session.expires_at),
+            obtained_at: Some(session.obtained_at),
+            obtained_by: Some(obtained_by.to_owned()),
+            account_id: session.account_id.or(account_id),
+            main_account_id: session.main_account_id.or(main_account_id),
+            extra,
+        }
+    }
+
+    /// Seconds until the access token expires; negative once it has, `None` without one.
+    pub fn seconds_left(&self, now: DateTime<Utc>) -> Option<i64> {
+        self.access_token.as_ref()?;
+        Some((self.access_token_expires_at? - now).num_seconds())
+    }
+
+    /// The access token, if it has more than `min_ttl_secs` left.
+    pub fn usable_token(&self, now: DateTime<Utc>, min_ttl_secs: i64) -> Option<&SecretString> {
+        (self.seconds_left(now)? > min_ttl_secs)
+            .then_some(self.access_token.as_ref())
+            .flatten()
+    }
+}
+
+impl fmt::Debug for SessionState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionState")
+            .field("generation", &self.generation)
+            .field("has_access_token", &self.access_token.is_some())
+            .field("has_refresh_token", &self.refresh_token.is_some())
+            .field("access_token_expires_at", &self.access_token_expires_at)
+            .field("obtained_by", &self.obtained_by)
+            .field("account_id", &self.account_id)
+            .field("extra_fields", &self.extra.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use secrecy::ExposeSecret;
+
+    use super::*;
+
+    #[test]
+    fn round_trips_and_keeps_unknown_fields() {
+        let doc = r#"{"generation":42,"accessToken":"at-secret","refreshToken":"rt-secret",
+            "tokenType":"Bearer","accessTokenExpiresAt":"2026-11-21T20:48:00Z",
+            "obtainedAt":"2026-11-21T20:43:00Z","obtainedBy":"refresh","accountId":"333333",
+            "mainAccountId":"333000","futureField":{"x":[1,2]}}"#;
+        let state: SessionState = serde_json::from_str(doc).unwrap();
+        assert_eq!(state.generation, 42);
+        let back: Value = serde_json::to_value(&state).unwrap();
+        let original: Value = serde_json::from_str(doc).unwrap();
+        assert_eq!(back, original);
+        let shown = format!("{state:?}");
+        assert!(!shown.contains("secret"), "{shown}");
+        assert!(shown.contains("futureField"));
+    }
+
+    #[test]
+    fn a_seeded_refresh_token_alone_is_a_valid_but_expired_session() {
+        let state: SessionState =
+            serde_json::from_str(r#"{"generation":0,"refreshToken":"rt"}"#).unwrap();
+        assert_eq!(state.refresh_token.as_ref().unwrap().expose_secret(), "rt");
+        assert_eq!(state.seconds_left(Utc::now()), None);
+        assert!(state.usable_token(Utc::now(), 0).is_none());
+    }
+}

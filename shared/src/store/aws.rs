@@ -1,0 +1,175 @@
+//! The real store: AWS Secrets Manager through the AWS SDK (or the moto emulator, found by the
+//! SDK's own `AWS_ENDPOINT_URL_SECRETS_MANAGER` / `AWS_ENDPOINT_URL`).
+
+use aws_sdk_secretsmanager::Client;
+use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_secretsmanager::types::Tag;
+use secrecy::{ExposeSecret, SecretString};
+
+use super::{SecretStore, StoreError};
+
+/// Tag put on every slot secret the broker creates (IAM scopes `CreateSecret` to it).
+pub const MANAGED_TAG_KEY: &str = "ringcx-broker";
+pub const MANAGED_TAG_VALUE: &str = "session";
+
+/// Secrets Manager via the AWS SDK; clone freely (the SDK client is shared).
+#[derive(Debug, Clone)]
+pub struct SecretsManagerStore {
+    client: Client,
+    kms_key_id: Option<String>,
+}
+
+impl SecretsManagerStore {
+    /// `kms_key_id`: the customer-managed key new slot secrets are encrypted with, if any.
+    pub fn new(client: Client, kms_key_id: Option<String>) -> Self {
+        Self { client, kms_key_id }
+    }
+
+    /// A store configured from the environment exactly as the AWS SDK does it.
+    pub async fn from_env(kms_key_id: Option<String>) -> Self {
+        let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        Self::new(Client::new(&config), kms_key_id)
+    }
+}
+
+/// Maps an SDK error to what the broker must do about it. Messages come from Secrets Manager and
+/// never contain secret values.
+fn classify<E, R>(op: &'static str, name: &str, err: SdkError<E, R>) -> StoreError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug,
+{
+    let name = name.to_owned();
+    let message = err.message().unwrap_or("no message").to_owned();
+    match &err {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            return StoreError::Transient {
+                op,
+                message: format!(
+                    "{}",
+                    aws_sdk_secretsmanager::error::DisplayErrorContext(&err)
+                ),
+            };
+        }
+        _ => {}
+    }
+    match err.code() {
+        Some("ResourceNotFoundException") => StoreError::NotFound { name },
+        Some("ResourceExistsException") if op == "CreateSecret" => {
+            StoreError::AlreadyExists { name }
+        }
+        Some("ResourceExistsException") => StoreError::VersionConflict { name },
+        Some("LimitExceededException") => StoreError::QuotaExceeded { name },
+        Some("AccessDeniedException") | Some("DecryptionFailure") | Some("EncryptionFailure") => {
+            StoreError::AccessDenied { op, name, message }
+        }
+        Some("InvalidRequestException")
+        | Some("InvalidParameterException")
+        | Some("ValidationException") => StoreError::Invalid { op, name, message },
+        Some("ThrottlingException")
+        | Some("InternalServiceError")
+        | Some("InternalFailure")
+        | Some("ServiceUnavailable")
+        | Some("RequestTimeout") => StoreError::Transient { op, message },
+        Some(code) => StoreError::Other {
+            op,
+            message: format!("{code}: {message}"),
+        },
+        None => StoreError::Other { op, message },
+    }
+}
+
+impl SecretStore for SecretsManagerStore {
+    async fn batch_get(&self, names: &[String]) -> Result<Vec<Option<SecretString>>, StoreError> {
+        let mut found: std::collections::HashMap<String, SecretString> = Default::default();
+        let mut next_token: Option<String> = None;
+        let first = names.first().map(String::as_str).unwrap_or_default();
+        loop {
+            let out = self
+                .client
+                .batch_get_secret_value()
+                .set_secret_id_list(Some(names.to_vec()))
+                .set_next_token(next_token.take())
+                .send()
+                .await
+                .map_err(|e| classify("BatchGetSecretValue", first, e))?;
+            for entry in out.secret_values() {
+                if let (Some(name), Some(value)) = (entry.name(), entry.secret_string()) {
+                    found.insert(name.to_owned(), SecretString::from(value.to_owned()));
+                }
+            }
+            for error in out.errors() {
+                let code = error.error_code().unwrap_or_default();
+                if code != "ResourceNotFoundException" {
+                    let name = error.secret_id().unwrap_or_default();
+                    let message = error.message().unwrap_or("no message").to_owned();
+                    return Err(match code {
+                        "DecryptionFailure" | "AccessDeniedException" => StoreError::AccessDenied {
+                            op: "BatchGetSecretValue",
+                            name: name.to_owned(),
+                            message,
+                        },
+                        _ => StoreError::Other {
+                            op: "BatchGetSecretValue",
+                            message: format!("{name}: {code}: {message}"),
+                        },
+                    });
+                }
+            }
+            match out.next_token() {
+                Some(t) if !t.is_empty() => next_token = Some(t.to_owned()),
+                _ => break,
+            }
+        }
+        Ok(names.iter().map(|n| found.remove(n)).collect())
+    }
+
+    async fn get(&self, name: &str) -> Result<Option<SecretString>, StoreError> {
+        match self.client.get_secret_value().secret_id(name).send().await {
+            Ok(out) => Ok(out
+                .secret_string()
+                .map(|s| SecretString::from(s.to_owned()))),
+            Err(e) => match classify("GetSecretValue", name, e) {
+                StoreError::NotFound { .. } => Ok(None),
+                other => Err(other),
+            },
+        }
+    }
+
+    async fn put(&self, name: &str, value: &SecretString, token: &str) -> Result<(), StoreError> {
+        self.client
+            .put_secret_value()
+            .secret_id(name)
+            .secret_string(value.expose_secret())
+            .client_request_token(token)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| classify("PutSecretValue", name, e))
+    }
+
+    async fn create(
+        &self,
+        name: &str,
+        value: &SecretString,
+        token: &str,
+    ) -> Result<(), StoreError> {
+        self.client
+            .create_secret()
+            .name(name)
+            .secret_string(value.expose_secret())
+            .client_request_token(token)
+            .set_kms_key_id(self.kms_key_id.clone())
+            .description("RingCX token broker session slot (written by the broker only)")
+            .tags(
+                Tag::builder()
+                    .key(MANAGED_TAG_KEY)
+                    .value(MANAGED_TAG_VALUE)
+                    .build(),
+            )
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| classify("CreateSecret", name, e))
+    }
+}

@@ -1,0 +1,312 @@
+//! An in-memory Secrets Manager that enforces the rules moto does not: the version quota
+//! (past 100 versions, only unlabeled versions older than 24 h are removed, otherwise
+//! `LimitExceededException`), staging-label moves, the 20-label limit and the 64 KiB value limit.
+//! Its clock is injectable, so a simulated week ages versions exactly as AWS would. Faults can be
+//! injected per operation, including a write that succeeds but reports a timeout.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use chrono::{DateTime, Duration, Utc};
+use secrecy::{ExposeSecret, SecretString};
+
+use super::{SecretStore, StoreError};
+use crate::clock::SharedClock;
+
+/// Versions a secret may hold (AWS documents about 100).
+pub const MAX_VERSIONS: usize = 100;
+/// Unlabeled versions younger than this are never removed.
+pub const VERSION_MIN_AGE: Duration = Duration::hours(24);
+/// Staging labels attached across all versions of a secret.
+pub const MAX_LABELS: usize = 20;
+/// Largest `SecretString`.
+pub const MAX_VALUE_BYTES: usize = 65_536;
+
+const CURRENT: &str = "AWSCURRENT";
+const PREVIOUS: &str = "AWSPREVIOUS";
+
+#[derive(Debug)]
+struct Version {
+    token: String,
+    value: SecretString,
+    created: DateTime<Utc>,
+    labels: Vec<&'static str>,
+}
+
+#[derive(Debug, Default)]
+struct Secret {
+    versions: Vec<Version>,
+}
+
+impl Secret {
+    fn current(&self) -> Option<&Version> {
+        self.versions.iter().find(|v| v.labels.contains(&CURRENT))
+    }
+}
+
+/// An injected failure for the next matching operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InjectedFault {
+    /// Fails with a transient error; nothing is applied.
+    FailBefore,
+    /// The write is applied, then a transient error is reported (a timeout after the fact).
+    FailAfter,
+}
+
+/// Which operation a fault or counter concerns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Op {
+    BatchGet,
+    Get,
+    Put,
+    Create,
+}
+
+/// What the model has seen, for tests and benchmarks.
+#[derive(Debug, Clone, Default)]
+pub struct Stats {
+    pub calls: BTreeMap<Op, u64>,
+    pub limit_exceeded: u64,
+    pub version_conflicts: u64,
+    /// Versions created per secret name.
+    pub writes: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    secrets: HashMap<String, Secret>,
+    faults: VecDeque<(Op, InjectedFault)>,
+    stats: Stats,
+}
+
+/// The in-memory Secrets Manager model; clones share state.
+#[derive(Debug, Clone)]
+pub struct MemoryStore {
+    clock: SharedClock,
+    inner: Arc<Mutex<Inner>>,
+}
+
+impl MemoryStore {
+    pub fn new(clock: SharedClock) -> Self {
+        Self {
+            clock,
+            inner: Arc::default(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Makes the next `op` fail as described (faults queue in order).
+    pub fn inject(&self, op: Op, fault: InjectedFault) {
+        self.lock().faults.push_back((op, fault));
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.lock().stats.clone()
+    }
+
+    /// How many versions `name` holds now.
+    pub fn version_count(&self, name: &str) -> usize {
+        self.lock()
+            .secrets
+            .get(name)
+            .map_or(0, |s| s.versions.len())
+    }
+
+    /// Staging labels on `name`'s versions, newest first: `(token, labels)`.
+    pub fn labels(&self, name: &str) -> Vec<(String, Vec<&'static str>)> {
+        self.lock()
+            .secrets
+            .get(name)
+            .map(|s| {
+                s.versions
+                    .iter()
+                    .rev()
+                    .map(|v| (v.token.clone(), v.labels.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn take_fault(inner: &mut Inner, op: Op) -> Option<InjectedFault> {
+        let i = inner.faults.iter().position(|(o, _)| *o == op)?;
+        inner.faults.remove(i).map(|(_, f)| f)
+    }
+
+    fn transient(op: &'static str) -> StoreError {
+        StoreError::Transient {
+            op,
+            message: "injected timeout".into(),
+        }
+    }
+
+    fn check_value(op: &'static str, name: &str, value: &SecretString) -> Result<(), StoreError> {
+        if value.expose_secret().len() > MAX_VALUE_BYTES {
+            return Err(StoreError::Invalid {
+                op,
+                name: name.to_owned(),
+                message: format!("SecretString is longer than {MAX_VALUE_BYTES} bytes"),
+            });
+        }
+        Ok(())
+    }
+
+    /// Applies a put with AWS's rules; `Ok(false)` when it was an idempotent no-op.
+    fn apply_put(
+        &self,
+        inner: &mut Inner,
+        name: &str,
+        value: &SecretString,
+        token: &str,
+    ) -> Result<bool, StoreError> {
+        let now = self.clock.now();
+        let secret = inner
+            .secrets
+            .get_mut(name)
+            .ok_or_else(|| StoreError::NotFound {
+                name: name.to_owned(),
+            })?;
+        if let Some(existing) = secret.versions.iter().find(|v| v.token == token) {
+            return if existing.value.expose_secret() == value.expose_secret() {
+                Ok(false)
+            } else {
+                inner.stats.version_conflicts += 1;
+                Err(StoreError::VersionConflict {
+                    name: name.to_owned(),
+                })
+            };
+        }
+        if secret.versions.len() >= MAX_VERSIONS {
+            // AWS removes unlabeled versions, oldest first, but never one younger than 24 h.
+            let mut removable: Vec<usize> = (0..secret.versions.len())
+                .filter(|&i| {
+                    let v = &secret.versions[i];
+                    v.labels.is_empty() && now - v.created > VERSION_MIN_AGE
+                })
+                .collect();
+            removable.truncate(secret.versions.len() + 1 - MAX_VERSIONS);
+            for i in removable.into_iter().rev() {
+                secret.versions.remove(i);
+            }
+            if secret.versions.len() >= MAX_VERSIONS {
+                inner.stats.limit_exceeded += 1;
+                return Err(StoreError::QuotaExceeded {
+                    name: name.to_owned(),
+                });
+            }
+        }
+        let labels: usize = secret.versions.iter().map(|v| v.labels.len()).sum();
+        if labels > MAX_LABELS {
+            return Err(StoreError::Invalid {
+                op: "PutSecretValue",
+                name: name.to_owned(),
+                message: format!("more than {MAX_LABELS} staging labels"),
+            });
+        }
+        // AWSCURRENT moves to the new version; the old current becomes AWSPREVIOUS.
+        for v in &mut secret.versions {
+            v.labels.retain(|l| *l != PREVIOUS);
+        }
+        for v in &mut secret.versions {
+            if v.labels.contains(&CURRENT) {
+                v.labels.retain(|l| *l != CURRENT);
+                v.labels.push(PREVIOUS);
+            }
+        }
+        secret.versions.push(Version {
+            token: token.to_owned(),
+            value: value.clone(),
+            created: now,
+            labels: vec![CURRENT],
+        });
+        *inner.stats.writes.entry(name.to_owned()).or_default() += 1;
+        Ok(true)
+    }
+}
+
+impl SecretStore for MemoryStore {
+    async fn batch_get(&self, names: &[String]) -> Result<Vec<Option<SecretString>>, StoreError> {
+        tokio::task::yield_now().await;
+        if names.len() > 20 {
+            return Err(StoreError::Invalid {
+                op: "BatchGetSecretValue",
+                name: names.first().cloned().unwrap_or_default(),
+                message: "at most 20 secrets per call".into(),
+            });
+        }
+        let mut inner = self.lock();
+        *inner.stats.calls.entry(Op::BatchGet).or_default() += 1;
+        if Self::take_fault(&mut inner, Op::BatchGet).is_some() {
+            return Err(Self::transient("BatchGetSecretValue"));
+        }
+        Ok(names
+            .iter()
+            .map(|n| {
+                inner
+                    .secrets
+                    .get(n)
+                    .and_then(Secret::current)
+                    .map(|v| v.value.clone())
+            })
+            .collect())
+    }
+
+    async fn get(&self, name: &str) -> Result<Option<SecretString>, StoreError> {
+        tokio::task::yield_now().await;
+        let mut inner = self.lock();
+        *inner.stats.calls.entry(Op::Get).or_default() += 1;
+        if Self::take_fault(&mut inner, Op::Get).is_some() {
+            return Err(Self::transient("GetSecretValue"));
+        }
+        Ok(inner
+            .secrets
+            .get(name)
+            .and_then(Secret::current)
+            .map(|v| v.value.clone()))
+    }
+
+    async fn put(&self, name: &str, value: &SecretString, token: &str) -> Result<(), StoreError> {
+        tokio::task::yield_now().await;
+        Self::check_value("PutSecretValue", name, value)?;
+        let mut inner = self.lock();
+        *inner.stats.calls.entry(Op::Put).or_default() += 1;
+        let fault = Self::take_fault(&mut inner, Op::Put);
+        if fault == Some(InjectedFault::FailBefore) {
+            return Err(Self::transient("PutSecretValue"));
+        }
+        self.apply_put(&mut inner, name, value, token)?;
+        match fault {
+            Some(InjectedFault::FailAfter) => Err(Self::transient("PutSecretValue")),
+            _ => Ok(()),
+        }
+    }
+
+    async fn create(
+        &self,
+        name: &str,
+        value: &SecretString,
+        token: &str,
+    ) -> Result<(), StoreError> {
+        tokio::task::yield_now().await;
+        Self::check_value("CreateSecret", name, value)?;
+        let mut inner = self.lock();
+        *inner.stats.calls.entry(Op::Create).or_default() += 1;
+        let fault = Self::take_fault(&mut inner, Op::Create);
+        if fault == Some(InjectedFault::FailBefore) {
+            return Err(Self::transient("CreateSecret"));
+        }
+        if inner.secrets.contains_key(name) {
+            return Err(StoreError::AlreadyExists {
+                name: name.to_owned(),
+            });
+        }
+        inner.secrets.insert(name.to_owned(), Secret::default());
+        self.apply_put(&mut inner, name, value, token)?;
+        match fault {
+            Some(InjectedFault::FailAfter) => Err(Self::transient("CreateSecret")),
+            _ => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! Where sessions live: AWS Secrets Manager, seen through the few operations the broker uses.
+//!
+//! [`SecretStore`] is that seam. [`aws::SecretsManagerStore`] is the real one (the AWS SDK,
+//! pointed at AWS or at the moto emulator); [`memory::MemoryStore`] models the Secrets Manager rules
+//! that moto does not enforce (the version quota above all). Both pass one contract suite
+//! (`tests/src/contract.rs`). [`ring::SessionRing`] builds the session ring and its fenced writes
+//! on top of either.
+
+pub mod aws;
+pub mod memory;
+pub mod ring;
+
+use std::future::Future;
+
+use secrecy::SecretString;
+
+pub use ring::{PublishOutcome, RingView, SessionRing};
+
+/// The Secrets Manager operations the broker needs. Values are secrets; names are not.
+pub trait SecretStore: Send + Sync {
+    /// The `AWSCURRENT` value of each name, in order; `None` for a secret that does not exist.
+    /// At most 20 names (the `BatchGetSecretValue` limit).
+    fn batch_get(
+        &self,
+        names: &[String],
+    ) -> impl Future<Output = Result<Vec<Option<SecretString>>, StoreError>> + Send;
+
+    /// The `AWSCURRENT` value of one secret; `None` when it does not exist.
+    fn get(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<SecretString>, StoreError>> + Send;
+
+    /// A new version under `token` that becomes `AWSCURRENT`. The same token with the same value is
+    /// a no-op; with a different value it is [`StoreError::VersionConflict`].
+    fn put(
+        &self,
+        name: &str,
+        value: &SecretString,
+        token: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// A new secret whose first version is `token`. [`StoreError::AlreadyExists`] when the name is
+    /// taken (whatever its value).
+    fn create(
+        &self,
+        name: &str,
+        value: &SecretString,
+        token: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// A failed Secrets Manager operation. Never carries a secret value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    #[error("secret {name} does not exist")]
+    NotFound { name: String },
+
+    #[error(
+        "secret {name} already has a different value under this ClientRequestToken: another \
+         writer published this generation first"
+    )]
+    VersionConflict { name: String },
+
+    #[error("secret {name} already exists")]
+    AlreadyExists { name: String },
+
+    #[error(
+        "secret {name} hit the Secrets Manager version quota (LimitExceededException): too many \
+         versions younger than 24 h; raise SESSION_SLOTS or slow the schedule"
+    )]
+    QuotaExceeded { name: String },
+
+    #[error("Secrets Manager refused {op} on {name}: {message}")]
+    Invalid {
+        op: &'static str,
+        name: String,
+        message: String,
+    },
+
+    #[error(
+        "access denied for {op} on {name} ({message}): check the function's IAM policy and KMS key policy"
+    )]
+    AccessDenied {
+        op: &'static str,
+        name: String,
+        message: String,
+    },
+
+    #[error("Secrets Manager {op} failed transiently ({message}): retry")]
+    Transient { op: &'static str, message: String },
+
+    #[error("Secrets Manager {op} failed: {message}")]
+    Other { op: &'static str, message: String },
+}
+
+impl StoreError {
+    /// Worth retrying the same call, with the same token and value.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Transient { .. })
+    }
+}
+
+/// Secret names for a deployment: everything lives under one prefix (IAM is scoped to it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretNames {
+    pub prefix: String,
+}
+
+impl SecretNames {
+    pub fn new(prefix: impl Into<String>) -> Self {
+        Self {
+            prefix: prefix.into(),
+        }
+    }
+
+    pub fn slot(&self, tenant: &str, slot: u32) -> String {
+        format!("{}{tenant}/session-{slot}", self.prefix)
+    }
+
+    pub fn credentials(&self, tenant: &str) -> String {
+        format!("{}{tenant}/credentials", self.prefix)
+    }
+
+    pub fn callers(&self) -> String {
+        format!("{}callers", self.prefix)
+    }
+}
