@@ -8,7 +8,7 @@ VENV := .venv
 # One target dir for the workspace, the functions and every tool that builds them.
 export CARGO_TARGET_DIR ?= $(CURDIR)/target
 
-.PHONY: help test lint fmt fmt-check clippy unit build sim
+.PHONY: help test lint fmt fmt-check clippy unit build sim venv
 
 help: ## List the tasks
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -26,8 +26,16 @@ fmt-check:
 clippy:
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
-unit:
-	$(CARGO) test --workspace --all-targets --locked
+unit: venv
+	VENV=$(VENV) tests/with-moto.sh $(CARGO) test --workspace --all-targets --locked
+
+venv: $(VENV)/.installed ## Python tools (moto, cargo-lambda) in .venv
+
+$(VENV)/.installed: tests/requirements.txt
+	@command -v $(PYTHON) >/dev/null || { echo "python3 is missing: install Python 3.9+ (apt-get install python3 python3-venv)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/requirements.txt
+	@touch $@
 
 build: ## Build every crate (debug)
 	$(CARGO) build --workspace --locked

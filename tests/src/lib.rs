@@ -1,4 +1,5 @@
 //! Test infrastructure for the RingCX token broker: the RingCX simulator and test helpers.
 
+pub mod contract;
 pub mod sim;
 pub mod support;

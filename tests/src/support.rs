@@ -5,7 +5,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use broker::clock::SharedClock;
+use aws_sdk_secretsmanager::config::{BehaviorVersion, Credentials, Region};
 use broker::engage::{EngageClient, EngageConfig};
+use broker::store::aws::SecretsManagerStore;
 use tracing_subscriber::fmt::MakeWriter;
 
 use crate::sim::Simulator;
@@ -17,6 +19,32 @@ pub fn client_for(sim: &Simulator, clock: SharedClock, request_timeout: Duration
     config.request_timeout = request_timeout;
     config.connect_timeout = Duration::from_secs(2);
     EngageClient::new(&config, clock).expect("client builds")
+}
+
+/// The moto server `make test` started (`MOTO_URL`), or a clear instruction.
+pub fn moto_url() -> String {
+    std::env::var("MOTO_URL").unwrap_or_else(|_| {
+        panic!(
+            "MOTO_URL is not set: run the tests with `make test` (it starts moto), or start \
+             `.venv/bin/moto_server -p 5055` and export MOTO_URL=http://127.0.0.1:5055"
+        )
+    })
+}
+
+/// The real Secrets Manager store, through the AWS SDK, pointed at moto.
+pub fn moto_store() -> SecretsManagerStore {
+    let config = aws_sdk_secretsmanager::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("testing", "testing", None, None, "moto"))
+        .endpoint_url(moto_url())
+        .build();
+    SecretsManagerStore::new(aws_sdk_secretsmanager::Client::from_conf(config), None)
+}
+
+/// A prefix no other test run uses, so tests share one moto without interfering.
+pub fn unique_prefix(test: &str) -> String {
+    format!("t{}-{}-{test}/", std::process::id(), uuid::Uuid::new_v4().simple())
 }
 
 /// Everything written to a `tracing` subscriber, for scanning logs for secrets.
