@@ -55,6 +55,14 @@ impl ManualClock {
     pub fn set(&self, to: DateTime<Utc>) {
         *self.0.lock().unwrap_or_else(PoisonError::into_inner) = to;
     }
+
+    /// Moves to `to` unless the clock is already past it (time never goes back).
+    pub fn advance_to(&self, to: DateTime<Utc>) {
+        let mut now = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if *now < to {
+            *now = to;
+        }
+    }
 }
 
 impl Clock for ManualClock {
@@ -62,10 +70,15 @@ impl Clock for ManualClock {
         *self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Moves simulated time forward instead of waiting, then lets other tasks run.
+    /// Simulated waiting: the sleeper wakes at `now + duration` in simulated time, after one real
+    /// millisecond that lets concurrent tasks (and their network I/O) progress. Concurrent
+    /// sleepers overlap, as in real time: three tasks sleeping 1 s each move the clock 1 s, not 3.
     fn sleep(&self, duration: std::time::Duration) -> Sleep<'_> {
-        self.advance(Duration::from_std(duration).unwrap_or(Duration::MAX));
-        Box::pin(tokio::task::yield_now())
+        let wake = self.now() + Duration::from_std(duration).unwrap_or(Duration::MAX);
+        Box::pin(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            self.advance_to(wake);
+        })
     }
 }
 
@@ -91,5 +104,14 @@ mod tests {
         let before = c.now();
         c.sleep(std::time::Duration::from_secs(3600)).await;
         assert_eq!(c.now() - before, Duration::hours(1));
+    }
+
+    #[tokio::test]
+    async fn concurrent_sleepers_overlap() {
+        let c = ManualClock::starting_now();
+        let before = c.now();
+        let one = std::time::Duration::from_secs(1);
+        tokio::join!(c.sleep(one), c.sleep(one), c.sleep(one));
+        assert_eq!(c.now() - before, Duration::seconds(1));
     }
 }

@@ -87,3 +87,62 @@ impl<'a> MakeWriter<'a> for CapturedLogs {
         self.clone()
     }
 }
+
+/// A whole broker world on one simulated clock: the RingCX simulator, the Secrets Manager model
+/// and a renewer, so hours of token life run in milliseconds.
+pub struct Stack {
+    pub clock: broker::clock::ManualClock,
+    pub sim: Simulator,
+    pub store: broker::store::memory::MemoryStore,
+    pub renewer: broker::renew::Renewer<broker::store::memory::MemoryStore>,
+}
+
+/// The deployment's secret prefix in stacks.
+pub const PREFIX: &str = "ringcx/";
+
+impl Stack {
+    pub async fn new(slots: u32, settings: broker::renew::RenewSettings) -> Self {
+        let clock = broker::clock::ManualClock::starting_now();
+        let shared: SharedClock = Arc::new(clock.clone());
+        let sim = Simulator::start(shared.clone()).await.expect("simulator starts");
+        let store = broker::store::memory::MemoryStore::new(shared.clone());
+        let ring = broker::store::SessionRing::new(
+            store.clone(),
+            broker::store::SecretNames::new(PREFIX),
+            slots,
+            shared.clone(),
+        );
+        let engage = client_for(&sim, shared.clone(), Duration::from_secs(5));
+        let renewer = broker::renew::Renewer::new(ring, engage, shared, settings);
+        Self { clock, sim, store, renewer }
+    }
+
+    /// Writes `doc` as the tenant's credentials secret.
+    pub async fn put_credentials(&self, tenant: &str, doc: &serde_json::Value) {
+        use broker::store::SecretStore as _;
+        let name = broker::store::SecretNames::new(PREFIX).credentials(tenant);
+        let value = secrecy::SecretString::from(doc.to_string());
+        let token = uuid::Uuid::new_v4().to_string();
+        match self.store.put(&name, &value, &token).await {
+            Err(broker::store::StoreError::NotFound { .. }) => {
+                self.store.create(&name, &value, &token).await.expect("credentials created")
+            }
+            other => other.expect("credentials written"),
+        }
+    }
+
+    /// The newest session in the tenant's ring.
+    pub async fn newest(&self, tenant: &str) -> Option<broker::session::SessionState> {
+        self.renewer.ring().read(tenant).await.expect("ring readable").newest
+    }
+
+    /// A renewal with a 50-second deadline (the refresher's Lambda timeout is 60 s).
+    pub async fn renew(
+        &self,
+        tenant: &str,
+    ) -> Result<broker::renew::Report, broker::renew::RenewError> {
+        use broker::clock::Clock as _;
+        let deadline = self.clock.now() + chrono::Duration::seconds(50);
+        self.renewer.renew(tenant, deadline).await
+    }
+}
