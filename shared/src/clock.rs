@@ -70,13 +70,18 @@ impl Clock for ManualClock {
         *self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Simulated waiting: the sleeper wakes at `now + duration` in simulated time, after one real
-    /// millisecond that lets concurrent tasks (and their network I/O) progress. Concurrent
-    /// sleepers overlap, as in real time: three tasks sleeping 1 s each move the clock 1 s, not 3.
+    /// Simulated waiting: the sleeper wakes at `now + duration` in simulated time, after a
+    /// hundredth of it in real time (1 to 10 ms), which lets concurrent tasks and their network
+    /// I/O progress in the same order they would in production. Concurrent sleepers overlap, as
+    /// in real time: three tasks sleeping 1 s each move the clock 1 s, not 3.
     fn sleep(&self, duration: std::time::Duration) -> Sleep<'_> {
         let wake = self.now() + Duration::from_std(duration).unwrap_or(Duration::MAX);
+        let real = (duration / 100).clamp(
+            std::time::Duration::from_millis(1),
+            std::time::Duration::from_millis(10),
+        );
         Box::pin(async move {
-            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            tokio::time::sleep(real).await;
             self.advance_to(wake);
         })
     }

@@ -147,7 +147,7 @@ pub enum RenewError {
     },
 }
 
-/// Runs the renewal protocol for any tenant of one deployment.
+/// Runs the renewal protocol for any tenant of one deployment; clones share clients.
 #[derive(Debug, Clone)]
 pub struct Renewer<S> {
     ring: SessionRing<S>,
