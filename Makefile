@@ -26,8 +26,13 @@ fmt-check:
 clippy:
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
+# Runs every test with a moto server up, then prints one closing line with the totals.
 unit: venv
-	VENV=$(VENV) tests/with-moto.sh $(CARGO) test --workspace --all-targets --locked
+	@mkdir -p $(CARGO_TARGET_DIR)
+	@set -o pipefail; VENV=$(VENV) tests/with-moto.sh $(CARGO) test --workspace --all-targets --locked 2>&1 \
+		| tee $(CARGO_TARGET_DIR)/test-output.log
+	@awk '/^test result:/ { p += $$4; f += $$6 } END { printf "tests: %d passed, %d failed\n", p, f }' \
+		$(CARGO_TARGET_DIR)/test-output.log
 
 venv: $(VENV)/.installed ## Python tools (moto, cargo-lambda) in .venv
 

@@ -6,12 +6,16 @@
 //! - [`session`]: the session document kept in the ring.
 //! - [`store`]: Secrets Manager (real and modelled) and the session ring with fenced writes.
 //! - [`renew`]: the renewal protocol, in one place.
+//! - [`config`]: settings from the environment.
+//! - [`telemetry`]: logging setup and CloudWatch EMF metrics.
 //! - [`clock`]: an injectable clock, so expiry and renewal can be tested without sleeping.
 
 pub mod clock;
+pub mod config;
 pub mod credentials;
 pub mod engage;
 pub mod renew;
 pub mod secret;
 pub mod session;
 pub mod store;
+pub mod telemetry;

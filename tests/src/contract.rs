@@ -31,52 +31,132 @@ pub async fn run_all<S: SecretStore + Clone>(store: &S, prefix: &str, clock: Sha
 async fn missing_secrets_read_as_none<S: SecretStore>(store: &S, prefix: &str) {
     let a = format!("{prefix}missing/a");
     let b = format!("{prefix}missing/b");
-    assert_eq!(store.get(&a).await.unwrap().map(|_| ()), None, "get of a missing secret");
-    store.create(&b, &secret("B"), "00000000-0000-4000-8000-000000000001").await.unwrap();
-    let got = store.batch_get(&[a.clone(), b.clone(), format!("{prefix}missing/c")]).await.unwrap();
+    assert_eq!(
+        store.get(&a).await.unwrap().map(|_| ()),
+        None,
+        "get of a missing secret"
+    );
+    store
+        .create(&b, &secret("B"), "00000000-0000-4000-8000-000000000001")
+        .await
+        .unwrap();
+    let got = store
+        .batch_get(&[a.clone(), b.clone(), format!("{prefix}missing/c")])
+        .await
+        .unwrap();
     assert_eq!(got.len(), 3, "one answer per name, in order");
     assert!(got[0].is_none() && got[2].is_none());
     assert_eq!(shown(&got[1]), Some("B"));
-    let err = store.put(&a, &secret("x"), "00000000-0000-4000-8000-000000000002").await.unwrap_err();
-    assert_eq!(err, StoreError::NotFound { name: a }, "put on a missing secret");
+    let err = store
+        .put(&a, &secret("x"), "00000000-0000-4000-8000-000000000002")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        StoreError::NotFound { name: a },
+        "put on a missing secret"
+    );
 }
 
 async fn create_then_put_moves_current<S: SecretStore>(store: &S, prefix: &str) {
     let name = format!("{prefix}moves/s");
-    store.create(&name, &secret("v1"), "00000000-0000-4000-8000-000000000011").await.unwrap();
-    store.put(&name, &secret("v2"), "00000000-0000-4000-8000-000000000012").await.unwrap();
-    assert_eq!(shown(&store.get(&name).await.unwrap()), Some("v2"), "the put value is current");
-    store.put(&name, &secret("v3"), "00000000-0000-4000-8000-000000000013").await.unwrap();
+    store
+        .create(&name, &secret("v1"), "00000000-0000-4000-8000-000000000011")
+        .await
+        .unwrap();
+    store
+        .put(&name, &secret("v2"), "00000000-0000-4000-8000-000000000012")
+        .await
+        .unwrap();
+    assert_eq!(
+        shown(&store.get(&name).await.unwrap()),
+        Some("v2"),
+        "the put value is current"
+    );
+    store
+        .put(&name, &secret("v3"), "00000000-0000-4000-8000-000000000013")
+        .await
+        .unwrap();
     let got = store.batch_get(std::slice::from_ref(&name)).await.unwrap();
     assert_eq!(shown(&got[0]), Some("v3"), "batch reads see the newest put");
 }
 
 async fn same_token_same_value_is_a_no_op<S: SecretStore>(store: &S, prefix: &str) {
     let name = format!("{prefix}noop/s");
-    store.create(&name, &secret("v1"), "00000000-0000-4000-8000-000000000021").await.unwrap();
-    store.put(&name, &secret("v2"), "00000000-0000-4000-8000-000000000022").await.unwrap();
-    store.put(&name, &secret("v3"), "00000000-0000-4000-8000-000000000023").await.unwrap();
+    store
+        .create(&name, &secret("v1"), "00000000-0000-4000-8000-000000000021")
+        .await
+        .unwrap();
+    store
+        .put(&name, &secret("v2"), "00000000-0000-4000-8000-000000000022")
+        .await
+        .unwrap();
+    store
+        .put(&name, &secret("v3"), "00000000-0000-4000-8000-000000000023")
+        .await
+        .unwrap();
     // Retrying v2's write (same token, same value) changes nothing: v3 stays current.
-    store.put(&name, &secret("v2"), "00000000-0000-4000-8000-000000000022").await.unwrap();
-    assert_eq!(shown(&store.get(&name).await.unwrap()), Some("v3"), "an idempotent retry is a no-op");
+    store
+        .put(&name, &secret("v2"), "00000000-0000-4000-8000-000000000022")
+        .await
+        .unwrap();
+    assert_eq!(
+        shown(&store.get(&name).await.unwrap()),
+        Some("v3"),
+        "an idempotent retry is a no-op"
+    );
     // The same holds for the creating version.
-    store.put(&name, &secret("v1"), "00000000-0000-4000-8000-000000000021").await.unwrap();
+    store
+        .put(&name, &secret("v1"), "00000000-0000-4000-8000-000000000021")
+        .await
+        .unwrap();
     assert_eq!(shown(&store.get(&name).await.unwrap()), Some("v3"));
 }
 
 async fn same_token_other_value_is_a_conflict<S: SecretStore>(store: &S, prefix: &str) {
     let name = format!("{prefix}conflict/s");
-    store.create(&name, &secret("v1"), "00000000-0000-4000-8000-000000000031").await.unwrap();
-    store.put(&name, &secret("mine"), "00000000-0000-4000-8000-000000000032").await.unwrap();
-    let err = store.put(&name, &secret("theirs"), "00000000-0000-4000-8000-000000000032").await.unwrap_err();
-    assert_eq!(err, StoreError::VersionConflict { name: name.clone() }, "a second value under one token");
-    assert_eq!(shown(&store.get(&name).await.unwrap()), Some("mine"), "the loser changed nothing");
+    store
+        .create(&name, &secret("v1"), "00000000-0000-4000-8000-000000000031")
+        .await
+        .unwrap();
+    store
+        .put(
+            &name,
+            &secret("mine"),
+            "00000000-0000-4000-8000-000000000032",
+        )
+        .await
+        .unwrap();
+    let err = store
+        .put(
+            &name,
+            &secret("theirs"),
+            "00000000-0000-4000-8000-000000000032",
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        StoreError::VersionConflict { name: name.clone() },
+        "a second value under one token"
+    );
+    assert_eq!(
+        shown(&store.get(&name).await.unwrap()),
+        Some("mine"),
+        "the loser changed nothing"
+    );
 }
 
 async fn create_on_an_existing_name_fails<S: SecretStore>(store: &S, prefix: &str) {
     let name = format!("{prefix}exists/s");
-    store.create(&name, &secret("v1"), "00000000-0000-4000-8000-000000000041").await.unwrap();
-    let err = store.create(&name, &secret("v2"), "00000000-0000-4000-8000-000000000042").await.unwrap_err();
+    store
+        .create(&name, &secret("v1"), "00000000-0000-4000-8000-000000000041")
+        .await
+        .unwrap();
+    let err = store
+        .create(&name, &secret("v2"), "00000000-0000-4000-8000-000000000042")
+        .await
+        .unwrap_err();
     assert_eq!(err, StoreError::AlreadyExists { name: name.clone() });
     assert_eq!(shown(&store.get(&name).await.unwrap()), Some("v1"));
 }
@@ -89,24 +169,71 @@ fn state(access: &str, refresh: &str) -> SessionState {
     .expect("a valid session document")
 }
 
-async fn ring_publishes_reads_and_fences<S: SecretStore>(store: S, prefix: &str, clock: SharedClock) {
+async fn ring_publishes_reads_and_fences<S: SecretStore>(
+    store: S,
+    prefix: &str,
+    clock: SharedClock,
+) {
     let ring = SessionRing::new(store, SecretNames::new(format!("{prefix}ring/")), 3, clock);
     let tenant = "t1";
-    assert!(ring.read(tenant).await.unwrap().newest.is_none(), "an empty ring");
+    assert!(
+        ring.read(tenant).await.unwrap().newest.is_none(),
+        "an empty ring"
+    );
     for g in 0..7u64 {
-        let out = ring.publish(tenant, g, &state(&format!("at{}", g + 1), &format!("rt{}", g + 1))).await.unwrap();
-        assert_eq!(out, PublishOutcome::Published { generation: g + 1, quota_skips: 0 });
+        let out = ring
+            .publish(
+                tenant,
+                g,
+                &state(&format!("at{}", g + 1), &format!("rt{}", g + 1)),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            out,
+            PublishOutcome::Published {
+                generation: g + 1,
+                quota_skips: 0
+            }
+        );
         let view = ring.read(tenant).await.unwrap();
         let newest = view.newest.expect("a newest state");
-        assert_eq!(newest.generation, g + 1, "the newest generation wins across slots");
-        assert_eq!(newest.refresh_token.unwrap().expose_secret(), format!("rt{}", g + 1));
-        assert_eq!(view.present, (g as u32 + 1).min(3), "generation g lives in slot g mod 3");
+        assert_eq!(
+            newest.generation,
+            g + 1,
+            "the newest generation wins across slots"
+        );
+        assert_eq!(
+            newest.refresh_token.unwrap().expose_secret(),
+            format!("rt{}", g + 1)
+        );
+        assert_eq!(
+            view.present,
+            (g as u32 + 1).min(3),
+            "generation g lives in slot g mod 3"
+        );
     }
     // A second writer deriving generation 8 from 7 loses to the first.
-    let first = ring.publish(tenant, 7, &state("at8-a", "rt8-a")).await.unwrap();
-    assert_eq!(first, PublishOutcome::Published { generation: 8, quota_skips: 0 });
-    let second = ring.publish(tenant, 7, &state("at8-b", "rt8-b")).await.unwrap();
-    assert_eq!(second, PublishOutcome::Lost { generation: 8 }, "exactly one writer per generation");
+    let first = ring
+        .publish(tenant, 7, &state("at8-a", "rt8-a"))
+        .await
+        .unwrap();
+    assert_eq!(
+        first,
+        PublishOutcome::Published {
+            generation: 8,
+            quota_skips: 0
+        }
+    );
+    let second = ring
+        .publish(tenant, 7, &state("at8-b", "rt8-b"))
+        .await
+        .unwrap();
+    assert_eq!(
+        second,
+        PublishOutcome::Lost { generation: 8 },
+        "exactly one writer per generation"
+    );
     // A stale writer from generation 2 cannot overwrite newer slots: generation 3's token exists.
     let stale = ring.publish(tenant, 2, &state("old", "old")).await.unwrap();
     assert_eq!(stale, PublishOutcome::Lost { generation: 3 });
@@ -115,19 +242,36 @@ async fn ring_publishes_reads_and_fences<S: SecretStore>(store: S, prefix: &str,
     assert_eq!(newest.access_token.unwrap().expose_secret(), "at8-a");
     // A slot that holds something else is skipped, not fatal.
     let junk = ring.names().slot(tenant, 0);
-    ring.store().put(&junk, &secret("not json"), "00000000-0000-4000-8000-000000000051").await.unwrap();
+    ring.store()
+        .put(
+            &junk,
+            &secret("not json"),
+            "00000000-0000-4000-8000-000000000051",
+        )
+        .await
+        .unwrap();
     let view = ring.read(tenant).await.unwrap();
     assert_eq!(view.unreadable, vec![0]);
     assert_eq!(view.newest.unwrap().generation, 8);
 }
 
-async fn ring_retry_after_an_ambiguous_create_is_idempotent<S: SecretStore>(store: S, prefix: &str, clock: SharedClock) {
+async fn ring_retry_after_an_ambiguous_create_is_idempotent<S: SecretStore>(
+    store: S,
+    prefix: &str,
+    clock: SharedClock,
+) {
     let ring = SessionRing::new(store, SecretNames::new(format!("{prefix}retry/")), 2, clock);
     let s = state("a", "r");
     ring.publish("t", 0, &s).await.unwrap();
     // The same publish again (a retry after a lost answer) is a no-op, not a conflict.
     let again = ring.publish("t", 0, &s).await.unwrap();
-    assert_eq!(again, PublishOutcome::Published { generation: 1, quota_skips: 0 });
+    assert_eq!(
+        again,
+        PublishOutcome::Published {
+            generation: 1,
+            quota_skips: 0
+        }
+    );
 }
 
 /// A shared clock for contract runs.

@@ -1,5 +1,6 @@
 //! Test infrastructure for the RingCX token broker: the RingCX simulator and test helpers.
 
 pub mod contract;
+pub mod lambda;
 pub mod sim;
 pub mod support;

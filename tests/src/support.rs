@@ -4,8 +4,8 @@ use std::io::Write;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use broker::clock::SharedClock;
 use aws_sdk_secretsmanager::config::{BehaviorVersion, Credentials, Region};
+use broker::clock::SharedClock;
 use broker::engage::{EngageClient, EngageConfig};
 use broker::store::aws::SecretsManagerStore;
 use tracing_subscriber::fmt::MakeWriter;
@@ -44,7 +44,11 @@ pub fn moto_store() -> SecretsManagerStore {
 
 /// A prefix no other test run uses, so tests share one moto without interfering.
 pub fn unique_prefix(test: &str) -> String {
-    format!("t{}-{}-{test}/", std::process::id(), uuid::Uuid::new_v4().simple())
+    format!(
+        "t{}-{}-{test}/",
+        std::process::id(),
+        uuid::Uuid::new_v4().simple()
+    )
 }
 
 /// Everything written to a `tracing` subscriber, for scanning logs for secrets.
@@ -104,7 +108,9 @@ impl Stack {
     pub async fn new(slots: u32, settings: broker::renew::RenewSettings) -> Self {
         let clock = broker::clock::ManualClock::starting_now();
         let shared: SharedClock = Arc::new(clock.clone());
-        let sim = Simulator::start(shared.clone()).await.expect("simulator starts");
+        let sim = Simulator::start(shared.clone())
+            .await
+            .expect("simulator starts");
         let store = broker::store::memory::MemoryStore::new(shared.clone());
         let ring = broker::store::SessionRing::new(
             store.clone(),
@@ -114,7 +120,12 @@ impl Stack {
         );
         let engage = client_for(&sim, shared.clone(), Duration::from_secs(5));
         let renewer = broker::renew::Renewer::new(ring, engage, shared, settings);
-        Self { clock, sim, store, renewer }
+        Self {
+            clock,
+            sim,
+            store,
+            renewer,
+        }
     }
 
     /// Writes `doc` as the tenant's credentials secret.
@@ -124,16 +135,23 @@ impl Stack {
         let value = secrecy::SecretString::from(doc.to_string());
         let token = uuid::Uuid::new_v4().to_string();
         match self.store.put(&name, &value, &token).await {
-            Err(broker::store::StoreError::NotFound { .. }) => {
-                self.store.create(&name, &value, &token).await.expect("credentials created")
-            }
+            Err(broker::store::StoreError::NotFound { .. }) => self
+                .store
+                .create(&name, &value, &token)
+                .await
+                .expect("credentials created"),
             other => other.expect("credentials written"),
         }
     }
 
     /// The newest session in the tenant's ring.
     pub async fn newest(&self, tenant: &str) -> Option<broker::session::SessionState> {
-        self.renewer.ring().read(tenant).await.expect("ring readable").newest
+        self.renewer
+            .ring()
+            .read(tenant)
+            .await
+            .expect("ring readable")
+            .newest
     }
 
     /// A renewal with a 50-second deadline (the refresher's Lambda timeout is 60 s).

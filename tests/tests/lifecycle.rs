@@ -18,7 +18,11 @@ const EXCHANGE: &str = "/api/auth/login/rc/accesstoken";
 
 async fn bootstrapped() -> Stack {
     let s = Stack::new(6, RenewSettings::default()).await;
-    s.put_credentials(TENANT, &s.sim.ringex_credentials("admin@example.com").unwrap()).await;
+    s.put_credentials(
+        TENANT,
+        &s.sim.ringex_credentials("admin@example.com").unwrap(),
+    )
+    .await;
     s.renew(TENANT).await.expect("bootstrap login");
     s
 }
@@ -66,23 +70,38 @@ async fn eight_racing_renewers_publish_each_generation_once_and_never_go_back() 
         let mut tasks = Vec::new();
         for _ in 0..racers {
             let renewer = s.renewer.clone();
-            tasks.push(tokio::spawn(async move { renewer.renew(TENANT, deadline).await }));
+            tasks.push(tokio::spawn(async move {
+                renewer.renew(TENANT, deadline).await
+            }));
         }
         let mut winners = 0;
         let mut outcomes = BTreeMap::new();
         for t in tasks {
-            let report = t.await.unwrap().expect("every racer ends with a usable token");
+            let report = t
+                .await
+                .unwrap()
+                .expect("every racer ends with a usable token");
             *outcomes.entry(report.outcome.as_str()).or_insert(0) += 1;
             conflicts += report.cas_conflicts;
-            if matches!(report.outcome, Outcome::Refreshed | Outcome::LoggedIn { .. }) {
+            if matches!(
+                report.outcome,
+                Outcome::Refreshed | Outcome::LoggedIn { .. }
+            ) {
                 winners += 1;
                 assert_eq!(report.generation, before + 1);
             }
             assert!(report.seconds_left.unwrap() > 150, "{report:?}");
         }
         let after = s.newest(TENANT).await.unwrap();
-        assert_eq!(after.generation, before + 1, "round {round}: one new generation ({outcomes:?})");
-        assert_eq!(winners, 1, "round {round}: exactly one winner ({outcomes:?})");
+        assert_eq!(
+            after.generation,
+            before + 1,
+            "round {round}: one new generation ({outcomes:?})"
+        );
+        assert_eq!(
+            winners, 1,
+            "round {round}: exactly one winner ({outcomes:?})"
+        );
         assert!(after.usable_token(s.clock.now(), 150).is_some());
     }
     stop.store(true, Ordering::Relaxed);
@@ -95,7 +114,11 @@ async fn eight_racing_renewers_publish_each_generation_once_and_never_go_back() 
          {samples} reader samples, {} regressions",
         regressions.load(Ordering::Relaxed)
     );
-    assert_eq!(regressions.load(Ordering::Relaxed), 0, "no generation ever went backwards");
+    assert_eq!(
+        regressions.load(Ordering::Relaxed),
+        0,
+        "no generation ever went backwards"
+    );
     assert_eq!(logins, 0, "no full login caused by our own races");
     assert!(samples > 0);
 }
@@ -169,7 +192,10 @@ async fn a_simulated_week_never_serves_an_expired_token_nor_hits_the_version_quo
     let writes: Vec<String> = (0..6)
         .map(|i| {
             let name = s.renewer.ring().names().slot(TENANT, i);
-            format!("{:.1}", *stats.writes.get(&name).unwrap_or(&0) as f64 / days)
+            format!(
+                "{:.1}",
+                *stats.writes.get(&name).unwrap_or(&0) as f64 / days
+            )
         })
         .collect();
     let fallback_logins = outcomes.get("logged-in").copied().unwrap_or(0);
@@ -182,8 +208,14 @@ async fn a_simulated_week_never_serves_an_expired_token_nor_hits_the_version_quo
         stats.limit_exceeded,
     );
     assert_eq!(expired, 0, "no sample saw an expired newest token");
-    assert_eq!(stats.limit_exceeded, 0, "the ring never hit the version quota");
-    assert_eq!(fallback_logins, 2, "one full login per refresh-token revocation, none otherwise");
+    assert_eq!(
+        stats.limit_exceeded, 0,
+        "the ring never hit the version quota"
+    );
+    assert_eq!(
+        fallback_logins, 2,
+        "one full login per refresh-token revocation, none otherwise"
+    );
     assert!(samples >= 120_000, "{samples}");
     assert!(min_left > 30, "the margin held: {min_left}");
     assert_eq!(failed, 0);

@@ -21,9 +21,15 @@ async fn stack() -> Stack {
 
 async fn bootstrapped() -> Stack {
     let s = stack().await;
-    s.put_credentials("default", &s.sim.ringex_credentials(ADMIN).unwrap()).await;
+    s.put_credentials("default", &s.sim.ringex_credentials(ADMIN).unwrap())
+        .await;
     let report = s.renew("default").await.unwrap();
-    assert_eq!(report.outcome, Outcome::LoggedIn { flow: "ringex-exchange" });
+    assert_eq!(
+        report.outcome,
+        Outcome::LoggedIn {
+            flow: "ringex-exchange"
+        }
+    );
     s
 }
 
@@ -40,7 +46,11 @@ async fn first_run_logs_in_then_skips_then_refreshes_within_the_margin() {
     let fresh = s.renew("default").await.unwrap();
     assert_eq!(fresh.outcome, Outcome::Fresh);
     assert_eq!(fresh.seconds_left, Some(151));
-    assert_eq!(s.sim.requests().len(), calls, "a fresh token costs no RingCX call");
+    assert_eq!(
+        s.sim.requests().len(),
+        calls,
+        "a fresh token costs no RingCX call"
+    );
 
     s.clock.advance(Duration::seconds(1));
     let renewed = s.renew("default").await.unwrap();
@@ -63,7 +73,12 @@ async fn a_dead_refresh_token_falls_back_to_a_full_login() {
     s.sim.revoke_refresh_tokens();
     s.clock.advance(Duration::seconds(200));
     let report = s.renew("default").await.unwrap();
-    assert_eq!(report.outcome, Outcome::LoggedIn { flow: "ringex-exchange" });
+    assert_eq!(
+        report.outcome,
+        Outcome::LoggedIn {
+            flow: "ringex-exchange"
+        }
+    );
     assert_eq!(report.generation, 2);
     assert_eq!(s.sim.count("POST", EXCHANGE), 2);
     assert_eq!(s.sim.count("POST", REFRESH), 1);
@@ -76,13 +91,24 @@ async fn a_dead_refresh_token_falls_back_to_a_full_login() {
 #[tokio::test]
 async fn engage_login_credentials_work_as_the_fallback_too() {
     let s = stack().await;
-    s.put_credentials("legacy", &s.sim.engage_login_credentials(ADMIN).unwrap()).await;
+    s.put_credentials("legacy", &s.sim.engage_login_credentials(ADMIN).unwrap())
+        .await;
     let report = s.renew("legacy").await.unwrap();
-    assert_eq!(report.outcome, Outcome::LoggedIn { flow: "engage-login" });
+    assert_eq!(
+        report.outcome,
+        Outcome::LoggedIn {
+            flow: "engage-login"
+        }
+    );
     s.sim.revoke_refresh_tokens();
     s.clock.advance(Duration::seconds(200));
     let report = s.renew("legacy").await.unwrap();
-    assert_eq!(report.outcome, Outcome::LoggedIn { flow: "engage-login" });
+    assert_eq!(
+        report.outcome,
+        Outcome::LoggedIn {
+            flow: "engage-login"
+        }
+    );
     assert_eq!(s.sim.count("POST", "/api/auth/login/admin"), 2);
 }
 
@@ -103,7 +129,11 @@ async fn seeded_without_credentials() -> (Stack, SecretString) {
     let doc = serde_json::json!({"generation": 0, "refreshToken": refresh.expose_secret()});
     let name = s.renewer.ring().names().slot("seeded", 0);
     s.store
-        .create(&name, &SecretString::from(doc.to_string()), "00000000-0000-4000-8000-0000000000aa")
+        .create(
+            &name,
+            &SecretString::from(doc.to_string()),
+            "00000000-0000-4000-8000-0000000000aa",
+        )
         .await
         .unwrap();
     (s, refresh)
@@ -115,7 +145,13 @@ async fn a_session_seeded_with_only_a_refresh_token_is_renewed() {
     let report = s.renew("seeded").await.unwrap();
     assert_eq!(report.outcome, Outcome::Refreshed);
     assert_eq!(report.generation, 1);
-    assert!(s.newest("seeded").await.unwrap().usable_token(s.clock.now(), 30).is_some());
+    assert!(
+        s.newest("seeded")
+            .await
+            .unwrap()
+            .usable_token(s.clock.now(), 30)
+            .is_some()
+    );
 }
 
 #[tokio::test]
@@ -128,7 +164,10 @@ async fn without_credentials_a_dead_refresh_token_is_a_loud_error_and_the_sessio
     let err = s.renew("seeded").await.unwrap_err();
     assert!(matches!(err, RenewError::Unrecoverable { .. }), "{err}");
     let text = err.to_string();
-    assert!(text.contains("CANNOT RECOVER") && text.contains(&format!("{PREFIX}seeded/credentials")), "{text}");
+    assert!(
+        text.contains("CANNOT RECOVER") && text.contains(&format!("{PREFIX}seeded/credentials")),
+        "{text}"
+    );
     let after = s.newest("seeded").await.unwrap();
     assert_eq!(after.generation, before.generation);
     assert_eq!(
@@ -136,7 +175,11 @@ async fn without_credentials_a_dead_refresh_token_is_a_loud_error_and_the_sessio
         before.refresh_token.unwrap().expose_secret(),
         "nothing was overwritten"
     );
-    assert_eq!(s.sim.count("POST", EXCHANGE), 1, "the administrator's seeding login only");
+    assert_eq!(
+        s.sim.count("POST", EXCHANGE),
+        1,
+        "the administrator's seeding login only"
+    );
 }
 
 #[tokio::test]
@@ -155,17 +198,31 @@ async fn rejected_credentials_fail_once_without_a_retry_storm() {
     creds["jwt"] = "revoked-jwt-credential".into();
     s.put_credentials("default", &creds).await;
     let err = s.renew("default").await.unwrap_err();
-    assert!(matches!(err, RenewError::CredentialsRejected { .. }), "{err}");
-    assert_eq!(s.sim.count("POST", "/restapi/oauth/token"), 1, "no retry of a rejected credential");
+    assert!(
+        matches!(err, RenewError::CredentialsRejected { .. }),
+        "{err}"
+    );
+    assert_eq!(
+        s.sim.count("POST", "/restapi/oauth/token"),
+        1,
+        "no retry of a rejected credential"
+    );
     assert!(s.newest("default").await.is_none());
 }
 
 #[tokio::test]
 async fn unreadable_credentials_are_reported_without_quoting_them() {
     let s = stack().await;
-    s.put_credentials("default", &serde_json::json!({"type": "ringex-jwt", "clientId": 5, "jwt": "sekrit-jwt-value"})).await;
+    s.put_credentials(
+        "default",
+        &serde_json::json!({"type": "ringex-jwt", "clientId": 5, "jwt": "sekrit-jwt-value"}),
+    )
+    .await;
     let err = s.renew("default").await.unwrap_err();
-    assert!(matches!(err, RenewError::CredentialsUnreadable { .. }), "{err}");
+    assert!(
+        matches!(err, RenewError::CredentialsUnreadable { .. }),
+        "{err}"
+    );
     assert!(!err.to_string().contains("sekrit"), "{err}");
 }
 
@@ -173,9 +230,11 @@ async fn unreadable_credentials_are_reported_without_quoting_them() {
 async fn transient_failures_are_retried_and_never_become_a_full_login() {
     let s = bootstrapped().await;
     s.clock.advance(Duration::seconds(200));
-    s.sim.fail_next(REFRESH, Fault::ServerError { status: 503 }, 2);
+    s.sim
+        .fail_next(REFRESH, Fault::ServerError { status: 503 }, 2);
     s.sim.fail_next(REFRESH, Fault::Drop, 1);
-    s.sim.fail_next(REFRESH, Fault::RateLimited { retry_after: 2 }, 1);
+    s.sim
+        .fail_next(REFRESH, Fault::RateLimited { retry_after: 2 }, 1);
     let report = s.renew("default").await.unwrap();
     assert_eq!(report.outcome, Outcome::Refreshed);
     assert_eq!(report.retries, 4);
@@ -186,24 +245,38 @@ async fn transient_failures_are_retried_and_never_become_a_full_login() {
 async fn failures_until_the_deadline_leave_the_ring_untouched() {
     let s = bootstrapped().await;
     s.clock.advance(Duration::seconds(200));
-    s.sim.fail_next(REFRESH, Fault::ServerError { status: 500 }, 1000);
+    s.sim
+        .fail_next(REFRESH, Fault::ServerError { status: 500 }, 1000);
     let err = s.renew("default").await.unwrap_err();
     assert!(matches!(err, RenewError::Upstream { .. }), "{err}");
     assert_eq!(s.newest("default").await.unwrap().generation, 1);
     assert_eq!(s.sim.count("POST", EXCHANGE), 1);
     let attempts = s.sim.count("POST", REFRESH);
-    assert!((5..40).contains(&attempts), "bounded by the deadline: {attempts}");
+    assert!(
+        (5..40).contains(&attempts),
+        "bounded by the deadline: {attempts}"
+    );
 }
 
 #[tokio::test]
 async fn the_exchange_rate_limit_is_waited_out_inside_the_deadline() {
     let s = stack().await;
-    s.put_credentials("default", &s.sim.ringex_credentials(ADMIN).unwrap()).await;
-    s.sim.fail_next(EXCHANGE, Fault::RateLimited { retry_after: 20 }, 1);
+    s.put_credentials("default", &s.sim.ringex_credentials(ADMIN).unwrap())
+        .await;
+    s.sim
+        .fail_next(EXCHANGE, Fault::RateLimited { retry_after: 20 }, 1);
     let start = s.clock.now();
     let report = s.renew("default").await.unwrap();
-    assert_eq!(report.outcome, Outcome::LoggedIn { flow: "ringex-exchange" });
-    assert!(s.clock.now() - start >= Duration::seconds(20), "Retry-After was honoured");
+    assert_eq!(
+        report.outcome,
+        Outcome::LoggedIn {
+            flow: "ringex-exchange"
+        }
+    );
+    assert!(
+        s.clock.now() - start >= Duration::seconds(20),
+        "Retry-After was honoured"
+    );
 }
 
 #[tokio::test]
@@ -216,7 +289,11 @@ async fn a_write_that_times_out_after_landing_is_retried_as_a_no_op() {
     assert_eq!(report.outcome, Outcome::Refreshed);
     assert_eq!(report.generation, 2);
     let slot = s.renewer.ring().names().slot("default", 2);
-    assert_eq!(s.store.version_count(&slot), 1, "the retries created no second version");
+    assert_eq!(
+        s.store.version_count(&slot),
+        1,
+        "the retries created no second version"
+    );
 }
 
 #[tokio::test]

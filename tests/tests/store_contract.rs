@@ -15,7 +15,12 @@ use secrecy::SecretString;
 
 #[tokio::test]
 async fn moto_through_the_aws_sdk_meets_the_contract() {
-    contract::run_all(&moto_store(), &unique_prefix("contract"), contract::system_clock()).await;
+    contract::run_all(
+        &moto_store(),
+        &unique_prefix("contract"),
+        contract::system_clock(),
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -49,7 +54,10 @@ async fn model_enforces_the_version_quota_until_versions_age_past_24_hours() {
     assert_eq!(err, StoreError::QuotaExceeded { name: "s".into() });
     assert_eq!(i as usize, MAX_VERSIONS, "the 101st version is refused");
     let elapsed = Duration::minutes(3 * i as i64);
-    assert!(elapsed < Duration::hours(6), "a single secret breaks within hours ({elapsed})");
+    assert!(
+        elapsed < Duration::hours(6),
+        "a single secret breaks within hours ({elapsed})"
+    );
     // Once the oldest unlabeled versions are older than 24 h, AWS removes them and puts work again.
     clock.advance(Duration::hours(24));
     store.put("s", &value(i), &token(i)).await.unwrap();
@@ -66,7 +74,11 @@ async fn model_moves_awscurrent_and_awsprevious() {
     store.put("s", &value(3), &token(3)).await.unwrap();
     assert_eq!(
         store.labels("s"),
-        vec![(token(3), vec!["AWSCURRENT"]), (token(2), vec!["AWSPREVIOUS"]), (token(1), vec![])]
+        vec![
+            (token(3), vec!["AWSCURRENT"]),
+            (token(2), vec!["AWSPREVIOUS"]),
+            (token(1), vec![])
+        ]
     );
     // An idempotent retry moves no label.
     store.put("s", &value(2), &token(2)).await.unwrap();
@@ -78,9 +90,15 @@ async fn model_refuses_oversized_values_and_batches() {
     let clock: SharedClock = Arc::new(ManualClock::starting_now());
     let store = MemoryStore::new(clock);
     let big = SecretString::from("x".repeat(65_537));
-    assert!(matches!(store.create("s", &big, &token(1)).await, Err(StoreError::Invalid { .. })));
+    assert!(matches!(
+        store.create("s", &big, &token(1)).await,
+        Err(StoreError::Invalid { .. })
+    ));
     let names: Vec<String> = (0..21).map(|i| format!("n{i}")).collect();
-    assert!(matches!(store.batch_get(&names).await, Err(StoreError::Invalid { .. })));
+    assert!(matches!(
+        store.batch_get(&names).await,
+        Err(StoreError::Invalid { .. })
+    ));
 }
 
 #[tokio::test]
@@ -93,15 +111,29 @@ async fn ring_moves_past_a_slot_over_quota_and_every_writer_agrees() {
     let slot1 = ring.names().slot("t", 1);
     store.create(&slot1, &value(0), &token(1000)).await.unwrap();
     for i in 1..MAX_VERSIONS as u64 {
-        store.put(&slot1, &value(i), &token(1000 + i)).await.unwrap();
+        store
+            .put(&slot1, &value(i), &token(1000 + i))
+            .await
+            .unwrap();
     }
-    let state: SessionState = serde_json::from_str(r#"{"generation":0,"refreshToken":"r"}"#).unwrap();
+    let state: SessionState =
+        serde_json::from_str(r#"{"generation":0,"refreshToken":"r"}"#).unwrap();
     let first = ring.publish("t", 0, &state).await.unwrap();
-    assert_eq!(first, PublishOutcome::Published { generation: 2, quota_skips: 1 });
+    assert_eq!(
+        first,
+        PublishOutcome::Published {
+            generation: 2,
+            quota_skips: 1
+        }
+    );
     let mut other = state.clone();
     other.refresh_token = Some(SecretString::from("r-other".to_owned()));
     let second = ring.publish("t", 0, &other).await.unwrap();
-    assert_eq!(second, PublishOutcome::Lost { generation: 2 }, "the skip is deterministic, so fencing still holds");
+    assert_eq!(
+        second,
+        PublishOutcome::Lost { generation: 2 },
+        "the skip is deterministic, so fencing still holds"
+    );
     assert_eq!(ring.read("t").await.unwrap().newest.unwrap().generation, 2);
     assert_eq!(store.stats().limit_exceeded, 2);
 }

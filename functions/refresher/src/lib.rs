@@ -1,0 +1,228 @@
+//! The refresher: one pass renews every configured tenant (bounded concurrency), logs one line
+//! and one EMF metrics document per tenant, and fails when any tenant ends without a usable token
+//! so that the function's Errors metric and its alarm fire.
+
+use std::sync::Arc;
+
+use broker::clock::SharedClock;
+use broker::config::Config;
+use broker::engage::{EngageClient, EngageError};
+use broker::renew::{Outcome, Renewer};
+use broker::store::{SecretStore, SessionRing};
+use broker::telemetry::{self, Unit};
+use chrono::{DateTime, Duration, Utc};
+use lambda_runtime::LambdaEvent;
+use serde::Serialize;
+use serde_json::Value;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+/// Time kept back from the Lambda deadline for logging and answering the runtime.
+const DEADLINE_SAFETY: Duration = Duration::seconds(3);
+/// The most one pass spends when there is no Lambda deadline (local runs).
+const LOCAL_PASS_BUDGET: Duration = Duration::seconds(50);
+
+/// What one tenant's renewal came to. Holds no secret.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TenantResult {
+    pub tenant: String,
+    pub outcome: String,
+    pub generation: u64,
+    pub seconds_left: Option<i64>,
+    /// Whether the ring holds a token with more than `MIN_TOKEN_TTL_SECONDS` left afterwards.
+    pub usable: bool,
+    pub error: Option<String>,
+}
+
+/// One pass over every tenant; the function's answer.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PassSummary {
+    pub ok: bool,
+    pub tenants: Vec<TenantResult>,
+}
+
+/// The invocation failed: some tenants have no usable token.
+#[derive(Debug, thiserror::Error)]
+#[error("{} of {total} tenants have no usable RingCX token: {}", failed.len(), failed.join("; "))]
+pub struct PassFailed {
+    pub total: usize,
+    pub failed: Vec<String>,
+}
+
+/// Everything a pass needs, built once per execution environment.
+#[derive(Debug, Clone)]
+pub struct Refresher<S> {
+    renewer: Renewer<S>,
+    tenants: Vec<String>,
+    concurrency: usize,
+    min_ttl_secs: i64,
+    clock: SharedClock,
+}
+
+impl<S: SecretStore + Clone + 'static> Refresher<S> {
+    pub fn new(config: &Config, store: S, clock: SharedClock) -> Result<Self, EngageError> {
+        let ring = SessionRing::new(store, config.names(), config.session_slots, clock.clone());
+        let engage = EngageClient::new(&config.engage, clock.clone())?;
+        Ok(Self {
+            renewer: Renewer::new(ring, engage, clock.clone(), config.renew_settings()),
+            tenants: config.tenants.clone(),
+            concurrency: config.refresh_concurrency,
+            min_ttl_secs: config.min_token_ttl.as_secs() as i64,
+            clock,
+        })
+    }
+
+    /// Renews every tenant, at most `REFRESH_CONCURRENCY` at once, finishing by `deadline`.
+    pub async fn run_pass(&self, deadline: DateTime<Utc>) -> PassSummary {
+        let permits = Arc::new(Semaphore::new(self.concurrency.max(1)));
+        let mut tasks = JoinSet::new();
+        for (index, tenant) in self.tenants.iter().cloned().enumerate() {
+            let this = self.clone();
+            let permits = permits.clone();
+            tasks.spawn(async move {
+                let _permit = permits.acquire_owned().await;
+                (index, this.renew_one(&tenant, deadline).await)
+            });
+        }
+        let mut results: Vec<(usize, TenantResult)> = Vec::with_capacity(self.tenants.len());
+        while let Some(joined) = tasks.join_next().await {
+            match joined {
+                Ok(r) => results.push(r),
+                Err(e) => tracing::error!(error = %e, "a tenant's renewal task panicked"),
+            }
+        }
+        results.sort_by_key(|(i, _)| *i);
+        let tenants: Vec<TenantResult> = results.into_iter().map(|(_, r)| r).collect();
+        let ok = tenants.len() == self.tenants.len() && tenants.iter().all(|t| t.usable);
+        PassSummary { ok, tenants }
+    }
+
+    async fn renew_one(&self, tenant: &str, deadline: DateTime<Utc>) -> TenantResult {
+        let result = self.renewer.renew(tenant, deadline).await;
+        let now = self.clock.now();
+        let (outcome, generation, seconds_left, retries, cas, quota, error) = match &result {
+            Ok(r) => (
+                r.outcome.as_str(),
+                r.generation,
+                r.seconds_left,
+                r.retries,
+                r.cas_conflicts,
+                r.quota_skips,
+                None,
+            ),
+            Err(e) => {
+                // The ring may still hold a token with time left (a transient outage).
+                let newest = self
+                    .renewer
+                    .ring()
+                    .read(tenant)
+                    .await
+                    .ok()
+                    .and_then(|v| v.newest);
+                let generation = newest.as_ref().map_or(0, |s| s.generation);
+                let left = newest.as_ref().and_then(|s| s.seconds_left(now));
+                ("failed", generation, left, 0, 0, 0, Some(e.to_string()))
+            }
+        };
+        let usable = seconds_left.is_some_and(|left| left > self.min_ttl_secs);
+        let fallback = matches!(result, Ok(ref r) if matches!(r.outcome, Outcome::LoggedIn { .. }));
+        let renewed = matches!(result, Ok(ref r) if matches!(r.outcome, Outcome::Refreshed | Outcome::LoggedIn { .. }));
+        match &error {
+            None => tracing::info!(
+                tenant,
+                generation,
+                outcome,
+                seconds_left,
+                retries,
+                cas_conflicts = cas,
+                quota_skips = quota,
+                "renewal"
+            ),
+            Some(e) => {
+                tracing::error!(tenant, generation, outcome, seconds_left, usable, error = %e, "renewal failed")
+            }
+        }
+        let flag = |b: bool| if b { 1.0 } else { 0.0 };
+        let mut metrics = vec![
+            ("Renewals", Unit::Count, flag(renewed)),
+            ("FallbackLogins", Unit::Count, flag(fallback)),
+            ("CasConflicts", Unit::Count, f64::from(cas)),
+            ("QuotaPressure", Unit::Count, f64::from(quota)),
+            ("RenewalFailures", Unit::Count, flag(error.is_some())),
+            ("UpstreamRetries", Unit::Count, f64::from(retries)),
+        ];
+        // Never-present tokens report 0 s left so the alarm on the minimum fires.
+        metrics.push((
+            "SecondsLeft",
+            Unit::Seconds,
+            seconds_left.unwrap_or(0).max(0) as f64,
+        ));
+        telemetry::emit(&telemetry::emf(
+            &[("Tenant", tenant)],
+            &metrics,
+            now.timestamp_millis(),
+        ));
+        TenantResult {
+            tenant: tenant.to_owned(),
+            outcome: outcome.to_owned(),
+            generation,
+            seconds_left,
+            usable,
+            error,
+        }
+    }
+
+    /// The deadline for a pass: the invocation's, less a safety margin; or a local budget.
+    pub fn deadline(&self, lambda_deadline_ms: Option<u64>) -> DateTime<Utc> {
+        let local = self.clock.now() + LOCAL_PASS_BUDGET;
+        lambda_deadline_ms
+            .and_then(|ms| DateTime::from_timestamp_millis(i64::try_from(ms).ok()?))
+            .map_or(local, |d| d - DEADLINE_SAFETY)
+    }
+}
+
+/// The Lambda handler for EventBridge Scheduler events (any payload: the schedule only wakes us).
+pub async fn handler<S: SecretStore + Clone + 'static>(
+    refresher: &Refresher<S>,
+    event: LambdaEvent<Value>,
+) -> Result<PassSummary, PassFailed> {
+    let source = event
+        .payload
+        .get("source")
+        .and_then(Value::as_str)
+        .unwrap_or("unknown");
+    tracing::debug!(request_id = %event.context.request_id, source, "refresh pass");
+    let summary = refresher
+        .run_pass(refresher.deadline(Some(event.context.deadline)))
+        .await;
+    if summary.ok {
+        Ok(summary)
+    } else {
+        Err(PassFailed {
+            total: summary.tenants.len(),
+            failed: summary
+                .tenants
+                .iter()
+                .filter(|t| !t.usable)
+                .map(|t| {
+                    format!(
+                        "{}: {}",
+                        t.tenant,
+                        t.error.as_deref().unwrap_or("token expired")
+                    )
+                })
+                .collect(),
+        })
+    }
+}
+
+impl From<PassFailed> for lambda_runtime::Diagnostic {
+    fn from(e: PassFailed) -> Self {
+        lambda_runtime::Diagnostic {
+            error_type: "TenantsWithoutToken".to_owned(),
+            error_message: e.to_string(),
+        }
+    }
+}

@@ -1,0 +1,208 @@
+//! The real `refresher` binary, driven through the Lambda Runtime API with an EventBridge
+//! Scheduler event, against moto (through the AWS SDK) and the RingCX simulator.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use broker::clock::{SharedClock, SystemClock};
+use broker::store::{SecretNames, SecretStore, SessionRing};
+use broker_tests::lambda::{Invocation, LambdaProcess, RuntimeApi};
+use broker_tests::sim::{CLIENT_SECRET, Simulator};
+use broker_tests::support::{moto_store, moto_url, unique_prefix};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Value, json};
+
+fn scheduler_event() -> Value {
+    json!({
+        "version": "0",
+        "id": "6a7e8feb-b491-4cf7-a9f1-bf3703467718",
+        "detail-type": "Scheduled Event",
+        "source": "aws.scheduler",
+        "account": "123456789012",
+        "time": "2026-11-21T20:43:00Z",
+        "region": "us-east-1",
+        "resources": ["arn:aws:scheduler:us-east-1:123456789012:schedule/default/ringcx-refresher"],
+        "detail": "{}"
+    })
+}
+
+async fn put(store: &impl SecretStore, name: &str, doc: &Value) {
+    let value = SecretString::from(doc.to_string());
+    store
+        .create(name, &value, &uuid::Uuid::new_v4().to_string())
+        .await
+        .unwrap();
+}
+
+fn env(sim: &Simulator, prefix: &str, tenants: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("AWS_ENDPOINT_URL_SECRETS_MANAGER", moto_url()),
+        ("AWS_REGION", "us-east-1".into()),
+        ("AWS_ACCESS_KEY_ID", "testing".into()),
+        ("AWS_SECRET_ACCESS_KEY", "testing".into()),
+        ("ENGAGE_BASE_URL", sim.base_url()),
+        ("RINGCENTRAL_SERVER_URL", sim.base_url()),
+        ("SECRET_PREFIX", prefix.to_owned()),
+        ("TENANTS", tenants.to_owned()),
+        ("SESSION_SLOTS", "3".into()),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduled_invocations_renew_every_tenant_into_moto() {
+    let clock: SharedClock = Arc::new(SystemClock);
+    let sim = Simulator::start(clock.clone()).await.unwrap();
+    let store = moto_store();
+    let prefix = unique_prefix("refresher");
+    let names = SecretNames::new(prefix.clone());
+    put(
+        &store,
+        &names.credentials("default"),
+        &sim.ringex_credentials("admin@example.com").unwrap(),
+    )
+    .await;
+    put(
+        &store,
+        &names.credentials("legacy"),
+        &sim.engage_login_credentials("agent@example.com").unwrap(),
+    )
+    .await;
+
+    let runtime = RuntimeApi::start().await.unwrap();
+    let function =
+        LambdaProcess::start("refresher", &runtime, &env(&sim, &prefix, "default,legacy"));
+
+    let first = runtime
+        .invoke(scheduler_event(), Duration::from_secs(60))
+        .await;
+    let Invocation::Response(summary) = first else {
+        panic!("{first:?}\n{}", function.output())
+    };
+    assert_eq!(summary["ok"], true, "{summary}");
+    assert_eq!(summary["tenants"][0]["tenant"], "default");
+    assert_eq!(summary["tenants"][0]["outcome"], "logged-in");
+    assert_eq!(summary["tenants"][1]["outcome"], "logged-in");
+
+    // The slot secrets it wrote, read back through the real SDK.
+    let ring = SessionRing::new(store.clone(), names.clone(), 3, clock.clone());
+    for tenant in ["default", "legacy"] {
+        let newest = ring
+            .read(tenant)
+            .await
+            .unwrap()
+            .newest
+            .expect("a session in the ring");
+        assert_eq!(newest.generation, 1);
+        assert!(newest.usable_token(chrono::Utc::now(), 250).is_some());
+        assert!(newest.refresh_token.is_some());
+        assert!(
+            store.get(&names.slot(tenant, 1)).await.unwrap().is_some(),
+            "generation 1 lives in slot 1"
+        );
+    }
+    assert_eq!(
+        ring.read("legacy")
+            .await
+            .unwrap()
+            .newest
+            .unwrap()
+            .obtained_by
+            .as_deref(),
+        Some("engage-login")
+    );
+
+    // A second tick within the margin changes nothing and costs no RingCX call.
+    let calls = sim.requests().len();
+    let second = runtime
+        .invoke(scheduler_event(), Duration::from_secs(60))
+        .await;
+    let Invocation::Response(summary) = second else {
+        panic!("{second:?}")
+    };
+    assert_eq!(summary["tenants"][0]["outcome"], "fresh");
+    assert_eq!(sim.requests().len(), calls);
+
+    // One structured line and one EMF document per tenant per invocation; no secret anywhere.
+    let stdout = function.stdout();
+    let emf: Vec<Value> = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v.get("_aws").is_some())
+        .collect();
+    assert_eq!(emf.len(), 4, "{stdout}");
+    assert_eq!(
+        emf[0]["_aws"]["CloudWatchMetrics"][0]["Namespace"],
+        "RingCxBroker"
+    );
+    assert!(
+        emf.iter()
+            .any(|d| d["Tenant"] == "legacy" && d["FallbackLogins"] == 1.0)
+    );
+    let renewal_lines = stdout.lines().filter(|l| l.contains("\"renewal\"")).count();
+    assert_eq!(renewal_lines, 4, "{stdout}");
+    let output = function.output();
+    let mut secrets = vec![CLIENT_SECRET.to_owned()];
+    for u in sim.users() {
+        secrets.push(u.password);
+        secrets.push(u.jwt_credential);
+    }
+    for tenant in ["default", "legacy"] {
+        let s = ring.read(tenant).await.unwrap().newest.unwrap();
+        secrets.push(s.access_token.unwrap().expose_secret().to_owned());
+        secrets.push(s.refresh_token.unwrap().expose_secret().to_owned());
+    }
+    for secret in &secrets {
+        assert!(
+            !output.contains(secret.as_str()),
+            "a secret reached the function's output"
+        );
+    }
+    assert!(runtime.init_errors().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invocation_fails_when_a_tenant_has_no_usable_token() {
+    let clock: SharedClock = Arc::new(SystemClock);
+    let sim = Simulator::start(clock).await.unwrap();
+    let store = moto_store();
+    let prefix = unique_prefix("refresher-fail");
+    let names = SecretNames::new(prefix.clone());
+    put(
+        &store,
+        &names.credentials("good"),
+        &sim.ringex_credentials("admin@example.com").unwrap(),
+    )
+    .await;
+    let runtime = RuntimeApi::start().await.unwrap();
+    let function = LambdaProcess::start("refresher", &runtime, &env(&sim, &prefix, "good,nobody"));
+    let result = runtime
+        .invoke(scheduler_event(), Duration::from_secs(60))
+        .await;
+    let Invocation::Error {
+        error_type,
+        error_message,
+    } = result
+    else {
+        panic!(
+            "expected a function error: {result:?}\n{}",
+            function.output()
+        )
+    };
+    assert_eq!(error_type, "TenantsWithoutToken");
+    assert!(error_message.contains("1 of 2 tenants"), "{error_message}");
+    assert!(
+        error_message.contains("nobody")
+            && error_message.contains(&format!("{prefix}nobody/credentials")),
+        "{error_message}"
+    );
+    assert!(
+        !error_message.contains("good:"),
+        "the healthy tenant is not blamed: {error_message}"
+    );
+    // The healthy tenant was renewed all the same.
+    let ring = SessionRing::new(store, names, 3, Arc::new(SystemClock));
+    assert_eq!(
+        ring.read("good").await.unwrap().newest.unwrap().generation,
+        1
+    );
+}
