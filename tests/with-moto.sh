@@ -18,4 +18,9 @@ for _ in $(seq 1 200); do
 done
 [ "${ready:-}" = 1 ] || { echo "moto_server did not answer on port $port within 20 s" >&2; cat "$log" >&2; exit 1; }
 export MOTO_URL="http://127.0.0.1:$port"
+# The AWS SDK's own variables, so tests configure it exactly as the functions do; dummy
+# credentials, and nothing inherited that could reach a real account.
+unset AWS_PROFILE AWS_SESSION_TOKEN AWS_DEFAULT_PROFILE AWS_ENDPOINT_URL
+export AWS_ENDPOINT_URL_SECRETS_MANAGER="$MOTO_URL" AWS_REGION=us-east-1 \
+  AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_EC2_METADATA_DISABLED=true
 "$@"

@@ -74,10 +74,13 @@ pub fn emf(dimensions: &[(&str, &str)], metrics: &[(&str, Unit, f64)], timestamp
     Value::Object(doc)
 }
 
-/// Writes an EMF document as one stdout line.
+/// Writes an EMF document as one stdout line in Lambda, where CloudWatch reads it; elsewhere the
+/// log line carries the same figures and stdout stays clean for `--once`'s summary.
 pub fn emit(doc: &Value) {
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{doc}");
+    if in_lambda() {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{doc}");
+    }
 }
 
 #[cfg(test)]

@@ -4,7 +4,6 @@ use std::io::Write;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use aws_sdk_secretsmanager::config::{BehaviorVersion, Credentials, Region};
 use broker::clock::SharedClock;
 use broker::engage::{EngageClient, EngageConfig};
 use broker::store::aws::SecretsManagerStore;
@@ -25,21 +24,18 @@ pub fn client_for(sim: &Simulator, clock: SharedClock, request_timeout: Duration
 pub fn moto_url() -> String {
     std::env::var("MOTO_URL").unwrap_or_else(|_| {
         panic!(
-            "MOTO_URL is not set: run the tests with `make test` (it starts moto), or start \
-             `.venv/bin/moto_server -p 5055` and export MOTO_URL=http://127.0.0.1:5055"
+            "MOTO_URL is not set: run the tests with `make test` (tests/with-moto.sh starts moto \
+             and sets MOTO_URL plus the AWS SDK's variables)"
         )
     })
 }
 
-/// The real Secrets Manager store, through the AWS SDK, pointed at moto.
-pub fn moto_store() -> SecretsManagerStore {
-    let config = aws_sdk_secretsmanager::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("testing", "testing", None, None, "moto"))
-        .endpoint_url(moto_url())
-        .build();
-    SecretsManagerStore::new(aws_sdk_secretsmanager::Client::from_conf(config), None)
+/// The real Secrets Manager store, configured from the environment exactly as the functions
+/// configure it (`tests/with-moto.sh` points `AWS_ENDPOINT_URL_SECRETS_MANAGER` at moto).
+pub async fn moto_store() -> SecretsManagerStore {
+    let endpoint = std::env::var("AWS_ENDPOINT_URL_SECRETS_MANAGER").unwrap_or_default();
+    assert_eq!(endpoint, moto_url(), "the AWS SDK must be pointed at moto, never at AWS");
+    SecretsManagerStore::from_env(None).await
 }
 
 /// A prefix no other test run uses, so tests share one moto without interfering.

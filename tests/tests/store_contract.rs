@@ -16,7 +16,7 @@ use secrecy::SecretString;
 #[tokio::test]
 async fn moto_through_the_aws_sdk_meets_the_contract() {
     contract::run_all(
-        &moto_store(),
+        &moto_store().await,
         &unique_prefix("contract"),
         contract::system_clock(),
     )
