@@ -34,7 +34,11 @@ pub fn moto_url() -> String {
 /// configure it (`tests/with-moto.sh` points `AWS_ENDPOINT_URL_SECRETS_MANAGER` at moto).
 pub async fn moto_store() -> SecretsManagerStore {
     let endpoint = std::env::var("AWS_ENDPOINT_URL_SECRETS_MANAGER").unwrap_or_default();
-    assert_eq!(endpoint, moto_url(), "the AWS SDK must be pointed at moto, never at AWS");
+    assert_eq!(
+        endpoint,
+        moto_url(),
+        "the AWS SDK must be pointed at moto, never at AWS"
+    );
     SecretsManagerStore::from_env(None).await
 }
 

@@ -12,7 +12,6 @@ use broker_tests::sim::{
     Behaviour, CreatedTokenFormat, DeleteAnswer, Fault, Simulator, TokenListFormat,
 };
 use broker_tests::support::client_for;
-use bytes::Bytes;
 use chrono::Duration as ChronoDuration;
 use secrecy::{ExposeSecret, SecretString};
 
@@ -270,13 +269,9 @@ async fn generic_voice_call_passes_method_query_and_body_through() {
             .client
             .voice(
                 auth,
-                VoiceRequest {
-                    method: Method::PUT,
-                    path: ApiPath::new("v1/sim/echo/x").unwrap(),
-                    query: Some("a=1&b=two".to_owned()),
-                    content_type: Some(ct.to_owned()),
-                    body: Bytes::from(body),
-                },
+                VoiceRequest::new(Method::PUT, ApiPath::new("v1/sim/echo/x").unwrap())
+                    .with_query("a=1&b=two")
+                    .with_body(ct, body),
             )
             .await
             .unwrap();
@@ -293,13 +288,7 @@ async fn generic_voice_call_passes_method_query_and_body_through() {
         .client
         .voice(
             auth,
-            VoiceRequest {
-                method: Method::GET,
-                path: ApiPath::new("v1/admin/nothing-here").unwrap(),
-                query: None,
-                content_type: None,
-                body: Bytes::new(),
-            },
+            VoiceRequest::new(Method::GET, ApiPath::new("v1/admin/nothing-here").unwrap()),
         )
         .await
         .unwrap();
@@ -310,13 +299,7 @@ async fn generic_voice_call_passes_method_query_and_body_through() {
         .client
         .voice(
             auth,
-            VoiceRequest {
-                method: Method::GET,
-                path: ApiPath::new("v1/admin/accounts").unwrap(),
-                query: None,
-                content_type: None,
-                body: Bytes::new(),
-            },
+            VoiceRequest::new(Method::GET, ApiPath::new("v1/admin/accounts").unwrap()),
         )
         .await
         .unwrap();

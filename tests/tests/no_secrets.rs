@@ -10,7 +10,6 @@ use broker::credentials::Credentials;
 use broker::engage::{ApiPath, EngageError, Method, VoiceAuth, VoiceRequest};
 use broker_tests::sim::{CLIENT_SECRET, Fault, Simulator};
 use broker_tests::support::{CapturedLogs, client_for};
-use bytes::Bytes;
 use chrono::Duration as ChronoDuration;
 use secrecy::{ExposeSecret, SecretString};
 
@@ -106,13 +105,8 @@ async fn exercise() -> (Vec<String>, String) {
     let proxied_list = client
         .voice(
             auth,
-            VoiceRequest {
-                method: Method::GET,
-                path: ApiPath::new("v1/admin/token").unwrap(),
-                query: Some(format!("t={}", api_token.expose_secret())),
-                content_type: None,
-                body: Bytes::new(),
-            },
+            VoiceRequest::new(Method::GET, ApiPath::new("v1/admin/token").unwrap())
+                .with_query(format!("t={}", api_token.expose_secret())),
         )
         .await
         .unwrap();
@@ -171,13 +165,7 @@ async fn exercise() -> (Vec<String>, String) {
     let answer = client
         .voice(
             auth,
-            VoiceRequest {
-                method: Method::GET,
-                path: ApiPath::new("v1/admin/accounts").unwrap(),
-                query: None,
-                content_type: None,
-                body: Bytes::new(),
-            },
+            VoiceRequest::new(Method::GET, ApiPath::new("v1/admin/accounts").unwrap()),
         )
         .await
         .unwrap();

@@ -214,22 +214,37 @@ async fn outside_lambda_once_runs_one_pass_and_reports_by_exit_status() {
     let store = moto_store().await;
     let prefix = unique_prefix("refresher-once");
     let names = SecretNames::new(prefix.clone());
-    put(&store, &names.credentials("default"), &sim.ringex_credentials("admin@example.com").unwrap()).await;
+    put(
+        &store,
+        &names.credentials("default"),
+        &sim.ringex_credentials("admin@example.com").unwrap(),
+    )
+    .await;
     let binary = broker_tests::lambda::binary("refresher");
     let run = |vars: Vec<(&'static str, String)>| {
         let binary = binary.clone();
         tokio::task::spawn_blocking(move || {
             let mut cmd = std::process::Command::new(binary);
-            cmd.arg("--once").env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+            cmd.arg("--once")
+                .env_clear()
+                .env("PATH", std::env::var("PATH").unwrap_or_default());
             cmd.envs(vars);
             cmd.output().unwrap()
         })
     };
     let out = run(env(&sim, &prefix, "default")).await.unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(summary["tenants"][0]["outcome"], "logged-in");
     let out = run(env(&sim, &prefix, "default,nobody")).await.unwrap();
-    assert_eq!(out.status.code(), Some(1), "a tenant without a token fails the run");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a tenant without a token fails the run"
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("renewal failed"));
 }

@@ -96,6 +96,30 @@ pub struct VoiceResponse {
     pub body: Bytes,
 }
 
+impl VoiceRequest {
+    /// A request without query or body.
+    pub fn new(method: Method, path: ApiPath) -> Self {
+        Self {
+            method,
+            path,
+            query: None,
+            content_type: None,
+            body: Bytes::new(),
+        }
+    }
+
+    pub fn with_query(mut self, query: impl Into<String>) -> Self {
+        self.query = Some(query.into());
+        self
+    }
+
+    pub fn with_body(mut self, content_type: impl Into<String>, body: impl Into<Bytes>) -> Self {
+        self.content_type = Some(content_type.into());
+        self.body = body.into();
+        self
+    }
+}
+
 // Bodies and queries are the caller's data and may carry tokens (a proxied token list, say):
 // `Debug` shows their size only.
 impl std::fmt::Debug for VoiceRequest {
