@@ -37,6 +37,12 @@ pub struct Config {
     pub refresh_concurrency: usize,
     /// Seconds between passes when the refresher runs outside Lambda (`REFRESH_INTERVAL_SECONDS`).
     pub refresh_interval: Duration,
+    /// Accept a caller key in the `api_key` query parameter (`ALLOW_QUERY_KEY`, off by default:
+    /// URLs end up in logs).
+    pub allow_query_key: bool,
+    /// How long the HTTP function trusts its copy of the callers secret (`CALLERS_CACHE_SECONDS`):
+    /// the longest a revoked key keeps working.
+    pub callers_cache: Duration,
 }
 
 impl Config {
@@ -170,6 +176,24 @@ impl Config {
             "seconds, 5..=240",
             |n| (5..=240).contains(n),
         )?;
+        let allow_query_key = match get("ALLOW_QUERY_KEY").as_deref() {
+            None | Some("false") | Some("0") => false,
+            Some("true") | Some("1") => true,
+            Some(other) => {
+                return Err(ConfigError {
+                    name: "ALLOW_QUERY_KEY",
+                    value: other.to_owned(),
+                    expected: "true or false",
+                });
+            }
+        };
+        let callers_cache = number(
+            "CALLERS_CACHE_SECONDS",
+            get("CALLERS_CACHE_SECONDS"),
+            60u64,
+            "seconds, 0..=3600",
+            |n| *n <= 3600,
+        )?;
         Ok(Self {
             engage,
             secret_prefix: prefix,
@@ -181,6 +205,8 @@ impl Config {
             kms_key_id: get("KMS_KEY_ID"),
             refresh_concurrency,
             refresh_interval: Duration::from_secs(refresh_interval),
+            allow_query_key,
+            callers_cache: Duration::from_secs(callers_cache),
         })
     }
 
@@ -252,6 +278,8 @@ mod tests {
             ("TENANTS", ","),
             ("SECRET_PREFIX", "bad prefix"),
             ("BIND_ADDR", "localhost"),
+            ("ALLOW_QUERY_KEY", "yes"),
+            ("CALLERS_CACHE_SECONDS", "-1"),
         ] {
             let err = from(&[(name, value)]).unwrap_err();
             assert_eq!(err.name, name);

@@ -181,6 +181,28 @@ impl<S: SecretStore> Renewer<S> {
 
     /// Renews `tenant` if its token is within the margin, finishing by `deadline`.
     pub async fn renew(&self, tenant: &str, deadline: DateTime<Utc>) -> Result<Report, RenewError> {
+        self.renew_inner(tenant, deadline, None).await
+    }
+
+    /// Renews `tenant` even inside the margin if the ring's newest generation is still
+    /// `rejected_generation`: RingCX refused that access token although it had time left. A newer
+    /// generation in the ring is used as it is.
+    pub async fn renew_replacing(
+        &self,
+        tenant: &str,
+        deadline: DateTime<Utc>,
+        rejected_generation: u64,
+    ) -> Result<Report, RenewError> {
+        self.renew_inner(tenant, deadline, Some(rejected_generation))
+            .await
+    }
+
+    async fn renew_inner(
+        &self,
+        tenant: &str,
+        deadline: DateTime<Utc>,
+        rejected_generation: Option<u64>,
+    ) -> Result<Report, RenewError> {
         let current = self.read_newest(tenant, deadline).await?;
         let now = self.clock.now();
         let mut report = Report {
@@ -193,7 +215,8 @@ impl<S: SecretStore> Renewer<S> {
             quota_skips: 0,
         };
         let margin = self.settings.refresh_margin.as_secs() as i64;
-        if report.seconds_left.is_some_and(|left| left > margin) {
+        let rejected = rejected_generation.is_some_and(|g| g == report.generation);
+        if !rejected && report.seconds_left.is_some_and(|left| left > margin) {
             return Ok(report);
         }
         let upstream_deadline = deadline - chrono_duration(self.settings.write_reserve);

@@ -1,0 +1,538 @@
+//! The HTTP function: one axum router, run by `lambda_http` in Lambda (Function URL / HTTP API
+//! payload 2.0) and by a loopback listener elsewhere, so the same code is tested, load-tested and
+//! used locally.
+
+pub mod auth;
+pub mod error;
+mod proxy;
+pub mod tokens;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes, to_bytes};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodFilter, MethodRouter, on};
+use axum::{Json, Router};
+use broker::clock::SharedClock;
+use broker::config::Config;
+use broker::engage::{EngageClient, EngageError, VoiceAuth};
+use broker::renew::Renewer;
+use broker::store::{SecretStore, SessionRing};
+use chrono::{DateTime, Utc};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::auth::{Caller, CallerCache, Scope, presented_key};
+use crate::error::ApiError;
+use crate::tokens::{CachedToken, TokenCache};
+
+/// Largest request body accepted (larger: `413`).
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
+/// Time a request may spend obtaining a token inline when the ring has none.
+const TOKEN_BUDGET: Duration = Duration::from_secs(10);
+
+/// Every route, the single source of the router and of the OpenAPI check.
+pub const ROUTES: &[(&str, &[&str])] = &[
+    ("/v1/health", &["get"]),
+    ("/v1/oauth/token", &["post"]),
+    ("/v1/token", &["get"]),
+    (
+        "/v1/engage/{*path}",
+        &["get", "post", "put", "patch", "delete"],
+    ),
+    ("/v1/api-tokens", &["get", "post"]),
+    ("/v1/api-tokens/{token}", &["delete"]),
+];
+
+/// What the handlers share, built once per execution environment.
+pub struct App<S> {
+    pub engage: EngageClient,
+    pub tokens: TokenCache<S>,
+    pub callers: CallerCache<S>,
+    pub clock: SharedClock,
+    pub allow_query_key: bool,
+}
+
+pub type AppState<S> = Arc<App<S>>;
+
+impl<S: SecretStore + Clone> App<S> {
+    pub fn new(config: &Config, store: S, clock: SharedClock) -> Result<Self, EngageError> {
+        let engage = EngageClient::new(&config.engage, clock.clone())?;
+        let ring = SessionRing::new(
+            store.clone(),
+            config.names(),
+            config.session_slots,
+            clock.clone(),
+        );
+        let renewer = Renewer::new(ring, engage.clone(), clock.clone(), config.renew_settings());
+        Ok(Self {
+            tokens: TokenCache::new(
+                renewer,
+                clock.clone(),
+                config.min_token_ttl.as_secs() as i64,
+                &config.tenants,
+            ),
+            callers: CallerCache::new(
+                store,
+                config.names().callers(),
+                config.callers_cache,
+                clock.clone(),
+            ),
+            engage,
+            clock,
+            allow_query_key: config.allow_query_key,
+        })
+    }
+
+    fn deadline(&self) -> DateTime<Utc> {
+        self.clock.now() + chrono::Duration::from_std(TOKEN_BUDGET).unwrap_or_default()
+    }
+
+    /// Authenticates the request, checks the scope, and resolves the tenant it acts for.
+    async fn caller(
+        &self,
+        headers: &HeaderMap,
+        uri: &Uri,
+        scope: Scope,
+    ) -> Result<Caller, ApiError> {
+        let query_key = if self.allow_query_key {
+            query_value(uri, "api_key")
+        } else {
+            None
+        };
+        let caller = self
+            .callers
+            .authenticate(&presented_key(headers, query_key)?)
+            .await?;
+        caller.require(scope)?;
+        check_tenant(&caller, headers)?;
+        if !self.tokens.serves(&caller.tenant) {
+            return Err(ApiError::forbidden(
+                "tenant_not_served",
+                "this key's tenant is not served by this deployment",
+            ));
+        }
+        Ok(caller)
+    }
+
+    /// Runs `call` with the tenant's token; if RingCX refuses that token, once more with another.
+    async fn with_token<T, F, Fut>(&self, tenant: &str, call: F) -> Result<T, ApiError>
+    where
+        F: Fn(CachedToken) -> Fut,
+        Fut: Future<Output = Result<T, EngageError>>,
+    {
+        let token = self.tokens.get(tenant, self.deadline()).await?;
+        match call(token.clone()).await {
+            Err(EngageError::AccessTokenExpired | EngageError::Unauthorized { .. }) => {
+                let fresh = self.tokens.replace(tenant, &token, self.deadline()).await?;
+                call(fresh).await.map_err(|e| ApiError::upstream(&e))
+            }
+            other => other.map_err(|e| ApiError::upstream(&e)),
+        }
+    }
+}
+
+/// An optional `X-Tenant` header names the tenant a request is for; a key acts only for its own.
+fn check_tenant(caller: &Caller, headers: &HeaderMap) -> Result<(), ApiError> {
+    match headers.get("x-tenant").map(|v| v.to_str()) {
+        None => Ok(()),
+        Some(Ok(t)) if t == caller.tenant => Ok(()),
+        Some(_) => Err(ApiError::forbidden(
+            "wrong_tenant",
+            "this key does not act for the tenant named in X-Tenant",
+        )),
+    }
+}
+
+fn query_value(uri: &Uri, name: &str) -> Option<String> {
+    url::form_urlencoded::parse(uri.query()?.as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+/// Reads a body up to [`MAX_BODY_BYTES`], answering 413 beyond.
+pub(crate) async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!(
+                "request bodies are limited to {} KiB",
+                MAX_BODY_BYTES / 1024
+            ),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
+        return Err(too_large());
+    }
+    to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|_| too_large())
+}
+
+/// The router over every route in [`ROUTES`].
+pub fn router<S: SecretStore + Clone + 'static>(app: AppState<S>) -> Router {
+    let mut router = Router::new();
+    for (path, methods) in ROUTES {
+        let mut route: MethodRouter<AppState<S>> = MethodRouter::new();
+        for method in *methods {
+            route = route.merge(endpoint::<S>(path, method));
+        }
+        router = router.route(path, route);
+    }
+    router
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(app)
+}
+
+fn filter(method: &str) -> MethodFilter {
+    match method {
+        "get" => MethodFilter::GET,
+        "post" => MethodFilter::POST,
+        "put" => MethodFilter::PUT,
+        "patch" => MethodFilter::PATCH,
+        _ => MethodFilter::DELETE,
+    }
+}
+
+fn endpoint<S: SecretStore + Clone + 'static>(
+    path: &str,
+    method: &str,
+) -> MethodRouter<AppState<S>> {
+    let f = filter(method);
+    match (path, method) {
+        ("/v1/health", "get") => on(f, health::<S>),
+        ("/v1/oauth/token", "post") => on(f, oauth_token::<S>),
+        ("/v1/token", "get") => on(f, token::<S>),
+        ("/v1/engage/{*path}", _) => on(f, proxy::proxy::<S>),
+        ("/v1/api-tokens", "get") => on(f, list_api_tokens::<S>),
+        ("/v1/api-tokens", "post") => on(f, create_api_token::<S>),
+        ("/v1/api-tokens/{token}", "delete") => on(f, delete_api_token::<S>),
+        // A table entry without a handler routes nothing; the OpenAPI test catches it.
+        _ => MethodRouter::new(),
+    }
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "route_not_found",
+        "no such route; see the OpenAPI document",
+    )
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not take that method",
+    )
+}
+
+fn no_store(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+        .headers_mut()
+        .insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    response
+}
+
+/// Liveness, and whether every tenant has a usable token. Names no tenant and shows no token.
+async fn health<S: SecretStore + Clone + 'static>(State(app): State<AppState<S>>) -> Response {
+    let (usable, total) = app.tokens.health().await;
+    let status = if usable == total {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = json!({
+        "status": if usable == total { "ok" } else { "degraded" },
+        "usableToken": usable == total,
+        "tenantsWithToken": usable,
+        "tenants": total,
+    });
+    (status, Json(body)).into_response()
+}
+
+fn token_answer(token: &CachedToken, now: DateTime<Utc>) -> Response {
+    no_store(
+        Json(json!({
+            "access_token": token.token.expose_secret(),
+            "token_type": token.token_type,
+            "expires_in": token.seconds_left(now).max(0),
+            "account_id": token.account_id,
+        }))
+        .into_response(),
+    )
+}
+
+/// `GET /v1/token`: the current access token for clients that send a key header.
+async fn token<S: SecretStore + Clone + 'static>(
+    State(app): State<AppState<S>>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let caller = app.caller(&headers, &uri, Scope::TokenRead).await?;
+    let token = app.tokens.get(&caller.tenant, app.deadline()).await?;
+    Ok(token_answer(&token, app.clock.now()))
+}
+
+/// An RFC 6749 error answer (`/v1/oauth/token` speaks OAuth, not the broker's error shape).
+fn oauth_error(status: StatusCode, code: &str, description: &str) -> Response {
+    let mut response = no_store(
+        (
+            status,
+            Json(json!({"error": code, "error_description": description})),
+        )
+            .into_response(),
+    );
+    if status == StatusCode::UNAUTHORIZED {
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static(r#"Basic realm="ringcx-broker""#),
+        );
+    }
+    response
+}
+
+/// `POST /v1/oauth/token`: the client-credentials grant, with the caller id as `client_id` and
+/// the key as `client_secret` (form fields or Basic).
+async fn oauth_token<S: SecretStore + Clone + 'static>(
+    State(app): State<AppState<S>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let is_form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/x-www-form-urlencoded"));
+    if !is_form {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "send an application/x-www-form-urlencoded body",
+        );
+    }
+    let body = match read_body(&headers, body).await {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
+    };
+    let form: Vec<(String, String)> = url::form_urlencoded::parse(&body).into_owned().collect();
+    let field = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    match field("grant_type").as_deref() {
+        Some("client_credentials") => {}
+        Some(_) => {
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "unsupported_grant_type",
+                "only client_credentials is supported",
+            );
+        }
+        None => {
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "grant_type is required",
+            );
+        }
+    }
+    let presented = match (
+        headers.contains_key(header::AUTHORIZATION),
+        field("client_id"),
+        field("client_secret"),
+    ) {
+        (true, None, None) => match presented_key(&headers, None) {
+            Ok(p @ auth::Presented::Basic { .. }) => p,
+            _ => {
+                return oauth_error(
+                    StatusCode::UNAUTHORIZED,
+                    "invalid_client",
+                    "client authentication failed",
+                );
+            }
+        },
+        (false, Some(id), Some(secret)) if !id.is_empty() && !secret.is_empty() => {
+            auth::Presented::Basic {
+                id,
+                key: SecretString::from(secret),
+            }
+        }
+        (true, _, _) => {
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "use either Basic or form client credentials, not both",
+            );
+        }
+        _ => {
+            return oauth_error(
+                StatusCode::UNAUTHORIZED,
+                "invalid_client",
+                "client_id and client_secret are required",
+            );
+        }
+    };
+    let caller = match app.callers.authenticate(&presented).await {
+        Ok(c) => c,
+        Err(e) if e.status == StatusCode::UNAUTHORIZED => {
+            return oauth_error(
+                StatusCode::UNAUTHORIZED,
+                "invalid_client",
+                "client authentication failed",
+            );
+        }
+        Err(e) => return e.into_response(),
+    };
+    if caller.require(Scope::TokenRead).is_err() {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "unauthorized_client",
+            "this client lacks the token:read scope",
+        );
+    }
+    if check_tenant(&caller, &headers).is_err() || !app.tokens.serves(&caller.tenant) {
+        return oauth_error(
+            StatusCode::FORBIDDEN,
+            "access_denied",
+            "this client does not act for that tenant",
+        );
+    }
+    match app.tokens.get(&caller.tenant, app.deadline()).await {
+        Ok(token) => token_answer(&token, app.clock.now()),
+        Err(e) => e.into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    reveal: Option<String>,
+}
+
+/// Shows the start and the last four characters of a permanent token.
+fn mask(token: &str) -> String {
+    let (prefix, rest) = token.split_once(':').unwrap_or(("", token));
+    let tail: String = rest
+        .chars()
+        .rev()
+        .take(4)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    if prefix.is_empty() {
+        format!("…{tail}")
+    } else {
+        format!("{prefix}:…{tail}")
+    }
+}
+
+/// `GET /v1/api-tokens`: the tenant user's permanent API tokens, masked unless `?reveal=true`.
+async fn list_api_tokens<S: SecretStore + Clone + 'static>(
+    State(app): State<AppState<S>>,
+    uri: Uri,
+    headers: HeaderMap,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let caller = app.caller(&headers, &uri, Scope::ApiTokensAdmin).await?;
+    let reveal = match query.ok().and_then(|Query(q)| q.reveal).as_deref() {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                "reveal must be true or false",
+            ));
+        }
+    };
+    let engage = &app.engage;
+    let tokens = app
+        .with_token(&caller.tenant, |t| async move {
+            engage.list_api_tokens(VoiceAuth::Bearer(&t.token)).await
+        })
+        .await?;
+    let shown: Vec<String> = tokens
+        .iter()
+        .map(|t| {
+            if reveal {
+                t.expose_secret().to_owned()
+            } else {
+                mask(t.expose_secret())
+            }
+        })
+        .collect();
+    let response =
+        Json(json!({"tokens": shown, "masked": !reveal, "count": shown.len()})).into_response();
+    Ok(if reveal { no_store(response) } else { response })
+}
+
+/// `POST /v1/api-tokens`: creates a permanent API token; the answer is the only time it is shown.
+async fn create_api_token<S: SecretStore + Clone + 'static>(
+    State(app): State<AppState<S>>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let caller = app.caller(&headers, &uri, Scope::ApiTokensAdmin).await?;
+    let engage = &app.engage;
+    let token = app
+        .with_token(&caller.tenant, |t| async move {
+            engage.create_api_token(VoiceAuth::Bearer(&t.token)).await
+        })
+        .await?;
+    tracing::info!(caller = %caller.id, tenant = %caller.tenant, "permanent API token created");
+    let body = Json(json!({"token": token.expose_secret(), "masked": mask(token.expose_secret())}));
+    Ok(no_store((StatusCode::CREATED, body).into_response()))
+}
+
+/// `DELETE /v1/api-tokens/{token}`: revokes one permanent API token.
+async fn delete_api_token<S: SecretStore + Clone + 'static>(
+    State(app): State<AppState<S>>,
+    uri: Uri,
+    headers: HeaderMap,
+    Path(token): Path<String>,
+) -> Result<Response, ApiError> {
+    let caller = app.caller(&headers, &uri, Scope::ApiTokensAdmin).await?;
+    if token.is_empty()
+        || token.len() > 512
+        || token
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '/')
+    {
+        return Err(ApiError::bad_request(
+            "invalid_token",
+            "that is not a permanent API token",
+        ));
+    }
+    let token = SecretString::from(token);
+    let engage = &app.engage;
+    let target = &token;
+    let result = app
+        .with_token(&caller.tenant, |t| async move {
+            engage
+                .delete_api_token(VoiceAuth::Bearer(&t.token), target)
+                .await
+        })
+        .await;
+    match result {
+        Ok(()) => {
+            tracing::info!(caller = %caller.id, tenant = %caller.tenant, token = %mask(token.expose_secret()), "permanent API token revoked");
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+        Err(e) if e.status == StatusCode::NOT_FOUND => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "api_token_not_found",
+            "no such permanent API token for this tenant's user",
+        )),
+        Err(e) => Err(e),
+    }
+}

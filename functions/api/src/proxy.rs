@@ -1,0 +1,159 @@
+//! `ANY /v1/engage/{path}`: forwards to `{ENGAGE_BASE_URL}/voice/api/{path}` with the tenant's
+//! token. Only the configured RingCX host and only paths under `/voice/api/` can be reached; the
+//! raw (still percent-encoded) path is checked, so no decoding step can smuggle `..` past it.
+//! Only `Content-Type` and `Accept` travel upstream: never the caller's `Authorization`,
+//! `Cookie` or `X-Auth-Token`.
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use broker::engage::{ApiPath, VoiceAuth, VoiceRequest, VoiceResponse};
+use broker::store::SecretStore;
+
+use crate::auth::Scope;
+use crate::error::ApiError;
+use crate::{AppState, read_body};
+
+const PREFIX: &str = "/v1/engage/";
+
+/// Body types an IVR, a webhook or a script sends.
+fn acceptable_content_type(ct: &str) -> bool {
+    let essence = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    matches!(
+        essence.as_str(),
+        "application/json"
+            | "application/x-www-form-urlencoded"
+            | "text/plain"
+            | "application/xml"
+            | "text/xml"
+    ) || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+/// The query string without the caller's own `api_key` (never forwarded).
+fn forwarded_query(uri: &Uri) -> Option<String> {
+    let kept: Vec<&str> = uri
+        .query()?
+        .split('&')
+        .filter(|pair| {
+            let name = pair.split('=').next().unwrap_or("");
+            !name.is_empty() && name != "api_key"
+        })
+        .collect();
+    (!kept.is_empty()).then(|| kept.join("&"))
+}
+
+pub(crate) async fn proxy<S: SecretStore + Clone + 'static>(
+    State(app): State<AppState<S>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let caller = app.caller(&headers, &uri, Scope::EngageProxy).await?;
+    let raw_path = uri.path().strip_prefix(PREFIX).unwrap_or_default();
+    let path = ApiPath::new(raw_path).map_err(|e| ApiError::upstream(&e))?;
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let body = read_body(&headers, body).await?;
+    if !body.is_empty() && !content_type.as_deref().is_some_and(acceptable_content_type) {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send JSON, form-encoded, XML or plain-text bodies",
+        ));
+    }
+    let mut request = VoiceRequest::new(method, path);
+    request.query = forwarded_query(&uri);
+    if !body.is_empty() {
+        request = request.with_body(content_type.unwrap_or_default(), body);
+    }
+    let tenant = caller.tenant.as_str();
+    let deadline = app.deadline();
+    let token = app.tokens.get(tenant, deadline).await?;
+    let first = app
+        .engage
+        .voice(VoiceAuth::Bearer(&token.token), request.clone())
+        .await
+        .map_err(|e| ApiError::upstream(&e))?;
+    let answer = if first.status == 401 {
+        tracing::info!(
+            tenant,
+            generation = token.generation,
+            "RingCX refused the access token; retrying once with another"
+        );
+        let fresh = app.tokens.replace(tenant, &token, deadline).await?;
+        let second = app
+            .engage
+            .voice(VoiceAuth::Bearer(&fresh.token), request)
+            .await
+            .map_err(|e| ApiError::upstream(&e))?;
+        if second.status == 401 {
+            return Err(ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "upstream_unauthorized",
+                "RingCX refused the broker's renewed token; the operators have been alerted",
+            ));
+        }
+        second
+    } else {
+        first
+    };
+    Ok(relay(answer))
+}
+
+/// RingCX's answer, status and body as they came, with its content type and `Retry-After`.
+fn relay(answer: VoiceResponse) -> Response {
+    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_GATEWAY);
+    let mut response = (status, answer.body).into_response();
+    let headers = response.headers_mut();
+    if let Some(ct) = answer
+        .content_type
+        .and_then(|ct| HeaderValue::from_str(&ct).ok())
+    {
+        headers.insert(header::CONTENT_TYPE, ct);
+    }
+    if let Some(wait) = answer.retry_after {
+        headers.insert(header::RETRY_AFTER, HeaderValue::from(wait.as_secs()));
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_callers_key_never_travels_upstream() {
+        let uri: Uri = "/v1/engage/v1/x?a=1&api_key=secret&b=2".parse().unwrap();
+        assert_eq!(forwarded_query(&uri).as_deref(), Some("a=1&b=2"));
+        let uri: Uri = "/v1/engage/v1/x?api_key=secret".parse().unwrap();
+        assert_eq!(forwarded_query(&uri), None);
+    }
+
+    #[test]
+    fn content_types() {
+        for ok in [
+            "application/json",
+            "application/json; charset=utf-8",
+            "application/x-www-form-urlencoded",
+            "application/vnd.api+json",
+        ] {
+            assert!(acceptable_content_type(ok), "{ok}");
+        }
+        for bad in [
+            "multipart/form-data; boundary=x",
+            "application/octet-stream",
+            "image/png",
+        ] {
+            assert!(!acceptable_content_type(bad), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,241 @@
+//! The HTTP function's view of each tenant's token: read from the ring once and kept in memory,
+//! read again only when the cached token nears `MIN_TOKEN_TTL_SECONDS` or RingCX refuses it. If
+//! the ring holds nothing usable (the refresher is late or failing), the function renews inline
+//! through the same renewal protocol, one renewal per tenant per instance at a time.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
+
+use axum::http::StatusCode;
+use broker::clock::SharedClock;
+use broker::renew::{RenewError, Renewer};
+use broker::session::SessionState;
+use broker::store::SecretStore;
+use chrono::{DateTime, Utc};
+use secrecy::SecretString;
+use tokio::sync::Mutex as AsyncMutex;
+
+use crate::error::ApiError;
+
+/// A usable access token and what it is.
+#[derive(Debug, Clone)]
+pub struct CachedToken {
+    pub token: SecretString,
+    pub token_type: String,
+    pub expires_at: DateTime<Utc>,
+    pub generation: u64,
+    pub account_id: Option<String>,
+}
+
+impl CachedToken {
+    fn from_state(state: &SessionState, now: DateTime<Utc>, min_ttl: i64) -> Option<Self> {
+        Some(Self {
+            token: state.usable_token(now, min_ttl)?.clone(),
+            token_type: state.token_type.clone(),
+            expires_at: state.access_token_expires_at?,
+            generation: state.generation,
+            account_id: state.account_id.clone(),
+        })
+    }
+
+    pub fn seconds_left(&self, now: DateTime<Utc>) -> i64 {
+        (self.expires_at - now).num_seconds()
+    }
+}
+
+#[derive(Default)]
+struct TenantSlot {
+    cached: Mutex<Option<CachedToken>>,
+    flight: AsyncMutex<()>,
+}
+
+/// Tokens of every configured tenant.
+pub struct TokenCache<S> {
+    renewer: Renewer<S>,
+    clock: SharedClock,
+    min_ttl: i64,
+    tenants: HashMap<String, TenantSlot>,
+    ring_reads: AtomicU64,
+    renewals: AtomicU64,
+}
+
+impl<S: SecretStore> TokenCache<S> {
+    pub fn new(
+        renewer: Renewer<S>,
+        clock: SharedClock,
+        min_ttl_secs: i64,
+        tenants: &[String],
+    ) -> Self {
+        Self {
+            renewer,
+            clock,
+            min_ttl: min_ttl_secs,
+            tenants: tenants
+                .iter()
+                .map(|t| (t.clone(), TenantSlot::default()))
+                .collect(),
+            ring_reads: AtomicU64::new(0),
+            renewals: AtomicU64::new(0),
+        }
+    }
+
+    pub fn serves(&self, tenant: &str) -> bool {
+        self.tenants.contains_key(tenant)
+    }
+
+    /// Ring reads (one `BatchGetSecretValue` each) since start.
+    pub fn ring_reads(&self) -> u64 {
+        self.ring_reads.load(Ordering::Relaxed)
+    }
+
+    /// Inline renewals since start.
+    pub fn renewals(&self) -> u64 {
+        self.renewals.load(Ordering::Relaxed)
+    }
+
+    fn slot(&self, tenant: &str) -> Result<&TenantSlot, ApiError> {
+        self.tenants.get(tenant).ok_or_else(|| {
+            ApiError::forbidden(
+                "tenant_not_served",
+                "this key's tenant is not served by this deployment",
+            )
+        })
+    }
+
+    fn cached(&self, slot: &TenantSlot) -> Option<CachedToken> {
+        let now = self.clock.now();
+        let guard = slot.cached.lock().unwrap_or_else(PoisonError::into_inner);
+        guard
+            .as_ref()
+            .filter(|t| t.seconds_left(now) > self.min_ttl)
+            .cloned()
+    }
+
+    /// A token with more than `MIN_TOKEN_TTL_SECONDS` left, renewing inline by `deadline` if the
+    /// ring has none.
+    pub async fn get(
+        &self,
+        tenant: &str,
+        deadline: DateTime<Utc>,
+    ) -> Result<CachedToken, ApiError> {
+        let slot = self.slot(tenant)?;
+        if let Some(t) = self.cached(slot) {
+            return Ok(t);
+        }
+        self.refill(tenant, slot, deadline, None).await
+    }
+
+    /// RingCX refused `rejected` although it had time left: get a different one (a newer
+    /// generation from the ring, or a forced renewal).
+    pub async fn replace(
+        &self,
+        tenant: &str,
+        rejected: &CachedToken,
+        deadline: DateTime<Utc>,
+    ) -> Result<CachedToken, ApiError> {
+        let slot = self.slot(tenant)?;
+        if let Some(t) = self
+            .cached(slot)
+            .filter(|t| t.generation > rejected.generation)
+        {
+            return Ok(t);
+        }
+        self.refill(tenant, slot, deadline, Some(rejected.generation))
+            .await
+    }
+
+    /// How many tenants have a usable token, of how many: from the cache, or one ring read per
+    /// tenant whose cached token is gone. Never renews.
+    pub async fn health(&self) -> (usize, usize) {
+        let mut usable = 0;
+        for (tenant, slot) in &self.tenants {
+            if self.cached(slot).is_some() {
+                usable += 1;
+                continue;
+            }
+            let _flight = slot.flight.lock().await;
+            if let Ok(Some(token)) = self.read_ring(tenant).await {
+                *slot.cached.lock().unwrap_or_else(PoisonError::into_inner) = Some(token);
+                usable += 1;
+            }
+        }
+        (usable, self.tenants.len())
+    }
+
+    async fn refill(
+        &self,
+        tenant: &str,
+        slot: &TenantSlot,
+        deadline: DateTime<Utc>,
+        rejected: Option<u64>,
+    ) -> Result<CachedToken, ApiError> {
+        // One refill per tenant at a time: the others wait and take its result.
+        let _flight = slot.flight.lock().await;
+        let acceptable = |t: &CachedToken| rejected.is_none_or(|g| t.generation > g);
+        if let Some(t) = self.cached(slot).filter(acceptable) {
+            return Ok(t);
+        }
+        let from_ring = self.read_ring(tenant).await?;
+        let token = match from_ring.filter(acceptable) {
+            Some(t) => t,
+            None => {
+                self.renewals.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(tenant, "no usable token in the ring: renewing inline");
+                let result = match rejected {
+                    Some(g) => self.renewer.renew_replacing(tenant, deadline, g).await,
+                    None => self.renewer.renew(tenant, deadline).await,
+                };
+                if let Err(e) = result {
+                    return Err(unavailable(tenant, &e));
+                }
+                self.read_ring(tenant)
+                    .await?
+                    .filter(acceptable)
+                    .ok_or_else(|| {
+                        ApiError::new(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "token_unavailable",
+                            "no usable RingCX token could be obtained; retry shortly",
+                        )
+                        .with_retry_after(10)
+                    })?
+            }
+        };
+        *slot.cached.lock().unwrap_or_else(PoisonError::into_inner) = Some(token.clone());
+        Ok(token)
+    }
+
+    async fn read_ring(&self, tenant: &str) -> Result<Option<CachedToken>, ApiError> {
+        self.ring_reads.fetch_add(1, Ordering::Relaxed);
+        let view = self.renewer.ring().read(tenant).await.map_err(|e| {
+            tracing::error!(tenant, error = %e, "cannot read the session ring");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "token_unavailable",
+                "the stored session cannot be read right now; retry shortly",
+            )
+            .with_retry_after(5)
+        })?;
+        let now = self.clock.now();
+        Ok(view
+            .newest
+            .as_ref()
+            .and_then(|s| CachedToken::from_state(s, now, self.min_ttl)))
+    }
+}
+
+fn unavailable(tenant: &str, e: &RenewError) -> ApiError {
+    tracing::error!(tenant, error = %e, "inline renewal failed");
+    let retry = if matches!(e, RenewError::Upstream { .. } | RenewError::Store { .. }) {
+        10
+    } else {
+        60
+    };
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "token_unavailable",
+        "no usable RingCX token can be obtained right now; the operators have been alerted",
+    )
+    .with_retry_after(retry)
+}
