@@ -164,3 +164,164 @@ impl Stack {
         self.renewer.renew(tenant, deadline).await
     }
 }
+
+/// Callers every API stack is seeded with: (id, tenant, scopes).
+pub const API_CALLERS: &[(&str, &str, &[api::auth::Scope])] = {
+    use api::auth::Scope::*;
+    &[
+        ("proxy", "default", &[EngageProxy]),
+        ("reader", "default", &[TokenRead]),
+        ("admin", "default", &[ApiTokensAdmin]),
+        ("all", "default", &[EngageProxy, TokenRead, ApiTokensAdmin]),
+        ("other", "second", &[EngageProxy, TokenRead, ApiTokensAdmin]),
+    ]
+};
+
+/// The HTTP function in process, on a loopback port, over any store, with the simulator behind it
+/// and a shared simulated clock. Tenants: `default` (RingEX credentials) and `second` (RingCX
+/// login), plus `empty`, served but without credentials.
+pub struct ApiStack<S> {
+    pub clock: broker::clock::ManualClock,
+    pub sim: Simulator,
+    pub store: S,
+    pub app: api::AppState<S>,
+    pub base: String,
+    pub prefix: String,
+    /// Caller id -> key.
+    pub keys: std::collections::HashMap<&'static str, String>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl<S: broker::store::SecretStore + Clone + 'static> ApiStack<S> {
+    /// `extra` are more configuration variables (e.g. `ALLOW_QUERY_KEY`).
+    pub async fn start(store: S, prefix: &str, extra: &[(&str, &str)]) -> Self {
+        use secrecy::ExposeSecret as _;
+        let clock = broker::clock::ManualClock::starting_now();
+        let shared: SharedClock = Arc::new(clock.clone());
+        let sim = Simulator::start(shared.clone())
+            .await
+            .expect("simulator starts");
+        sim.set_behaviour(crate::sim::Behaviour {
+            voice_rate_limit_per_minute: None,
+            ..Default::default()
+        });
+        let mut vars: std::collections::HashMap<String, String> = [
+            ("ENGAGE_BASE_URL", sim.base_url()),
+            ("RINGCENTRAL_SERVER_URL", sim.base_url()),
+            ("SECRET_PREFIX", prefix.to_owned()),
+            ("TENANTS", "default,second,empty".to_owned()),
+            ("ENGAGE_TIMEOUT_MS", "2000".to_owned()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        for (k, v) in extra {
+            vars.insert((*k).to_owned(), (*v).to_owned());
+        }
+        let config = broker::config::Config::from_lookup(|k| vars.get(k).cloned())
+            .expect("valid test configuration");
+        let names = config.names();
+        let put = |name: String, doc: String| {
+            let store = store.clone();
+            async move {
+                store
+                    .create(
+                        &name,
+                        &secrecy::SecretString::from(doc),
+                        &uuid::Uuid::new_v4().to_string(),
+                    )
+                    .await
+                    .expect("seed secret");
+            }
+        };
+        put(
+            names.credentials("default"),
+            sim.ringex_credentials("admin@example.com")
+                .unwrap()
+                .to_string(),
+        )
+        .await;
+        put(
+            names.credentials("second"),
+            sim.engage_login_credentials("agent@example.com")
+                .unwrap()
+                .to_string(),
+        )
+        .await;
+        let mut keys = std::collections::HashMap::new();
+        let mut entries = Vec::new();
+        for (id, tenant, scopes) in API_CALLERS {
+            let (key, entry) =
+                api::auth::generate_key(id, tenant, scopes.to_vec()).expect("random key");
+            keys.insert(*id, key.expose_secret().to_owned());
+            entries.push(entry);
+        }
+        put(names.callers(), serde_json::to_string(&entries).unwrap()).await;
+        let app = Arc::new(api::App::new(&config, store.clone(), shared).expect("app builds"));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let router = api::router(app.clone());
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        Self {
+            clock,
+            sim,
+            store,
+            app,
+            base,
+            prefix: prefix.to_owned(),
+            keys,
+            server,
+        }
+    }
+
+    pub fn key(&self, caller: &str) -> &str {
+        &self.keys[caller]
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+}
+
+impl<S> Drop for ApiStack<S> {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+/// Sends `request_line` and headers as raw bytes (no client-side normalisation of `..` or
+/// escapes) and returns the status code and body.
+pub async fn raw_http(
+    base: &str,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let mut request =
+        format!("{method} {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        request.push_str(&format!("{k}: {v}\r\n"));
+    }
+    request.push_str("Content-Length: 0\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer).await;
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}

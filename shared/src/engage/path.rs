@@ -33,11 +33,30 @@ impl ApiPath {
         {
             return refuse("control characters, spaces, '?' and '#' are not allowed in the path");
         }
-        let lower = path.to_ascii_lowercase();
-        for encoded in ["%2e", "%2f", "%5c", "%25", "%00"] {
-            if lower.contains(encoded) {
+        if !path.is_ascii() {
+            return refuse(
+                "non-ASCII characters must be percent-encoded (and encoded ones are refused)",
+            );
+        }
+        if path.contains(';') {
+            return refuse("';' is not allowed (Java servers read `..;` as `..`)");
+        }
+        // Percent-escapes may only encode harmless ASCII: anything a server could decode into a
+        // separator, a dot, an escape, a control character or a multi-byte sequence is refused.
+        let bytes = path.as_bytes();
+        for (i, b) in bytes.iter().enumerate() {
+            if *b != b'%' {
+                continue;
+            }
+            let hex = bytes
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok());
+            let Some(decoded) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) else {
+                return refuse("a '%' must start a two-digit escape");
+            };
+            if decoded < 0x20 || decoded >= 0x7f || b"./\\%;?#".contains(&decoded) {
                 return refuse(
-                    "encoded dots, slashes, backslashes, percents and NULs are not allowed",
+                    "encoded dots, slashes, backslashes, percents, controls and non-ASCII bytes are not allowed",
                 );
             }
         }
