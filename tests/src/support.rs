@@ -325,3 +325,23 @@ pub async fn raw_http(
         .unwrap_or_default();
     (status, body)
 }
+
+impl<S: broker::store::SecretStore + Clone + 'static> ApiStack<S> {
+    /// A renewer over the same store, simulator and clock: what the refresher Lambda runs.
+    pub fn refresher(&self) -> broker::renew::Renewer<S> {
+        let shared: SharedClock = Arc::new(self.clock.clone());
+        let ring = broker::store::SessionRing::new(
+            self.store.clone(),
+            broker::store::SecretNames::new(self.prefix.clone()),
+            6,
+            shared.clone(),
+        );
+        let engage = client_for(&self.sim, shared.clone(), Duration::from_secs(5));
+        broker::renew::Renewer::new(
+            ring,
+            engage,
+            shared,
+            broker::renew::RenewSettings::default(),
+        )
+    }
+}

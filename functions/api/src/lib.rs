@@ -32,6 +32,10 @@ use crate::tokens::{CachedToken, TokenCache};
 
 /// Largest request body accepted (larger: `413`).
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
+/// Retries after RingCX refuses a token, each with a strictly newer generation. Two, because a
+/// newer token taken from the ring can itself be refused a moment later (a concurrent request saw
+/// it refused and forced a renewal); the second retry then uses that renewal.
+pub const MAX_TOKEN_RETRIES: usize = 2;
 /// Time a request may spend obtaining a token inline when the ring has none.
 const TOKEN_BUDGET: Duration = Duration::from_secs(10);
 
@@ -119,19 +123,26 @@ impl<S: SecretStore + Clone> App<S> {
         Ok(caller)
     }
 
-    /// Runs `call` with the tenant's token; if RingCX refuses that token, once more with another.
+    /// Runs `call` with the tenant's token; if RingCX refuses it, again with a newer one (at most
+    /// [`MAX_TOKEN_RETRIES`] times).
     async fn with_token<T, F, Fut>(&self, tenant: &str, call: F) -> Result<T, ApiError>
     where
         F: Fn(CachedToken) -> Fut,
         Fut: Future<Output = Result<T, EngageError>>,
     {
-        let token = self.tokens.get(tenant, self.deadline()).await?;
-        match call(token.clone()).await {
-            Err(EngageError::AccessTokenExpired | EngageError::Unauthorized { .. }) => {
-                let fresh = self.tokens.replace(tenant, &token, self.deadline()).await?;
-                call(fresh).await.map_err(|e| ApiError::upstream(&e))
+        let deadline = self.deadline();
+        let mut token = self.tokens.get(tenant, deadline).await?;
+        let mut retries = 0;
+        loop {
+            match call(token.clone()).await {
+                Err(EngageError::AccessTokenExpired | EngageError::Unauthorized { .. })
+                    if retries < MAX_TOKEN_RETRIES =>
+                {
+                    retries += 1;
+                    token = self.tokens.replace(tenant, &token, deadline).await?;
+                }
+                other => return other.map_err(|e| ApiError::upstream(&e)),
             }
-            other => other.map_err(|e| ApiError::upstream(&e)),
         }
     }
 }

@@ -1,5 +1,5 @@
 //! `ANY /v1/engage/{path}`: forwards to `{ENGAGE_BASE_URL}/voice/api/{path}` with the tenant's
-//! token. Only the configured RingCX host and only paths under `/voice/api/` can be reached; the
+//! token (on an upstream 401, retried with a newer token). Only the configured RingCX host and only paths under `/voice/api/` can be reached; the
 //! raw (still percent-encoded) path is checked, so no decoding step can smuggle `..` past it.
 //! Only `Content-Type` and `Accept` travel upstream: never the caller's `Authorization`,
 //! `Cookie` or `X-Auth-Token`.
@@ -77,35 +77,36 @@ pub(crate) async fn proxy<S: SecretStore + Clone + 'static>(
     }
     let tenant = caller.tenant.as_str();
     let deadline = app.deadline();
-    let token = app.tokens.get(tenant, deadline).await?;
-    let first = app
+    let mut token = app.tokens.get(tenant, deadline).await?;
+    let mut answer = app
         .engage
         .voice(VoiceAuth::Bearer(&token.token), request.clone())
         .await
         .map_err(|e| ApiError::upstream(&e))?;
-    let answer = if first.status == 401 {
+    // Each retry uses a strictly newer generation: the ring's next one, or a forced renewal.
+    for _ in 0..crate::MAX_TOKEN_RETRIES {
+        if answer.status != 401 {
+            break;
+        }
         tracing::info!(
             tenant,
             generation = token.generation,
-            "RingCX refused the access token; retrying once with another"
+            "RingCX refused the access token; retrying with a newer one"
         );
-        let fresh = app.tokens.replace(tenant, &token, deadline).await?;
-        let second = app
+        token = app.tokens.replace(tenant, &token, deadline).await?;
+        answer = app
             .engage
-            .voice(VoiceAuth::Bearer(&fresh.token), request)
+            .voice(VoiceAuth::Bearer(&token.token), request.clone())
             .await
             .map_err(|e| ApiError::upstream(&e))?;
-        if second.status == 401 {
-            return Err(ApiError::new(
-                StatusCode::BAD_GATEWAY,
-                "upstream_unauthorized",
-                "RingCX refused the broker's renewed token; the operators have been alerted",
-            ));
-        }
-        second
-    } else {
-        first
-    };
+    }
+    if answer.status == 401 {
+        return Err(ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "upstream_unauthorized",
+            "RingCX refused the broker's renewed token; the operators have been alerted",
+        ));
+    }
     Ok(relay(answer))
 }
 
