@@ -54,7 +54,7 @@ impl ApiPath {
             let Some(decoded) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) else {
                 return refuse("a '%' must start a two-digit escape");
             };
-            if decoded < 0x20 || decoded >= 0x7f || b"./\\%;?#".contains(&decoded) {
+            if !(0x20..0x7f).contains(&decoded) || b"./\\%;?#".contains(&decoded) {
                 return refuse(
                     "encoded dots, slashes, backslashes, percents, controls and non-ASCII bytes are not allowed",
                 );

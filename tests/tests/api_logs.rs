@@ -1,0 +1,127 @@
+//! A full run of the HTTP function under a TRACE subscriber for every crate: no caller key,
+//! access or refresh token, permanent token or credential appears in what it logged.
+
+use std::sync::Arc;
+
+use broker::clock::ManualClock;
+use broker::store::memory::MemoryStore;
+use broker::store::{SecretNames, SecretStore};
+use broker_tests::sim::{CLIENT_SECRET, Fault};
+use broker_tests::support::{ApiStack, CapturedLogs};
+use chrono::Duration;
+use secrecy::ExposeSecret;
+use serde_json::Value;
+
+#[test]
+fn a_full_run_logs_no_secret() {
+    let logs = CapturedLogs::default();
+    let _guard = tracing::subscriber::set_default(logs.subscriber());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let secrets = runtime.block_on(async {
+        let store = MemoryStore::new(Arc::new(ManualClock::starting_now()));
+        let s = ApiStack::start(store.clone(), "ringcx/", &[("ALLOW_QUERY_KEY", "true")]).await;
+        let http = reqwest::Client::new();
+        let mut secrets: Vec<String> = s.keys.values().cloned().collect();
+        secrets.push(CLIENT_SECRET.to_owned());
+        for u in s.sim.users() {
+            secrets.push(u.password.clone());
+            secrets.push(u.jwt_credential.clone());
+        }
+        let get = |path: &str, key: &str| http.get(s.url(path)).bearer_auth(key).send();
+        get("/v1/token", s.key("reader")).await.unwrap();
+        http.post(s.url("/v1/oauth/token"))
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", "reader"),
+                ("client_secret", s.key("reader")),
+            ])
+            .send()
+            .await
+            .unwrap();
+        http.post(s.url("/v1/oauth/token"))
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", "reader"),
+                ("client_secret", "rcxb_wrong-secret-value"),
+            ])
+            .send()
+            .await
+            .unwrap();
+        get(
+            &format!("/v1/engage/v1/admin/accounts?api_key={}", s.key("proxy")),
+            "",
+        )
+        .await
+        .unwrap();
+        get("/v1/engage/v1/admin/accounts", s.key("proxy"))
+            .await
+            .unwrap();
+        get("/v1/engage/%2e%2e/api/auth", s.key("proxy"))
+            .await
+            .unwrap();
+        let created: Value = http
+            .post(s.url("/v1/api-tokens"))
+            .bearer_auth(s.key("admin"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let api_token = created["token"].as_str().unwrap().to_owned();
+        secrets.push(api_token.clone());
+        get("/v1/api-tokens?reveal=true", s.key("admin"))
+            .await
+            .unwrap();
+        http.delete(s.url(&format!("/v1/api-tokens/{api_token}")))
+            .bearer_auth(s.key("admin"))
+            .send()
+            .await
+            .unwrap();
+        http.delete(s.url(&format!("/v1/api-tokens/{api_token}")))
+            .bearer_auth(s.key("admin"))
+            .send()
+            .await
+            .unwrap();
+        s.sim.advance(Duration::seconds(301));
+        get("/v1/engage/v1/admin/accounts", s.key("proxy"))
+            .await
+            .unwrap();
+        s.sim.fail_next("/voice/api/", Fault::Drop, 1);
+        get("/v1/engage/v1/admin/accounts", s.key("proxy"))
+            .await
+            .unwrap();
+        get("/v1/engage/v1/admin/accounts", "rcxb_not-a-real-key-at-all")
+            .await
+            .unwrap();
+        // Every session the ring ever held.
+        let names = SecretNames::new("ringcx/");
+        for i in 0..6 {
+            if let Ok(Some(v)) = store.get(&names.slot("default", i)).await {
+                let doc: Value = serde_json::from_str(v.expose_secret()).unwrap();
+                for field in ["accessToken", "refreshToken"] {
+                    if let Some(t) = doc[field].as_str() {
+                        secrets.push(t.to_owned());
+                    }
+                }
+            }
+        }
+        secrets
+    });
+    let text = logs.text();
+    assert!(
+        text.contains("RingCX refused the access token"),
+        "the run logged its work"
+    );
+    assert!(
+        text.contains("hyper"),
+        "transport TRACE output is captured too"
+    );
+    assert!(secrets.len() >= 15, "{}", secrets.len());
+    for secret in &secrets {
+        assert!(!text.contains(secret.as_str()), "a secret reached the logs");
+    }
+}
