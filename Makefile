@@ -8,7 +8,7 @@ VENV := .venv
 # One target dir for the workspace, the functions and every tool that builds them.
 export CARGO_TARGET_DIR ?= $(CURDIR)/target
 
-.PHONY: help test lint fmt fmt-check clippy unit build sim venv
+.PHONY: help test lint fmt fmt-check clippy unit build sim venv bench
 
 help: ## List the tasks
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -44,6 +44,9 @@ $(VENV)/.installed: tests/requirements.txt
 
 build: ## Build every crate (debug)
 	$(CARGO) build --workspace --locked
+
+bench: ## Proxy overhead, throughput and Secrets Manager reads (prints figures)
+	$(CARGO) run --locked --profile perf -p broker-tests --bin bench-proxy
 
 sim: ## Run the RingCX simulator on 127.0.0.1:8900
 	$(CARGO) run --locked -p broker-tests --bin ringcx-sim -- --bind 127.0.0.1:8900
