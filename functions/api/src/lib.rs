@@ -202,7 +202,29 @@ pub fn router<S: SecretStore + Clone + 'static>(app: AppState<S>) -> Router {
     router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn(access_log))
         .with_state(app)
+}
+
+/// One line per request: method, route template (never the raw path or query, which can carry a
+/// token or a key), status and duration.
+async fn access_log(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let method = request.method().clone();
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or("unmatched", |p| p.as_str())
+        .to_owned();
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16();
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    if status >= 500 {
+        tracing::warn!(%method, route, status, ms, "request");
+    } else {
+        tracing::info!(%method, route, status, ms, "request");
+    }
+    response
 }
 
 fn filter(method: &str) -> MethodFilter {

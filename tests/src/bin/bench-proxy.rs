@@ -32,7 +32,12 @@ async fn latencies(http: &reqwest::Client, url: &str, auth: &str, n: usize) -> V
     let mut out = Vec::with_capacity(n);
     for _ in 0..n {
         let start = Instant::now();
-        let r = http.get(url).header("authorization", auth).send().await.expect("request");
+        let r = http
+            .get(url)
+            .header("authorization", auth)
+            .send()
+            .await
+            .expect("request");
         assert_eq!(r.status(), 200, "{url}");
         r.bytes().await.expect("body");
         out.push(start.elapsed());
@@ -42,7 +47,13 @@ async fn latencies(http: &reqwest::Client, url: &str, auth: &str, n: usize) -> V
 }
 
 /// `concurrency` workers for `seconds`: requests per second.
-async fn throughput(http: &reqwest::Client, url: &str, auth: &str, concurrency: usize, seconds: u64) -> f64 {
+async fn throughput(
+    http: &reqwest::Client,
+    url: &str,
+    auth: &str,
+    concurrency: usize,
+    seconds: u64,
+) -> f64 {
     let until = Instant::now() + Duration::from_secs(seconds);
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..concurrency {
@@ -50,7 +61,12 @@ async fn throughput(http: &reqwest::Client, url: &str, auth: &str, concurrency: 
         tasks.spawn(async move {
             let mut n = 0u64;
             while Instant::now() < until {
-                let r = http.get(&url).header("authorization", &auth).send().await.expect("request");
+                let r = http
+                    .get(&url)
+                    .header("authorization", &auth)
+                    .send()
+                    .await
+                    .expect("request");
                 assert_eq!(r.status(), 200);
                 r.bytes().await.expect("body");
                 n += 1;
@@ -75,13 +91,24 @@ async fn main() {
     let clock: SharedClock = Arc::new(SystemClock);
     let store = MemoryStore::new(clock.clone());
     let stack = ApiStack::start(store.clone(), "ringcx/", &[]).await;
-    stack.sim.set_behaviour(Behaviour { voice_rate_limit_per_minute: None, ..Behaviour::default() });
-    let http = reqwest::Client::builder().pool_max_idle_per_host(256).build().expect("client");
+    stack.sim.set_behaviour(Behaviour {
+        voice_rate_limit_per_minute: None,
+        ..Behaviour::default()
+    });
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .build()
+        .expect("client");
     let proxy_url = stack.url("/v1/engage/v1/admin/accounts");
     let proxy_auth = format!("Bearer {}", stack.key("proxy"));
     // Warm up: callers and token caches, connection pools.
     latencies(&http, &proxy_url, &proxy_auth, 200).await;
-    let token = stack.app.tokens.get("default", clock.now() + chrono::Duration::seconds(10)).await.expect("token");
+    let token = stack
+        .app
+        .tokens
+        .get("default", clock.now() + chrono::Duration::seconds(10))
+        .await
+        .expect("token");
     let direct_url = format!("{}/voice/api/v1/admin/accounts", stack.sim.base_url());
     let direct_auth = {
         use secrecy::ExposeSecret as _;
@@ -92,16 +119,42 @@ async fn main() {
     let reads_before = reads(&store);
     let direct = latencies(&http, &direct_url, &direct_auth, LATENCY_REQUESTS).await;
     let proxied = latencies(&http, &proxy_url, &proxy_auth, LATENCY_REQUESTS).await;
-    let direct_rps = throughput(&http, &direct_url, &direct_auth, LOAD_CONCURRENCY, LOAD_SECONDS).await;
-    let proxied_rps = throughput(&http, &proxy_url, &proxy_auth, LOAD_CONCURRENCY, LOAD_SECONDS).await;
+    let direct_rps = throughput(
+        &http,
+        &direct_url,
+        &direct_auth,
+        LOAD_CONCURRENCY,
+        LOAD_SECONDS,
+    )
+    .await;
+    let proxied_rps = throughput(
+        &http,
+        &proxy_url,
+        &proxy_auth,
+        LOAD_CONCURRENCY,
+        LOAD_SECONDS,
+    )
+    .await;
     let proxied_requests = LATENCY_REQUESTS as f64 + proxied_rps * LOAD_SECONDS as f64;
     let sm_reads = reads(&store) - reads_before;
 
     let (d50, d99) = (percentile(&direct, 0.50), percentile(&direct, 0.99));
     let (p50, p99) = (percentile(&proxied, 0.50), percentile(&proxied, 0.99));
-    println!("proxy benchmark (loopback, {LATENCY_REQUESTS} sequential requests each; {LOAD_CONCURRENCY} workers x {LOAD_SECONDS} s for throughput)");
-    println!("  direct to simulator : p50 {:.3} ms  p99 {:.3} ms  {:.0} req/s", ms(d50), ms(d99), direct_rps);
-    println!("  through the proxy   : p50 {:.3} ms  p99 {:.3} ms  {:.0} req/s", ms(p50), ms(p99), proxied_rps);
+    println!(
+        "proxy benchmark (loopback, {LATENCY_REQUESTS} sequential requests each; {LOAD_CONCURRENCY} workers x {LOAD_SECONDS} s for throughput)"
+    );
+    println!(
+        "  direct to simulator : p50 {:.3} ms  p99 {:.3} ms  {:.0} req/s",
+        ms(d50),
+        ms(d99),
+        direct_rps
+    );
+    println!(
+        "  through the proxy   : p50 {:.3} ms  p99 {:.3} ms  {:.0} req/s",
+        ms(p50),
+        ms(p99),
+        proxied_rps
+    );
     println!(
         "  added by the proxy  : p50 {:.3} ms (target <= 0.5)  p99 {:.3} ms (target <= 2)",
         ms(p50.saturating_sub(d50)),
