@@ -5,17 +5,23 @@ SHELL := /bin/bash
 CARGO ?= cargo
 PYTHON ?= python3
 VENV := .venv
+export SAM_CLI_TELEMETRY := 0
+SAM := $(VENV)/bin/sam
+# Deployments run on arm64 (cheaper per ms); `make package` builds x86_64, which this machine's
+# toolchain can target without downloading anything.
+ARCH ?= arm64
+
 # One target dir for the workspace, the functions and every tool that builds them.
 export CARGO_TARGET_DIR ?= $(CURDIR)/target
 
-.PHONY: help test lint fmt fmt-check clippy unit build sim venv bench
+.PHONY: help test lint fmt fmt-check clippy unit build sim venv bench template dev package deploy seed-credentials add-caller remove-caller
 
 help: ## List the tasks
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-test: fmt-check clippy unit ## Everything CI checks: formatting, clippy -D warnings, all tests
+test: fmt-check clippy template unit ## Everything CI checks: formatting, clippy, template lint, all tests
 
-lint: fmt-check clippy ## Formatting and clippy only
+lint: fmt-check clippy template ## Formatting, clippy and the SAM template
 
 fmt: ## Format the code
 	$(CARGO) fmt --all
@@ -47,6 +53,33 @@ build: ## Build every crate (debug)
 
 bench: ## Proxy overhead, throughput and Secrets Manager reads (prints figures)
 	$(CARGO) run --locked --profile perf -p broker-tests --bin bench-proxy
+
+template: venv ## cfn-lint and sam validate --lint on template.yaml (offline)
+	$(VENV)/bin/cfn-lint template.yaml
+	AWS_DEFAULT_REGION=us-east-1 $(SAM) validate --lint --template template.yaml
+
+dev: venv ## The whole broker locally: moto, the RingCX simulator, refresher, api on :3000
+	VENV=$(VENV) tests/dev.sh
+
+package: venv ## sam build (x86_64, cargo-lambda from .venv); prints the size of each function zip
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(SAM) build --parameter-overrides Architecture=x86_64
+	@for f in .aws-sam/build/*Function; do \
+		$(VENV)/bin/python -m zipfile -c $$f.zip $$f/bootstrap && \
+		echo "$$(basename $$f): $$(du -k $$f.zip | cut -f1) KiB zipped, bootstrap $$(du -k $$f/bootstrap | cut -f1) KiB"; \
+	done
+
+deploy: venv ## sam build for $(ARCH) and sam deploy (guided the first time, then samconfig.toml)
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(SAM) build --parameter-overrides Architecture=$(ARCH)
+	@if [ -f samconfig.toml ]; then $(SAM) deploy; else $(SAM) deploy --guided; fi
+
+seed-credentials: ## TENANT=default FILE=creds.json: store a tenant's credentials (uses AWS_* / SECRET_PREFIX)
+	$(CARGO) run --quiet -p api -- seed-credentials --tenant $(or $(TENANT),default) --file $(FILE)
+
+add-caller: ## ID=ivr-main TENANT=default SCOPES=engage:proxy,token:read: new caller key, shown once
+	$(CARGO) run --quiet -p api -- add-caller --id $(ID) --tenant $(or $(TENANT),default) --scopes $(or $(SCOPES),engage:proxy,token:read)
+
+remove-caller: ## ID=ivr-main: revoke a caller key
+	$(CARGO) run --quiet -p api -- remove-caller --id $(ID)
 
 sim: ## Run the RingCX simulator on 127.0.0.1:8900
 	$(CARGO) run --locked -p broker-tests --bin ringcx-sim -- --bind 127.0.0.1:8900

@@ -12,6 +12,38 @@ use crate::engage::{DEFAULT_ENGAGE_BASE_URL, DEFAULT_PLATFORM_URL, EngageConfig}
 use crate::renew::RenewSettings;
 use crate::store::SecretNames;
 
+/// Every variable [`Config`] reads (plus `RUST_LOG`, read by the log setup).
+pub const VARIABLES: &[&str] = &[
+    "ENGAGE_BASE_URL",
+    "RINGCENTRAL_SERVER_URL",
+    "ENGAGE_CONNECT_TIMEOUT_MS",
+    "ENGAGE_TIMEOUT_MS",
+    "SECRET_PREFIX",
+    "TENANTS",
+    "SESSION_SLOTS",
+    "REFRESH_MARGIN_SECONDS",
+    "MIN_TOKEN_TTL_SECONDS",
+    "BIND_ADDR",
+    "REFRESH_CONCURRENCY",
+    "REFRESH_INTERVAL_SECONDS",
+    "ALLOW_QUERY_KEY",
+    "CALLERS_CACHE_SECONDS",
+    "KMS_KEY_ID",
+    "RUST_LOG",
+];
+
+/// Variables a deployment must set on both functions: they must agree between the refresher and
+/// the HTTP function (the same ring, the same tenants, the same hosts).
+pub const DEPLOYMENT_REQUIRED: &[&str] = &[
+    "ENGAGE_BASE_URL",
+    "RINGCENTRAL_SERVER_URL",
+    "SECRET_PREFIX",
+    "TENANTS",
+    "SESSION_SLOTS",
+    "REFRESH_MARGIN_SECONDS",
+    "MIN_TOKEN_TTL_SECONDS",
+];
+
 /// A setting that could not be used, named so the fix is obvious.
 #[derive(Debug, thiserror::Error)]
 #[error("configuration {name}={value:?} is invalid: expected {expected}")]
@@ -234,6 +266,21 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn variables_lists_exactly_what_is_read() {
+        let asked = std::sync::Mutex::new(std::collections::BTreeSet::new());
+        Config::from_lookup(|k| {
+            asked.lock().unwrap().insert(k.to_owned());
+            None
+        })
+        .unwrap();
+        let mut listed: std::collections::BTreeSet<String> =
+            VARIABLES.iter().map(|v| v.to_string()).collect();
+        listed.remove("RUST_LOG");
+        assert_eq!(asked.into_inner().unwrap(), listed);
+        assert!(DEPLOYMENT_REQUIRED.iter().all(|v| VARIABLES.contains(v)));
     }
 
     #[test]

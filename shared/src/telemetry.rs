@@ -51,7 +51,9 @@ impl Unit {
     }
 }
 
-/// One EMF document: `metrics` under `dimensions` (name, value), at `timestamp_ms`.
+/// One EMF document: `metrics` under `dimensions` (name, value), at `timestamp_ms`. Each metric
+/// is published twice: per dimension set, and with no dimension at all, so one alarm can watch
+/// every tenant at once (e.g. the minimum of `SecondsLeft`).
 pub fn emf(dimensions: &[(&str, &str)], metrics: &[(&str, Unit, f64)], timestamp_ms: i64) -> Value {
     let mut doc = Map::new();
     for (k, v) in dimensions {
@@ -66,7 +68,7 @@ pub fn emf(dimensions: &[(&str, &str)], metrics: &[(&str, Unit, f64)], timestamp
             "Timestamp": timestamp_ms,
             "CloudWatchMetrics": [{
                 "Namespace": NAMESPACE,
-                "Dimensions": [dimensions.iter().map(|(k, _)| *k).collect::<Vec<_>>()],
+                "Dimensions": [dimensions.iter().map(|(k, _)| *k).collect::<Vec<_>>(), Vec::<&str>::new()],
                 "Metrics": metrics.iter().map(|(n, u, _)| json!({"Name": n, "Unit": u.as_str()})).collect::<Vec<_>>(),
             }]
         }),
@@ -102,6 +104,11 @@ mod tests {
         let spec = &doc["_aws"]["CloudWatchMetrics"][0];
         assert_eq!(spec["Namespace"], NAMESPACE);
         assert_eq!(spec["Dimensions"][0][0], "Tenant");
+        assert_eq!(
+            spec["Dimensions"][1],
+            serde_json::json!([]),
+            "an aggregate across tenants too"
+        );
         assert_eq!(spec["Metrics"][1]["Name"], "SecondsLeft");
         assert_eq!(spec["Metrics"][1]["Unit"], "Seconds");
     }

@@ -2,6 +2,7 @@
 //! payload 2.0) and by a loopback listener elsewhere, so the same code is tested, load-tested and
 //! used locally.
 
+pub mod admin;
 pub mod auth;
 pub mod error;
 mod proxy;

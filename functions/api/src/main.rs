@@ -1,28 +1,29 @@
 //! `api`: in Lambda, the router under `lambda_http` (Function URL / HTTP API payload 2.0);
-//! elsewhere, the same router on `BIND_ADDR`. `api keygen --id ID --tenant T --scopes a,b` makes a
-//! caller key: it prints the key once and the entry to add to the `{prefix}callers` secret.
+//! elsewhere, the same router on `BIND_ADDR`. Operator commands (they use the same configuration
+//! and AWS SDK settings as the function):
+//!
+//! - `api keygen --id ID [--tenant T] [--scopes a,b]`: a key and its callers entry, printed only;
+//! - `api add-caller --id ID [--tenant T] [--scopes a,b]`: the same, added to `{prefix}callers`;
+//! - `api remove-caller --id ID`;
+//! - `api seed-credentials --tenant T --file F` (`-` for standard input).
 
+use std::io::Read as _;
 use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
 use api::auth::{Scope, generate_key};
-use api::{App, router};
+use api::{App, admin, router};
 use broker::clock::{SharedClock, SystemClock};
 use broker::config::Config;
 use broker::store::aws::SecretsManagerStore;
 use broker::telemetry;
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.first().map(String::as_str) == Some("keygen") {
-        return keygen(&args[1..]);
-    }
-    if let Some(other) = args.first() {
-        bail!(
-            "unknown argument {other:?}: run without arguments, or `api keygen --id ID --tenant T --scopes a,b`"
-        );
+    if let Some(command) = args.first() {
+        return operator(command, &args[1..]).await;
     }
     telemetry::init();
     let config = Config::from_env()?;
@@ -52,42 +53,132 @@ async fn main() -> anyhow::Result<()> {
         .context("the local server stopped")
 }
 
-fn keygen(args: &[String]) -> anyhow::Result<()> {
-    let (mut id, mut tenant, mut scopes) = (
-        None,
-        "default".to_owned(),
-        vec![Scope::EngageProxy, Scope::TokenRead],
-    );
-    let mut it = args.iter();
-    while let Some(flag) = it.next() {
-        let value = it.next().with_context(|| format!("{flag} needs a value"))?;
-        match flag.as_str() {
-            "--id" => id = Some(value.clone()),
-            "--tenant" => tenant = value.clone(),
-            "--scopes" => {
-                scopes = value
-                    .split(',')
-                    .map(|s| {
-                        serde_json::from_value::<Scope>(serde_json::Value::String(
-                            s.trim().to_owned(),
-                        ))
-                    })
-                    .collect::<Result<_, _>>()
-                    .context(
-                        "scopes are engage:proxy, token:read and api-tokens:admin, comma-separated",
-                    )?;
+/// `--flag value` pairs.
+struct Flags(Vec<(String, String)>);
+
+impl Flags {
+    fn parse(args: &[String], allowed: &[&str]) -> anyhow::Result<Self> {
+        let mut out = Vec::new();
+        let mut it = args.iter();
+        while let Some(flag) = it.next() {
+            if !allowed.contains(&flag.as_str()) {
+                bail!(
+                    "unknown flag {flag:?}: this command takes {}",
+                    allowed.join(", ")
+                );
             }
-            other => bail!("unknown flag {other:?}: use --id, --tenant, --scopes"),
+            let value = it.next().with_context(|| format!("{flag} needs a value"))?;
+            out.push((flag.clone(), value.clone()));
+        }
+        Ok(Self(out))
+    }
+
+    fn get(&self, flag: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .rev()
+            .find(|(f, _)| f == flag)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn scopes(&self) -> anyhow::Result<Vec<Scope>> {
+        match self.get("--scopes") {
+            None => Ok(vec![Scope::EngageProxy, Scope::TokenRead]),
+            Some(list) => list
+                .split(',')
+                .map(|s| {
+                    serde_json::from_value::<Scope>(serde_json::Value::String(s.trim().to_owned()))
+                })
+                .collect::<Result<_, _>>()
+                .context(
+                    "scopes are engage:proxy, token:read and api-tokens:admin, comma-separated",
+                ),
         }
     }
-    let id = id.context("--id is required (a name for the caller, e.g. ivr-main)")?;
-    let (key, entry) = generate_key(&id, &tenant, scopes)
-        .map_err(|e| anyhow::anyhow!("the OS random source failed: {e}"))?;
-    println!(
-        "key (shown once; give it to the caller): {}",
-        key.expose_secret()
-    );
-    println!("entry (add it to the JSON array in the {{prefix}}callers secret):");
-    println!("{}", serde_json::to_string(&entry)?);
-    Ok(())
+}
+
+async fn operator(command: &str, args: &[String]) -> anyhow::Result<()> {
+    let caller_flags = ["--id", "--tenant", "--scopes"];
+    match command {
+        "keygen" => {
+            let f = Flags::parse(args, &caller_flags)?;
+            let id = f
+                .get("--id")
+                .context("--id is required (a name for the caller, e.g. ivr-main)")?;
+            let (key, entry) =
+                generate_key(id, f.get("--tenant").unwrap_or("default"), f.scopes()?)
+                    .map_err(|e| anyhow::anyhow!("the OS random source failed: {e}"))?;
+            println!("key: {}", key.expose_secret());
+            println!("entry: {}", serde_json::to_string(&entry)?);
+            eprintln!(
+                "The key is shown once: give it to the caller. Add the entry to the {{prefix}}callers array."
+            );
+            Ok(())
+        }
+        "add-caller" => {
+            let f = Flags::parse(args, &caller_flags)?;
+            let id = f
+                .get("--id")
+                .context("--id is required (a name for the caller, e.g. ivr-main)")?;
+            let (config, store) = configured().await?;
+            let (key, entry) = admin::add_caller(
+                &store,
+                &config.names(),
+                id,
+                f.get("--tenant").unwrap_or("default"),
+                f.scopes()?,
+            )
+            .await?;
+            println!("key: {}", key.expose_secret());
+            println!("entry: {}", serde_json::to_string(&entry)?);
+            eprintln!(
+                "Added to {}; the key is shown once.",
+                config.names().callers()
+            );
+            Ok(())
+        }
+        "remove-caller" => {
+            let f = Flags::parse(args, &["--id"])?;
+            let id = f.get("--id").context("--id is required")?;
+            let (config, store) = configured().await?;
+            let removed = admin::remove_caller(&store, &config.names(), id).await?;
+            if removed == 0 {
+                bail!("no caller {id:?} in {}", config.names().callers());
+            }
+            println!(
+                "removed caller {id:?}; running instances refuse its key within CALLERS_CACHE_SECONDS"
+            );
+            Ok(())
+        }
+        "seed-credentials" => {
+            let f = Flags::parse(args, &["--tenant", "--file"])?;
+            let tenant = f.get("--tenant").context("--tenant is required")?;
+            let file = f
+                .get("--file")
+                .context("--file is required (a JSON credentials document, or - for stdin)")?;
+            let mut text = String::new();
+            if file == "-" {
+                std::io::stdin()
+                    .read_to_string(&mut text)
+                    .context("reading standard input")?;
+            } else {
+                text = std::fs::read_to_string(file).with_context(|| format!("reading {file}"))?;
+            }
+            let (config, store) = configured().await?;
+            let flow =
+                admin::seed_credentials(&store, &config.names(), tenant, &SecretString::from(text))
+                    .await?;
+            println!("stored {} ({flow})", config.names().credentials(tenant));
+            Ok(())
+        }
+        other => bail!(
+            "unknown command {other:?}: run without arguments to serve, or use keygen, add-caller, remove-caller, seed-credentials"
+        ),
+    }
+}
+
+async fn configured() -> anyhow::Result<(Config, SecretsManagerStore)> {
+    let config = Config::from_env()?;
+    let store = SecretsManagerStore::from_env(config.kms_key_id.clone()).await;
+    Ok((config, store))
 }

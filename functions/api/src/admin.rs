@@ -1,0 +1,127 @@
+//! Operator commands behind `make seed-*` and `make dev`: put a tenant's credentials and manage
+//! caller keys in Secrets Manager through the same SDK and configuration as the functions, so no
+//! AWS CLI is needed. Nothing here prints a secret except a new caller key, once.
+
+use broker::credentials::Credentials;
+use broker::store::{SecretNames, SecretStore, StoreError};
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::auth::{CallerEntry, Scope, generate_key};
+
+/// What went wrong with an operator command.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error("the credentials document is not valid: {0}")]
+    BadCredentials(String),
+    #[error("the callers secret {0} is not a JSON array of callers; fix or delete it first")]
+    BadCallers(String),
+    #[error("a caller with id {0:?} already exists; remove it first or pick another id")]
+    DuplicateCaller(String),
+    #[error("caller ids are 1-64 letters, digits, '-', '_' or '.' (no ':', which Basic auth uses)")]
+    BadCallerId,
+    #[error("no random bytes from the OS: {0}")]
+    Random(String),
+}
+
+/// Writes `value` as the current version of `name`, creating the secret if needed.
+async fn upsert(
+    store: &impl SecretStore,
+    name: &str,
+    value: &SecretString,
+) -> Result<(), StoreError> {
+    let token = uuid::Uuid::new_v4().to_string();
+    match store.put(name, value, &token).await {
+        Err(StoreError::NotFound { .. }) => store.create(name, value, &token).await,
+        other => other,
+    }
+}
+
+/// Validates and stores a tenant's credentials document; returns the flow it enables.
+pub async fn seed_credentials(
+    store: &impl SecretStore,
+    names: &SecretNames,
+    tenant: &str,
+    document: &SecretString,
+) -> Result<&'static str, AdminError> {
+    let parsed: Credentials = serde_json::from_str(document.expose_secret()).map_err(|e| {
+        AdminError::BadCredentials(format!(
+            "{:?} error at line {} column {}: expected {{\"type\": \"ringex-jwt\", \"clientId\", \"clientSecret\", \"jwt\"}} or {{\"type\": \"engage-login\", \"username\", \"password\", \"platformId\"}}",
+            e.classify(),
+            e.line(),
+            e.column()
+        ))
+    })?;
+    upsert(store, &names.credentials(tenant), document).await?;
+    Ok(parsed.flow())
+}
+
+async fn read_callers(
+    store: &impl SecretStore,
+    name: &str,
+) -> Result<Vec<serde_json::Value>, AdminError> {
+    match store.get(name).await? {
+        None => Ok(Vec::new()),
+        Some(raw) => match serde_json::from_str(raw.expose_secret()) {
+            Ok(serde_json::Value::Array(items)) => Ok(items),
+            _ => Err(AdminError::BadCallers(name.to_owned())),
+        },
+    }
+}
+
+/// Makes a key for a new caller and adds its entry; returns the key (to show once) and the entry.
+pub async fn add_caller(
+    store: &impl SecretStore,
+    names: &SecretNames,
+    id: &str,
+    tenant: &str,
+    scopes: Vec<Scope>,
+) -> Result<(SecretString, CallerEntry), AdminError> {
+    if id.is_empty()
+        || id.len() > 64
+        || !id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    {
+        return Err(AdminError::BadCallerId);
+    }
+    let name = names.callers();
+    let mut entries = read_callers(store, &name).await?;
+    if entries.iter().any(|e| e["id"].as_str() == Some(id)) {
+        return Err(AdminError::DuplicateCaller(id.to_owned()));
+    }
+    let (key, entry) =
+        generate_key(id, tenant, scopes).map_err(|e| AdminError::Random(e.to_string()))?;
+    entries.push(serde_json::to_value(&entry).map_err(|e| AdminError::BadCallers(e.to_string()))?);
+    upsert(
+        store,
+        &name,
+        &SecretString::from(serde_json::Value::Array(entries).to_string()),
+    )
+    .await?;
+    Ok((key, entry))
+}
+
+/// Removes every entry with `id`; returns how many there were. Instances stop accepting the key
+/// within `CALLERS_CACHE_SECONDS`.
+pub async fn remove_caller(
+    store: &impl SecretStore,
+    names: &SecretNames,
+    id: &str,
+) -> Result<usize, AdminError> {
+    let name = names.callers();
+    let mut entries = read_callers(store, &name).await?;
+    let before = entries.len();
+    entries.retain(|e| e["id"].as_str() != Some(id));
+    let removed = before - entries.len();
+    if removed > 0 {
+        upsert(
+            store,
+            &name,
+            &SecretString::from(serde_json::Value::Array(entries).to_string()),
+        )
+        .await?;
+    }
+    Ok(removed)
+}

@@ -1,0 +1,144 @@
+#!/usr/bin/env bash
+# `make dev`: the whole broker on this machine. Starts a moto Secrets Manager, the RingCX simulator
+# (unless DEV_ENGAGE_BASE_URL points at a real RingCX), seeds credentials and a caller key, runs
+# the refresher on its interval and the HTTP function on 127.0.0.1:$DEV_API_PORT, then prints a
+# curl that works. Ctrl-C stops everything it started.
+#
+# Settings (environment): DEV_API_PORT (3000), DEV_SIM_PORT (8900), DEV_MOTO_PORT (5055),
+# DEV_ENGAGE_BASE_URL + DEV_RINGCENTRAL_SERVER_URL + DEV_CREDENTIALS_FILE (a real RingCX account
+# instead of the simulator), VENV (.venv), CARGO_TARGET_DIR.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+api_port=${DEV_API_PORT:-3000}
+sim_port=${DEV_SIM_PORT:-8900}
+moto_port=${DEV_MOTO_PORT:-5055}
+venv=${VENV:-.venv}
+target=${CARGO_TARGET_DIR:-$PWD/target}
+run_dir=$(mktemp -d -t ringcx-dev.XXXXXX)
+pids=()
+
+say() { printf '%s\n' "$*"; }
+fail() { say "make dev: $*" >&2; exit 1; }
+
+cleanup() {
+  trap - INT TERM EXIT
+  if [ ${#pids[@]} -gt 0 ]; then
+    say "stopping: ${pids[*]}"
+    kill "${pids[@]}" 2>/dev/null
+    for _ in $(seq 1 50); do
+      alive=0
+      for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
+      [ "$alive" = 0 ] && break
+      sleep 0.1
+    done
+    kill -9 "${pids[@]}" 2>/dev/null
+    wait 2>/dev/null
+  fi
+  rm -rf "$run_dir"
+  say "stopped"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Prerequisites, each in one sentence with its fix.
+command -v python3 >/dev/null || fail "python3 is missing: install it (apt-get install python3 python3-venv) and run make dev again."
+command -v cargo >/dev/null || fail "cargo is missing: install Rust from https://rustup.rs and run make dev again."
+[ -x "$venv/bin/moto_server" ] || fail "moto is not installed in $venv: run 'make venv' (make dev does it for you)."
+port_busy() { "$venv/bin/python" -c "import socket,sys; s=socket.socket(); sys.exit(0 if s.connect_ex(('127.0.0.1', $1)) == 0 else 1)"; }
+for spec in "api:$api_port:DEV_API_PORT" "moto:$moto_port:DEV_MOTO_PORT" "simulator:$sim_port:DEV_SIM_PORT"; do
+  IFS=: read -r what port var <<<"$spec"
+  if [ "$what" = simulator ] && [ -n "${DEV_ENGAGE_BASE_URL:-}" ]; then continue; fi
+  port_busy "$port" && fail "port $port (for the $what) is busy: stop what uses it, or run: $var=<free port> make dev"
+done
+if [ -n "${DEV_ENGAGE_BASE_URL:-}" ] && [ ! -r "${DEV_CREDENTIALS_FILE:-}" ]; then
+  fail "DEV_ENGAGE_BASE_URL is set, so DEV_CREDENTIALS_FILE must name a readable credentials JSON file (see README)."
+fi
+
+say "building (debug)..."
+cargo build --quiet -p api -p refresher -p broker-tests --bin api --bin refresher --bin ringcx-sim \
+  || fail "the build failed (see above)."
+
+wait_http() { # url, what
+  for _ in $(seq 1 300); do
+    "$venv/bin/python" -c "import urllib.request,sys; urllib.request.urlopen('$1', timeout=1)" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  fail "$2 did not come up at $1 within 30 s (its log: $run_dir)"
+}
+
+"$venv/bin/moto_server" -H 127.0.0.1 -p "$moto_port" >"$run_dir/moto.log" 2>&1 &
+pids+=($!)
+wait_http "http://127.0.0.1:$moto_port/moto-api/" "moto"
+
+export AWS_ENDPOINT_URL_SECRETS_MANAGER="http://127.0.0.1:$moto_port" AWS_REGION=us-east-1 \
+  AWS_ACCESS_KEY_ID=dev AWS_SECRET_ACCESS_KEY=dev AWS_EC2_METADATA_DISABLED=true
+unset AWS_PROFILE AWS_SESSION_TOKEN AWS_ENDPOINT_URL
+export SECRET_PREFIX=${SECRET_PREFIX:-ringcx/} TENANTS=${TENANTS:-default} BIND_ADDR="127.0.0.1:$api_port"
+export RUST_LOG=${RUST_LOG:-info}
+
+if [ -n "${DEV_ENGAGE_BASE_URL:-}" ]; then
+  export ENGAGE_BASE_URL="$DEV_ENGAGE_BASE_URL"
+  export RINGCENTRAL_SERVER_URL=${DEV_RINGCENTRAL_SERVER_URL:-https://platform.ringcentral.com}
+  cp "$DEV_CREDENTIALS_FILE" "$run_dir/credentials.json"
+else
+  "$target/debug/ringcx-sim" --bind "127.0.0.1:$sim_port" >"$run_dir/sim.out" 2>"$run_dir/sim.log" &
+  pids+=($!)
+  wait_http "http://127.0.0.1:$sim_port/__sim/health" "the RingCX simulator"
+  export ENGAGE_BASE_URL="http://127.0.0.1:$sim_port" RINGCENTRAL_SERVER_URL="http://127.0.0.1:$sim_port"
+  "$venv/bin/python" -c "import json,sys; print(json.dumps(json.loads(open(sys.argv[1]).readline())['ringexCredentials']))" \
+    "$run_dir/sim.out" >"$run_dir/credentials.json" || fail "could not read the simulator's credentials"
+fi
+
+first_tenant=${TENANTS%%,*}
+"$target/debug/api" seed-credentials --tenant "$first_tenant" --file "$run_dir/credentials.json" \
+  || fail "seeding the credentials failed (see above)."
+"$target/debug/api" add-caller --id dev --tenant "$first_tenant" \
+  --scopes engage:proxy,token:read,api-tokens:admin >"$run_dir/caller.txt" 2>/dev/null \
+  || fail "adding the dev caller failed."
+key=$(sed -n 's/^key: //p' "$run_dir/caller.txt")
+
+"$target/debug/refresher" >"$run_dir/refresher.log" 2>&1 &
+pids+=($!)
+"$target/debug/api" >"$run_dir/api.log" 2>&1 &
+pids+=($!)
+code=0
+for _ in $(seq 1 100); do
+  code=$("$venv/bin/python" -c "import urllib.request,urllib.error
+try: print(urllib.request.urlopen('http://127.0.0.1:$api_port/v1/health', timeout=1).status)
+except urllib.error.HTTPError as e: print(e.code)
+except Exception: print(0)")
+  [ "$code" = 200 ] && break
+  sleep 0.2
+done
+[ "$code" = 200 ] || fail "the broker has no usable token after 20 s; see $run_dir/refresher.log"
+
+cat <<EOF
+
+RingCX token broker is running (logs in $run_dir):
+  HTTP function  http://127.0.0.1:$api_port   (health: /v1/health)
+  RingCX         $ENGAGE_BASE_URL
+  Secrets Mgr    $AWS_ENDPOINT_URL_SECRETS_MANAGER (moto)
+  pids: ${pids[*]}
+
+Dev caller key (all scopes, shown once): $key
+
+Try:
+  curl -s -H 'Authorization: Bearer $key' http://127.0.0.1:$api_port/v1/engage/v1/admin/accounts
+  curl -s -H 'X-Api-Key: $key' http://127.0.0.1:$api_port/v1/token
+
+ready
+Press Ctrl-C to stop everything.
+EOF
+
+# Stay up until Ctrl-C, or until a component dies.
+while true; do
+  for p in "${pids[@]}"; do
+    if ! kill -0 "$p" 2>/dev/null; then
+      say "a component (pid $p) stopped; its logs are in $run_dir" >&2
+      tail -n 20 "$run_dir"/*.log >&2
+      exit 1
+    fi
+  done
+  sleep 1
+done
