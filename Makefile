@@ -35,7 +35,8 @@ clippy:
 # Runs every test with a moto server up, then prints one closing line with the totals.
 unit: venv
 	@mkdir -p $(CARGO_TARGET_DIR)
-	@set -o pipefail; VENV=$(VENV) tests/with-moto.sh $(CARGO) test --workspace --all-targets --locked 2>&1 \
+	$(CARGO) build --workspace --bins --locked
+	@set -o pipefail; VENV=$(VENV) tests/with-moto.sh $(CARGO) test --workspace --all-targets --locked -- --show-output 2>&1 \
 		| tee $(CARGO_TARGET_DIR)/test-output.log
 	@awk '/^test result:/ { p += $$4; f += $$6 } END { printf "tests: %d passed, %d failed\n", p, f }' \
 		$(CARGO_TARGET_DIR)/test-output.log

@@ -56,8 +56,7 @@ if [ -n "${DEV_ENGAGE_BASE_URL:-}" ] && [ ! -r "${DEV_CREDENTIALS_FILE:-}" ]; th
 fi
 
 say "building (debug)..."
-cargo build --quiet -p api -p refresher -p broker-tests --bin api --bin refresher --bin ringcx-sim \
-  || fail "the build failed (see above)."
+cargo build --quiet --workspace --bins || fail "the build failed (see above)."
 
 wait_http() { # url, what
   for _ in $(seq 1 300); do

@@ -36,7 +36,8 @@ pub struct RenewSettings {
     pub reread_interval: Duration,
     pub first_backoff: Duration,
     pub max_backoff: Duration,
-    /// Full logins tried in one renewal (each may spend one of RingCX's 5 exchanges a minute).
+    /// Exchange (or RingCX login) calls in one renewal: each exchange spends one of RingCX's 5 a
+    /// minute. The RingEX JWT grant before it is retried within the deadline without a limit.
     pub max_login_attempts: u32,
 }
 
@@ -49,7 +50,7 @@ impl Default for RenewSettings {
             reread_interval: Duration::from_millis(500),
             first_backoff: Duration::from_millis(250),
             max_backoff: Duration::from_secs(4),
-            max_login_attempts: 3,
+            max_login_attempts: 4,
         }
     }
 }
@@ -345,19 +346,10 @@ impl<S: SecretStore> Renewer<S> {
         deadline: DateTime<Utc>,
         report: &mut Report,
     ) -> Result<EngageSession, EngageError> {
-        let mut attempt = 0;
-        loop {
-            match self.engage.refresh(token).await {
-                Err(e)
-                    if e.is_transient() && self.wait(attempt, e.retry_after(), deadline).await =>
-                {
-                    tracing::warn!(tenant = %report.tenant, attempt, error = %e, "refresh failed transiently; retrying");
-                    attempt += 1;
-                    report.retries += 1;
-                }
-                other => return other,
-            }
-        }
+        let tenant = report.tenant.clone();
+        let refresh = || self.engage.refresh(token);
+        self.retrying(&tenant, "refresh", None, deadline, report, refresh)
+            .await
     }
 
     /// A full login from the tenant's credentials secret.
@@ -399,7 +391,6 @@ impl<S: SecretStore> Renewer<S> {
             tracing::error!(tenant, error = %err, "no way to obtain a session");
             return Err(err);
         };
-        attempt = 0;
         let credentials: Credentials = serde_json::from_str(raw.expose_secret()).map_err(|e| {
             // Position only: serde's message could quote a secret value.
             RenewError::CredentialsUnreadable {
@@ -409,39 +400,78 @@ impl<S: SecretStore> Renewer<S> {
             }
         })?;
         let flow = credentials.flow();
-        loop {
-            let result = match &credentials {
-                Credentials::RingExJwt(c) => self.engage.login_ringex(c).await,
-                Credentials::EngageLogin(c) => self.engage.login_engage(c).await,
-            };
-            match result {
-                Ok(session) => {
-                    report.outcome = Outcome::LoggedIn { flow };
-                    return Ok((session, flow));
+        let limit = Some(self.settings.max_login_attempts);
+        let result = match &credentials {
+            // The platform grant is not rate-limited like the exchange: retried within the
+            // deadline; only exchange attempts count against the limit.
+            Credentials::RingExJwt(c) => {
+                let grant = || self.engage.ringex_jwt_token(c);
+                match self
+                    .retrying(tenant, "RingEX JWT grant", None, deadline, report, grant)
+                    .await
+                {
+                    Ok(platform) => {
+                        let exchange = || self.engage.exchange(&platform.access_token);
+                        self.retrying(tenant, "exchange", limit, deadline, report, exchange)
+                            .await
+                    }
+                    Err(e) => Err(e),
                 }
+            }
+            Credentials::EngageLogin(c) => {
+                let login = || self.engage.login_engage(c);
+                self.retrying(tenant, "RingCX login", limit, deadline, report, login)
+                    .await
+            }
+        };
+        match result {
+            Ok(session) => {
+                report.outcome = Outcome::LoggedIn { flow };
+                Ok((session, flow))
+            }
+            Err(e) if e.is_transient() => Err(RenewError::Upstream {
+                tenant: tenant.to_owned(),
+                source: e,
+            }),
+            Err(source) => {
+                tracing::error!(tenant, error = %source, "RingCX refused the tenant's credentials");
+                Err(RenewError::CredentialsRejected {
+                    tenant: tenant.to_owned(),
+                    secret,
+                    source,
+                })
+            }
+        }
+    }
+
+    /// Calls `call` until it succeeds, fails for good, `limit` calls were made, or the next wait
+    /// would pass the deadline. Transient failures are retried with backoff and jitter.
+    async fn retrying<T, F, Fut>(
+        &self,
+        tenant: &str,
+        what: &'static str,
+        limit: Option<u32>,
+        deadline: DateTime<Utc>,
+        report: &mut Report,
+        call: F,
+    ) -> Result<T, EngageError>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<T, EngageError>>,
+    {
+        let mut attempt = 0;
+        loop {
+            match call().await {
                 Err(e)
                     if e.is_transient()
-                        && attempt + 1 < self.settings.max_login_attempts
+                        && limit.is_none_or(|l| attempt + 1 < l)
                         && self.wait(attempt, e.retry_after(), deadline).await =>
                 {
-                    tracing::warn!(tenant, attempt, error = %e, "login failed transiently; retrying");
+                    tracing::warn!(tenant, what, attempt, error = %e, "failed transiently; retrying");
                     attempt += 1;
                     report.retries += 1;
                 }
-                Err(e) if e.is_transient() => {
-                    return Err(RenewError::Upstream {
-                        tenant: tenant.to_owned(),
-                        source: e,
-                    });
-                }
-                Err(source) => {
-                    tracing::error!(tenant, error = %source, "RingCX refused the tenant's credentials");
-                    return Err(RenewError::CredentialsRejected {
-                        tenant: tenant.to_owned(),
-                        secret,
-                        source,
-                    });
-                }
+                other => return other,
             }
         }
     }

@@ -207,14 +207,16 @@ async fn init_error(State(s): State<Arc<Shared>>, body: Bytes) -> StatusCode {
     StatusCode::ACCEPTED
 }
 
-/// Builds (if needed) and returns the path of a workspace binary.
+/// Builds (if needed) and returns the path of a workspace binary. Builds every workspace binary
+/// the way `make test` does beforehand, so this is a no-op there (another feature set would
+/// rebuild half the dependency tree).
 pub fn binary(package: &str) -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let status = Command::new(cargo)
-        .args(["build", "--quiet", "-p", package, "--bin", package])
+        .args(["build", "--quiet", "--workspace", "--bins"])
         .status()
         .expect("cargo runs");
-    assert!(status.success(), "building {package} failed");
+    assert!(status.success(), "building the workspace binaries failed");
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));

@@ -46,8 +46,18 @@ async fn health_reports_token_availability_without_names() {
             .await
             .unwrap();
     }
+    s.clock.advance(Duration::seconds(10));
+    let reads = s.app.tokens.ring_reads();
     let (status, body) = json_of(http().get(s.url("/v1/health")).send().await.unwrap()).await;
     assert_eq!(status, 503, "`empty` has no credentials: {body}");
+    for _ in 0..20 {
+        http().get(s.url("/v1/health")).send().await.unwrap();
+    }
+    assert_eq!(
+        s.app.tokens.ring_reads(),
+        reads + 1,
+        "unauthenticated health checks cannot drive Secrets Manager reads"
+    );
     assert_eq!(body["tenantsWithToken"], 2);
     assert_eq!(body["tenants"], 3);
     let text = body.to_string();

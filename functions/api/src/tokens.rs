@@ -48,7 +48,12 @@ impl CachedToken {
 struct TenantSlot {
     cached: Mutex<Option<CachedToken>>,
     flight: AsyncMutex<()>,
+    /// When `/v1/health` last read the ring for this tenant (it is unauthenticated: at most one
+    /// read per [`HEALTH_PROBE_INTERVAL`] whatever the request rate).
+    last_probe: Mutex<Option<DateTime<Utc>>>,
 }
+
+const HEALTH_PROBE_INTERVAL: chrono::Duration = chrono::Duration::seconds(10);
 
 /// Tokens of every configured tenant.
 pub struct TokenCache<S> {
@@ -153,6 +158,17 @@ impl<S: SecretStore> TokenCache<S> {
             if self.cached(slot).is_some() {
                 usable += 1;
                 continue;
+            }
+            let now = self.clock.now();
+            {
+                let mut last = slot
+                    .last_probe
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                if last.is_some_and(|at| now - at < HEALTH_PROBE_INTERVAL) {
+                    continue;
+                }
+                *last = Some(now);
             }
             let _flight = slot.flight.lock().await;
             if let Ok(Some(token)) = self.read_ring(tenant).await {
