@@ -302,10 +302,26 @@ impl<S: SecretStore> Renewer<S> {
         tenant: &str,
         deadline: DateTime<Utc>,
     ) -> Result<Option<SessionState>, RenewError> {
+        let view = self
+            .store_retrying(tenant, deadline, || self.ring.read(tenant))
+            .await?;
+        Ok(view.newest)
+    }
+
+    /// A Secrets Manager call, retrying transient failures inside the deadline.
+    async fn store_retrying<T, F, Fut>(
+        &self,
+        tenant: &str,
+        deadline: DateTime<Utc>,
+        call: F,
+    ) -> Result<T, RenewError>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<T, StoreError>>,
+    {
         let mut attempt = 0;
         loop {
-            match self.ring.read(tenant).await {
-                Ok(view) => return Ok(view.newest),
+            match call().await {
                 Err(e) if e.is_transient() && self.wait(attempt, None, deadline).await => {
                     attempt += 1
                 }
@@ -315,6 +331,7 @@ impl<S: SecretStore> Renewer<S> {
                         source,
                     });
                 }
+                Ok(v) => return Ok(v),
             }
         }
     }
@@ -361,21 +378,9 @@ impl<S: SecretStore> Renewer<S> {
         report: &mut Report,
     ) -> Result<(EngageSession, &'static str), RenewError> {
         let secret = self.ring.names().credentials(tenant);
-        let mut attempt = 0;
-        let stored = loop {
-            match self.ring.store().get(&secret).await {
-                Ok(v) => break v,
-                Err(e) if e.is_transient() && self.wait(attempt, None, deadline).await => {
-                    attempt += 1
-                }
-                Err(source) => {
-                    return Err(RenewError::Store {
-                        tenant: tenant.to_owned(),
-                        source,
-                    });
-                }
-            }
-        };
+        let stored = self
+            .store_retrying(tenant, deadline, || self.ring.store().get(&secret))
+            .await?;
         let Some(raw) = stored else {
             let err = if had_session {
                 RenewError::Unrecoverable {

@@ -345,3 +345,17 @@ impl<S: broker::store::SecretStore + Clone + 'static> ApiStack<S> {
         )
     }
 }
+
+/// The environment a function binary needs to run against moto and the simulator.
+pub fn function_env(sim: &Simulator, prefix: &str, tenants: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("AWS_ENDPOINT_URL_SECRETS_MANAGER", moto_url()),
+        ("AWS_REGION", "us-east-1".into()),
+        ("AWS_ACCESS_KEY_ID", "testing".into()),
+        ("AWS_SECRET_ACCESS_KEY", "testing".into()),
+        ("ENGAGE_BASE_URL", sim.base_url()),
+        ("RINGCENTRAL_SERVER_URL", sim.base_url()),
+        ("SECRET_PREFIX", prefix.to_owned()),
+        ("TENANTS", tenants.to_owned()),
+    ]
+}

@@ -10,7 +10,7 @@ use broker::clock::{SharedClock, SystemClock};
 use broker::store::{SecretNames, SecretStore};
 use broker_tests::lambda::{Invocation, LambdaProcess, RuntimeApi};
 use broker_tests::sim::Simulator;
-use broker_tests::support::{moto_store, moto_url, unique_prefix};
+use broker_tests::support::{function_env, moto_store, unique_prefix};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 
@@ -99,16 +99,7 @@ async fn function_url_events_reach_ringcx_through_the_real_binary() {
     seed(names.callers(), json!([entry]).to_string()).await;
 
     let runtime = RuntimeApi::start().await.unwrap();
-    let env = vec![
-        ("AWS_ENDPOINT_URL_SECRETS_MANAGER", moto_url()),
-        ("AWS_REGION", "us-east-1".to_owned()),
-        ("AWS_ACCESS_KEY_ID", "testing".to_owned()),
-        ("AWS_SECRET_ACCESS_KEY", "testing".to_owned()),
-        ("ENGAGE_BASE_URL", sim.base_url()),
-        ("RINGCENTRAL_SERVER_URL", sim.base_url()),
-        ("SECRET_PREFIX", prefix.clone()),
-        ("TENANTS", "default".to_owned()),
-    ];
+    let env = function_env(&sim, &prefix, "default");
     let function = LambdaProcess::start("api", &runtime, &env);
     let key = key.expose_secret().to_owned();
     let basic = format!("Basic {}", STANDARD.encode(format!("ivr-main:{key}")));

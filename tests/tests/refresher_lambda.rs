@@ -8,7 +8,7 @@ use broker::clock::{SharedClock, SystemClock};
 use broker::store::{SecretNames, SecretStore, SessionRing};
 use broker_tests::lambda::{Invocation, LambdaProcess, RuntimeApi};
 use broker_tests::sim::{CLIENT_SECRET, Simulator};
-use broker_tests::support::{moto_store, moto_url, unique_prefix};
+use broker_tests::support::{function_env, moto_store, unique_prefix};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 
@@ -35,17 +35,9 @@ async fn put(store: &impl SecretStore, name: &str, doc: &Value) {
 }
 
 fn env(sim: &Simulator, prefix: &str, tenants: &str) -> Vec<(&'static str, String)> {
-    vec![
-        ("AWS_ENDPOINT_URL_SECRETS_MANAGER", moto_url()),
-        ("AWS_REGION", "us-east-1".into()),
-        ("AWS_ACCESS_KEY_ID", "testing".into()),
-        ("AWS_SECRET_ACCESS_KEY", "testing".into()),
-        ("ENGAGE_BASE_URL", sim.base_url()),
-        ("RINGCENTRAL_SERVER_URL", sim.base_url()),
-        ("SECRET_PREFIX", prefix.to_owned()),
-        ("TENANTS", tenants.to_owned()),
-        ("SESSION_SLOTS", "3".into()),
-    ]
+    let mut vars = function_env(sim, prefix, tenants);
+    vars.push(("SESSION_SLOTS", "3".into()));
+    vars
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
