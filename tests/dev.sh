@@ -134,6 +134,8 @@ EOF
 while true; do
   for p in "${pids[@]}"; do
     if ! kill -0 "$p" 2>/dev/null; then
+      # On Ctrl-C the components get SIGINT too and may stop first: give the INT trap its turn.
+      sleep 1
       say "a component (pid $p) stopped; its logs are in $run_dir" >&2
       tail -n 20 "$run_dir"/*.log >&2
       exit 1

@@ -130,18 +130,14 @@ impl Stack {
 
     /// Writes `doc` as the tenant's credentials secret.
     pub async fn put_credentials(&self, tenant: &str, doc: &serde_json::Value) {
-        use broker::store::SecretStore as _;
         let name = broker::store::SecretNames::new(PREFIX).credentials(tenant);
-        let value = secrecy::SecretString::from(doc.to_string());
-        let token = uuid::Uuid::new_v4().to_string();
-        match self.store.put(&name, &value, &token).await {
-            Err(broker::store::StoreError::NotFound { .. }) => self
-                .store
-                .create(&name, &value, &token)
-                .await
-                .expect("credentials created"),
-            other => other.expect("credentials written"),
-        }
+        broker::store::upsert(
+            &self.store,
+            &name,
+            &secrecy::SecretString::from(doc.to_string()),
+        )
+        .await
+        .expect("credentials written");
     }
 
     /// The newest session in the tenant's ring.

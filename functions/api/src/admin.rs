@@ -3,7 +3,7 @@
 //! AWS CLI is needed. Nothing here prints a secret except a new caller key, once.
 
 use broker::credentials::Credentials;
-use broker::store::{SecretNames, SecretStore, StoreError};
+use broker::store::{SecretNames, SecretStore, StoreError, upsert};
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::auth::{CallerEntry, Scope, generate_key};
@@ -23,19 +23,6 @@ pub enum AdminError {
     BadCallerId,
     #[error("no random bytes from the OS: {0}")]
     Random(String),
-}
-
-/// Writes `value` as the current version of `name`, creating the secret if needed.
-async fn upsert(
-    store: &impl SecretStore,
-    name: &str,
-    value: &SecretString,
-) -> Result<(), StoreError> {
-    let token = uuid::Uuid::new_v4().to_string();
-    match store.put(name, value, &token).await {
-        Err(StoreError::NotFound { .. }) => store.create(name, value, &token).await,
-        other => other,
-    }
 }
 
 /// Validates and stores a tenant's credentials document; returns the flow it enables.

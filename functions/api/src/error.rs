@@ -63,6 +63,12 @@ impl ApiError {
                 Self::new(StatusCode::NOT_FOUND, "upstream_not_found", e.to_string())
             }
             EngageError::InvalidPath { .. } => Self::bad_request("invalid_path", e.to_string()),
+            // Only reached once retries with newer tokens were refused too.
+            EngageError::AccessTokenExpired | EngageError::Unauthorized { .. } => Self::new(
+                StatusCode::BAD_GATEWAY,
+                "upstream_unauthorized",
+                "RingCX refused the broker's renewed token; the operators have been alerted",
+            ),
             _ => Self::new(StatusCode::BAD_GATEWAY, "upstream_error", e.to_string()),
         }
     }

@@ -139,6 +139,11 @@ impl<S: SecretStore + Clone> App<S> {
                 Err(EngageError::AccessTokenExpired | EngageError::Unauthorized { .. })
                     if retries < MAX_TOKEN_RETRIES =>
                 {
+                    tracing::info!(
+                        tenant,
+                        generation = token.generation,
+                        "RingCX refused the access token; retrying with a newer one"
+                    );
                     retries += 1;
                     token = self.tokens.replace(tenant, &token, deadline).await?;
                 }

@@ -8,7 +8,7 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use broker::engage::{ApiPath, VoiceAuth, VoiceRequest, VoiceResponse};
+use broker::engage::{ApiPath, EngageError, VoiceAuth, VoiceRequest, VoiceResponse};
 use broker::store::SecretStore;
 
 use crate::auth::Scope;
@@ -75,38 +75,22 @@ pub(crate) async fn proxy<S: SecretStore + Clone + 'static>(
     if !body.is_empty() {
         request = request.with_body(content_type.unwrap_or_default(), body);
     }
-    let tenant = caller.tenant.as_str();
-    let deadline = app.deadline();
-    let mut token = app.tokens.get(tenant, deadline).await?;
-    let mut answer = app
-        .engage
-        .voice(VoiceAuth::Bearer(&token.token), request.clone())
-        .await
-        .map_err(|e| ApiError::upstream(&e))?;
-    // Each retry uses a strictly newer generation: the ring's next one, or a forced renewal.
-    for _ in 0..crate::MAX_TOKEN_RETRIES {
-        if answer.status != 401 {
-            break;
-        }
-        tracing::info!(
-            tenant,
-            generation = token.generation,
-            "RingCX refused the access token; retrying with a newer one"
-        );
-        token = app.tokens.replace(tenant, &token, deadline).await?;
-        answer = app
-            .engage
-            .voice(VoiceAuth::Bearer(&token.token), request.clone())
-            .await
-            .map_err(|e| ApiError::upstream(&e))?;
-    }
-    if answer.status == 401 {
-        return Err(ApiError::new(
-            StatusCode::BAD_GATEWAY,
-            "upstream_unauthorized",
-            "RingCX refused the broker's renewed token; the operators have been alerted",
-        ));
-    }
+    let (engage, request) = (&app.engage, &request);
+    let answer = app
+        .with_token(&caller.tenant, |token| async move {
+            let answer = engage
+                .voice(VoiceAuth::Bearer(&token.token), request.clone())
+                .await?;
+            match answer.status {
+                // Refused tokens go back to `with_token`, which retries with a newer one.
+                401 if answer.is_jwt_expired() => Err(EngageError::AccessTokenExpired),
+                401 => Err(EngageError::Unauthorized {
+                    detail: "the proxied call was refused".to_owned(),
+                }),
+                _ => Ok(answer),
+            }
+        })
+        .await?;
     Ok(relay(answer))
 }
 

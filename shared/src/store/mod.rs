@@ -101,6 +101,20 @@ impl StoreError {
     }
 }
 
+/// Writes `value` as the current version of `name`, creating the secret if it does not exist:
+/// for documents an administrator owns (credentials, callers), which need no fencing.
+pub async fn upsert(
+    store: &impl SecretStore,
+    name: &str,
+    value: &SecretString,
+) -> Result<(), StoreError> {
+    let token = uuid::Uuid::new_v4().to_string();
+    match store.put(name, value, &token).await {
+        Err(StoreError::NotFound { .. }) => store.create(name, value, &token).await,
+        other => other,
+    }
+}
+
 /// Secret names for a deployment: everything lives under one prefix (IAM is scoped to it).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SecretNames {

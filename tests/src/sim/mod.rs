@@ -139,10 +139,6 @@ impl Simulator {
         n
     }
 
-    pub fn valid_refresh_tokens(&self) -> usize {
-        self.shared.world().refresh_tokens.len()
-    }
-
     /// The permanent API tokens a user holds.
     pub fn api_tokens_of(&self, username: &str) -> Vec<String> {
         let w = self.shared.world();
