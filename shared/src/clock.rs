@@ -90,6 +90,19 @@ impl Clock for ManualClock {
 /// The clock most code takes: cheap to clone, any implementation.
 pub type SharedClock = Arc<dyn Clock>;
 
+/// `at + by`, saturating instead of panicking on absurd durations.
+pub fn later(at: DateTime<Utc>, by: std::time::Duration) -> DateTime<Utc> {
+    Duration::from_std(by)
+        .ok()
+        .and_then(|d| at.checked_add_signed(d))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+/// How long from `now` until `deadline` (zero once it has passed).
+pub fn remaining(now: DateTime<Utc>, deadline: DateTime<Utc>) -> std::time::Duration {
+    (deadline - now).to_std().unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

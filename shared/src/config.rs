@@ -46,11 +46,43 @@ pub const DEPLOYMENT_REQUIRED: &[&str] = &[
 
 /// A setting that could not be used, named so the fix is obvious.
 #[derive(Debug, thiserror::Error)]
-#[error("configuration {name}={value:?} is invalid: expected {expected}")]
-pub struct ConfigError {
-    pub name: &'static str,
-    pub value: String,
-    pub expected: &'static str,
+pub enum ConfigError {
+    #[error("configuration {name}={value:?} is invalid: expected {expected}")]
+    Invalid {
+        name: &'static str,
+        value: String,
+        expected: &'static str,
+    },
+    #[error("configuration {name}={value:?} contradicts the other settings: {fix}")]
+    Contradiction {
+        name: &'static str,
+        value: String,
+        fix: String,
+    },
+}
+
+impl ConfigError {
+    /// The variable to change.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ConfigError::Invalid { name, .. } | ConfigError::Contradiction { name, .. } => name,
+        }
+    }
+}
+
+/// Writes a slot secret takes per 24 h, kept under the Secrets Manager quota of about 100
+/// versions younger than 24 h with room for hand edits and retries.
+pub const SLOT_WRITES_PER_DAY: u64 = 90;
+
+/// The access token lifetime the schedule is planned for (RingCX documents 5 minutes).
+const TOKEN_LIFETIME_SECS: u64 = 300;
+
+/// Scheduled renewals per tenant per day with margin `margin` and schedule period `period`: a
+/// token obtained at a run is renewed at the first run where it has `margin` or less left.
+pub fn scheduled_writes_per_day(margin: Duration, period: Duration) -> u64 {
+    let (m, p) = (margin.as_secs(), period.as_secs().max(1));
+    let runs = TOKEN_LIFETIME_SECS.saturating_sub(m).div_ceil(p).max(1);
+    86_400u64.div_ceil(runs * p)
 }
 
 /// Every setting both functions share.
@@ -93,7 +125,7 @@ impl Config {
             let value = get(name).unwrap_or_else(|| default.to_owned());
             match Url::parse(&value) {
                 Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(u),
-                _ => Err(ConfigError {
+                _ => Err(ConfigError::Invalid {
                     name,
                     value,
                     expected: "an http(s) URL such as https://engage.ringcentral.com",
@@ -111,7 +143,7 @@ impl Config {
                 None => Ok(default),
                 Some(v) => match v.parse::<T>() {
                     Ok(n) if ok(&n) => Ok(n),
-                    _ => Err(ConfigError {
+                    _ => Err(ConfigError::Invalid {
                         name,
                         value: v,
                         expected,
@@ -142,7 +174,7 @@ impl Config {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "/_+=.@-".contains(c))
         {
-            return Err(ConfigError {
+            return Err(ConfigError::Invalid {
                 name: "SECRET_PREFIX",
                 value: prefix,
                 expected: "letters, digits and /_+=.@- (Secrets Manager name characters)",
@@ -160,7 +192,7 @@ impl Config {
                 .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
         };
         if tenants.is_empty() || !tenants.iter().all(valid_tenant) {
-            return Err(ConfigError {
+            return Err(ConfigError::Invalid {
                 name: "TENANTS",
                 value: tenants_raw,
                 expected: "a comma-separated list of tenant names (letters, digits, _ - .)",
@@ -212,7 +244,7 @@ impl Config {
             None | Some("false") | Some("0") => false,
             Some("true") | Some("1") => true,
             Some(other) => {
-                return Err(ConfigError {
+                return Err(ConfigError::Invalid {
                     name: "ALLOW_QUERY_KEY",
                     value: other.to_owned(),
                     expected: "true or false",
@@ -226,7 +258,7 @@ impl Config {
             "seconds, 0..=3600",
             |n| *n <= 3600,
         )?;
-        Ok(Self {
+        let config = Self {
             engage,
             secret_prefix: prefix,
             tenants,
@@ -239,17 +271,88 @@ impl Config {
             refresh_interval: Duration::from_secs(refresh_interval),
             allow_query_key,
             callers_cache: Duration::from_secs(callers_cache),
-        })
+        };
+        config.check_consistency()?;
+        Ok(config)
+    }
+
+    /// Refuses settings that contradict each other, with the sentence that fixes them.
+    fn check_consistency(&self) -> Result<(), ConfigError> {
+        let (margin, min_ttl) = (self.refresh_margin.as_secs(), self.min_token_ttl.as_secs());
+        let period = self.refresh_interval.as_secs();
+        if min_ttl >= margin {
+            return Err(ConfigError::Contradiction {
+                name: "MIN_TOKEN_TTL_SECONDS",
+                value: min_ttl.to_string(),
+                fix: format!(
+                    "it must be below REFRESH_MARGIN_SECONDS ({margin}), or tokens become unusable \
+                     before they are renewed; lower MIN_TOKEN_TTL_SECONDS or raise \
+                     REFRESH_MARGIN_SECONDS"
+                ),
+            });
+        }
+        if margin < period + min_ttl {
+            return Err(ConfigError::Contradiction {
+                name: "REFRESH_MARGIN_SECONDS",
+                value: margin.to_string(),
+                fix: format!(
+                    "with a refresher run every {period} s (REFRESH_INTERVAL_SECONDS), a token can \
+                     be renewed with only {} s left, under MIN_TOKEN_TTL_SECONDS ({min_ttl}); raise \
+                     REFRESH_MARGIN_SECONDS to at least {} or run the schedule more often",
+                    margin.saturating_sub(period),
+                    period + min_ttl
+                ),
+            });
+        }
+        let writes = scheduled_writes_per_day(self.refresh_margin, self.refresh_interval);
+        let capacity = SLOT_WRITES_PER_DAY * u64::from(self.session_slots);
+        if writes > capacity {
+            let needed = writes.div_ceil(SLOT_WRITES_PER_DAY);
+            let fix = if needed <= u64::from(crate::store::MAX_SLOTS) {
+                format!("set SESSION_SLOTS to at least {needed}, or lower REFRESH_MARGIN_SECONDS")
+            } else {
+                "lower REFRESH_MARGIN_SECONDS (no K up to 20 holds that many)".to_owned()
+            };
+            return Err(ConfigError::Contradiction {
+                name: "SESSION_SLOTS",
+                value: self.session_slots.to_string(),
+                fix: format!(
+                    "{} slots hold about {capacity} writes a day under the Secrets Manager \
+                     version quota, but a {margin} s margin with a run every {period} s renews \
+                     {writes} times a day; {fix}",
+                    self.session_slots
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Forced renewals each tenant may make per 24 h: the slots' daily capacity less the
+    /// scheduled writes.
+    pub fn forced_renewals_per_day(&self) -> u32 {
+        let capacity = SLOT_WRITES_PER_DAY * u64::from(self.session_slots);
+        let scheduled = scheduled_writes_per_day(self.refresh_margin, self.refresh_interval);
+        u32::try_from(capacity.saturating_sub(scheduled)).unwrap_or(u32::MAX)
     }
 
     pub fn names(&self) -> SecretNames {
         SecretNames::new(self.secret_prefix.clone())
     }
 
+    /// The protocol's settings for the refresher, which alone logs in.
     pub fn renew_settings(&self) -> RenewSettings {
         RenewSettings {
             refresh_margin: self.refresh_margin,
+            forced_per_day: self.forced_renewals_per_day(),
             ..RenewSettings::default()
+        }
+    }
+
+    /// The protocol's settings for the HTTP function: the same, but it never logs in.
+    pub fn api_renew_settings(&self) -> RenewSettings {
+        RenewSettings {
+            may_login: false,
+            ..self.renew_settings()
         }
     }
 }
@@ -315,6 +418,51 @@ mod tests {
     }
 
     #[test]
+    fn contradictions_are_refused_with_the_fix() {
+        type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, &'a str);
+        let cases: &[Case] = &[
+            (
+                &[("MIN_TOKEN_TTL_SECONDS", "150")],
+                "MIN_TOKEN_TTL_SECONDS",
+                "must be below REFRESH_MARGIN_SECONDS (150)",
+            ),
+            (
+                &[("REFRESH_MARGIN_SECONDS", "80")],
+                "REFRESH_MARGIN_SECONDS",
+                "at least 90",
+            ),
+            (
+                &[("SESSION_SLOTS", "5")],
+                "SESSION_SLOTS",
+                "renews 480 times a day; set SESSION_SLOTS to at least 6",
+            ),
+            (
+                &[("REFRESH_MARGIN_SECONDS", "290"), ("SESSION_SLOTS", "15")],
+                "SESSION_SLOTS",
+                "at least 16",
+            ),
+        ];
+        for (pairs, name, fix) in cases {
+            let err = from(pairs).unwrap_err();
+            assert_eq!(err.name(), *name, "{err}");
+            assert!(err.to_string().contains(fix), "{err}");
+        }
+    }
+
+    #[test]
+    fn forced_renewals_get_the_headroom_the_schedule_leaves() {
+        assert_eq!(
+            scheduled_writes_per_day(Duration::from_secs(150), Duration::from_secs(60)),
+            480
+        );
+        assert_eq!(from(&[]).unwrap().forced_renewals_per_day(), 6 * 90 - 480);
+        let wide = from(&[("SESSION_SLOTS", "10")]).unwrap();
+        assert_eq!(wide.forced_renewals_per_day(), 900 - 480);
+        assert!(!wide.api_renew_settings().may_login);
+        assert!(wide.renew_settings().may_login);
+    }
+
+    #[test]
     fn bad_values_name_the_variable_and_the_fix() {
         for (name, value) in [
             ("SESSION_SLOTS", "21"),
@@ -329,7 +477,7 @@ mod tests {
             ("CALLERS_CACHE_SECONDS", "-1"),
         ] {
             let err = from(&[(name, value)]).unwrap_err();
-            assert_eq!(err.name, name);
+            assert_eq!(err.name(), name);
             assert!(err.to_string().contains("expected"), "{err}");
         }
     }

@@ -1,28 +1,36 @@
 //! The renewal protocol, used by both functions (the refresher on its schedule, the HTTP function
-//! inline when the ring holds no usable token).
+//! inline when the ring holds no usable token or RingCX refused one).
 //!
-//! 1. Read the ring; take the newest state S (generation g).
+//! 1. Read the ring; take the newest readable state S (generation g), and the highest generation
+//!    an unreadable slot could hold.
 //! 2. If S's access token has more than the margin left, stop. Duplicate or overlapping
-//!    invocations are therefore harmless.
-//! 3. Refresh with S's refresh token. If RingCX rejects it, re-read the ring for a few seconds: a
-//!    newer generation means someone else renewed, so stop. Otherwise log in again from the
-//!    tenant's credentials. Transient failures (timeouts, broken connections, 5xx, 429) are retried
-//!    with backoff and jitter inside the deadline and never lead to a full login.
-//! 4. Publish generation g+1 with a fencing token (see `store::ring`). A writer that loses the
-//!    race discards its result.
+//!    invocations are therefore harmless. A *forced* renewal (RingCX refused a token before its
+//!    time) skips this check, but only when S is the refused generation, S is older than
+//!    `forced_min_age`, and the tenant's forced renewals in the last 24 h (carried in the ring, so
+//!    every instance counts the same ones) are under `forced_per_day`: no traffic pattern and no
+//!    upstream answer can write the ring faster than that.
+//! 3. Refresh with S's refresh token, but only when the time left covers the request's whole
+//!    timeout plus the write: a refresh spends the refresh token, and its answer is the only copy
+//!    of the next one. If RingCX rejects it, re-read the ring for a few seconds: a newer
+//!    generation means someone else renewed, so stop. Otherwise log in again from the tenant's
+//!    credentials, if this renewer may (only the refresher does). Transient failures (timeouts,
+//!    broken connections, 5xx, 429) are retried with backoff and jitter while another attempt
+//!    fits before the deadline, and never lead to a full login.
+//! 4. Publish the next generation past every generation that may exist, with a fencing token (see
+//!    `store::ring`). A writer that loses the race discards its result.
 //! 5. Nothing is lost: the ring never takes an older generation, and the new refresh token is
-//!    written before anything else uses it, with a retry budget reserved for that write.
+//!    written before anything else uses it, within a reserved part of the deadline.
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::clock::SharedClock;
+use crate::clock::{SharedClock, later, remaining};
 use crate::credentials::Credentials;
 use crate::engage::{EngageClient, EngageError, EngageSession};
 use crate::session::SessionState;
-use crate::store::{PublishOutcome, SecretStore, SessionRing, StoreError};
+use crate::store::{PublishOutcome, RingView, SecretStore, SessionRing, StoreError, fits};
 
 /// Tunables of the protocol; the defaults suit a 1-minute schedule and 5-minute tokens.
 #[derive(Debug, Clone)]
@@ -39,6 +47,13 @@ pub struct RenewSettings {
     /// Exchange (or RingCX login) calls in one renewal: each exchange spends one of RingCX's 5 a
     /// minute. The RingEX JWT grant before it is retried within the deadline without a limit.
     pub max_login_attempts: u32,
+    /// Whether this renewer may log in from the credentials. Only the refresher does: the HTTP
+    /// function faces the internet, and logins race RingCX's exchange limit.
+    pub may_login: bool,
+    /// No forced renewal while the newest generation is younger than this.
+    pub forced_min_age: Duration,
+    /// Forced renewals allowed per tenant in any 24 h: the version headroom the schedule leaves.
+    pub forced_per_day: u32,
 }
 
 impl Default for RenewSettings {
@@ -51,6 +66,9 @@ impl Default for RenewSettings {
             first_backoff: Duration::from_millis(250),
             max_backoff: Duration::from_secs(4),
             max_login_attempts: 4,
+            may_login: true,
+            forced_min_age: Duration::from_secs(30),
+            forced_per_day: 60,
         }
     }
 }
@@ -94,12 +112,16 @@ pub struct Report {
     pub cas_conflicts: u32,
     /// Slots skipped because of the version quota.
     pub quota_skips: u32,
+    /// Slot secrets that hold no session document, by name.
+    pub unreadable_slots: Vec<String>,
+    /// Whether this was a forced renewal (RingCX refused a token before its time).
+    pub forced: bool,
 }
 
-/// Why a tenant ended a renewal without a usable token.
+/// Why a tenant ended a renewal without a new token.
 #[derive(Debug, thiserror::Error)]
 pub enum RenewError {
-    #[error("tenant {tenant}: reading Secrets Manager failed: {source}")]
+    #[error("tenant {tenant}: reading or writing Secrets Manager failed: {source}")]
     Store {
         tenant: String,
         #[source]
@@ -116,6 +138,11 @@ pub enum RenewError {
          new refresh token into the ring"
     )]
     Unrecoverable { tenant: String, secret: String },
+    #[error(
+        "tenant {tenant}: the ring holds no refresh token RingCX accepts; only the refresher logs \
+         in again, at its next run"
+    )]
+    LoginNeeded { tenant: String },
     #[error(
         "tenant {tenant}: the credentials secret {secret} is not a valid credentials document ({reason})"
     )]
@@ -138,6 +165,28 @@ pub enum RenewError {
         source: EngageError,
     },
     #[error(
+        "tenant {tenant}: {left_ms} ms left before the deadline, but a renewal needs {needed_ms} ms \
+         (the RingCX timeout, ENGAGE_TIMEOUT_MS, plus the write): not started, so no refresh token \
+         is spent without time to save its answer. Raise the function's timeout or lower \
+         ENGAGE_TIMEOUT_MS"
+    )]
+    NoTime {
+        tenant: String,
+        left_ms: u128,
+        needed_ms: u128,
+    },
+    #[error("tenant {tenant}: no forced renewal: {reason}")]
+    ForcedRenewalRefused { tenant: String, reason: String },
+    #[error(
+        "tenant {tenant}: RingCX answered the {flow} without a refreshToken; the new access token \
+         was saved (generation {generation}), but the next renewal needs a full login"
+    )]
+    RefreshTokenMissing {
+        tenant: String,
+        flow: &'static str,
+        generation: u64,
+    },
+    #[error(
         "tenant {tenant}: the renewed session could not be written ({source}); the next run \
          will log in again from the credentials"
     )]
@@ -155,6 +204,15 @@ pub struct Renewer<S> {
     engage: EngageClient,
     clock: SharedClock,
     settings: RenewSettings,
+}
+
+/// Why a renewal runs.
+#[derive(Debug, Clone, Copy)]
+enum Trigger {
+    /// The schedule, or a reader that found no usable token.
+    Due,
+    /// RingCX refused this generation's access token before its time.
+    Refused(u64),
 }
 
 impl<S: SecretStore> Renewer<S> {
@@ -180,51 +238,74 @@ impl<S: SecretStore> Renewer<S> {
         &self.settings
     }
 
+    /// The least time a renewal needs before its deadline: one whole RingCX request and the write.
+    pub fn time_needed(&self) -> Duration {
+        self.engage.request_timeout() + self.settings.write_reserve
+    }
+
     /// Renews `tenant` if its token is within the margin, finishing by `deadline`.
     pub async fn renew(&self, tenant: &str, deadline: DateTime<Utc>) -> Result<Report, RenewError> {
-        self.renew_inner(tenant, deadline, None).await
+        self.run(tenant, deadline, Trigger::Due).await
     }
 
     /// Renews `tenant` even inside the margin if the ring's newest generation is still
-    /// `rejected_generation`: RingCX refused that access token although it had time left. A newer
-    /// generation in the ring is used as it is.
+    /// `rejected_generation` (RingCX refused that access token although it had time left), within
+    /// the forced-renewal bounds. A newer generation in the ring is used as it is.
     pub async fn renew_replacing(
         &self,
         tenant: &str,
         deadline: DateTime<Utc>,
         rejected_generation: u64,
     ) -> Result<Report, RenewError> {
-        self.renew_inner(tenant, deadline, Some(rejected_generation))
+        self.run(tenant, deadline, Trigger::Refused(rejected_generation))
             .await
     }
 
-    async fn renew_inner(
+    async fn run(
         &self,
         tenant: &str,
         deadline: DateTime<Utc>,
-        rejected_generation: Option<u64>,
+        trigger: Trigger,
     ) -> Result<Report, RenewError> {
-        let current = self.read_newest(tenant, deadline).await?;
+        let view = self.read_view(tenant, deadline).await?;
+        let current = view.newest.as_ref();
         let now = self.clock.now();
         let mut report = Report {
             tenant: tenant.to_owned(),
             outcome: Outcome::Fresh,
-            generation: current.as_ref().map_or(0, |s| s.generation),
-            seconds_left: current.as_ref().and_then(|s| s.seconds_left(now)),
+            generation: view.newest_generation(),
+            seconds_left: current.and_then(|s| s.seconds_left(now)),
             retries: 0,
             cas_conflicts: 0,
             quota_skips: 0,
+            unreadable_slots: view
+                .unreadable_names()
+                .into_iter()
+                .map(str::to_owned)
+                .collect(),
+            forced: false,
         };
         let margin = self.settings.refresh_margin.as_secs() as i64;
-        let rejected = rejected_generation.is_some_and(|g| g == report.generation);
-        if !rejected && report.seconds_left.is_some_and(|left| left > margin) {
-            return Ok(report);
+        let due = report.seconds_left.is_none_or(|left| left <= margin);
+        let mut forced_renewals = current.map_or_else(Vec::new, |s| s.recent_forced_renewals(now));
+        match trigger {
+            Trigger::Refused(g) if g == report.generation && !due => {
+                self.check_forced(tenant, current, &forced_renewals, now)?;
+                forced_renewals.push(now);
+                report.forced = true;
+            }
+            Trigger::Refused(g) if g < report.generation => {
+                report.outcome = Outcome::RenewedElsewhere;
+                return Ok(report);
+            }
+            _ if !due => return Ok(report),
+            _ => {}
         }
+        let base = view.highest_possible;
         let upstream_deadline = deadline - chrono_duration(self.settings.write_reserve);
-        let base = report.generation;
+        self.check_time(tenant, deadline)?;
 
-        let refresh_token = current.as_ref().and_then(|s| s.refresh_token.clone());
-        let (session, obtained_by) = match refresh_token {
+        let (session, obtained_by) = match current.and_then(|s| s.refresh_token.clone()) {
             Some(token) => match self.refresh(&token, upstream_deadline, &mut report).await {
                 Ok(session) => (session, "refresh"),
                 Err(EngageError::RefreshTokenRejected { .. }) => {
@@ -234,9 +315,9 @@ impl<S: SecretStore> Renewer<S> {
                     tracing::warn!(
                         tenant,
                         generation = base,
-                        "refresh token rejected and nobody renewed: logging in again"
+                        "refresh token rejected and nobody renewed"
                     );
-                    self.login(tenant, current.is_some(), upstream_deadline, &mut report)
+                    self.login(tenant, current.is_some(), deadline, &mut report)
                         .await?
                 }
                 Err(source) => {
@@ -246,17 +327,88 @@ impl<S: SecretStore> Renewer<S> {
                     });
                 }
             },
-            None => {
-                self.login(tenant, false, upstream_deadline, &mut report)
-                    .await?
-            }
+            None => self.login(tenant, false, deadline, &mut report).await?,
         };
         if obtained_by == "refresh" {
             report.outcome = Outcome::Refreshed;
         }
+        let has_refresh_token = session.refresh_token.is_some();
+        let mut state = SessionState::next(current, session, obtained_by);
+        state.forced_renewals = forced_renewals;
+        let generation = self
+            .publish(tenant, base, &state, deadline, &mut report)
+            .await?;
+        if !has_refresh_token && report.outcome != Outcome::RenewedElsewhere {
+            let err = RenewError::RefreshTokenMissing {
+                tenant: tenant.to_owned(),
+                flow: obtained_by,
+                generation,
+            };
+            tracing::error!(tenant, error = %err, "renewal without a refresh token");
+            return Err(err);
+        }
+        Ok(report)
+    }
 
-        let state = SessionState::next(current.as_ref(), session, obtained_by);
-        match self.ring.publish(tenant, base, &state).await {
+    /// Whether a forced renewal of `current` is allowed now.
+    fn check_forced(
+        &self,
+        tenant: &str,
+        current: Option<&SessionState>,
+        recent: &[DateTime<Utc>],
+        now: DateTime<Utc>,
+    ) -> Result<(), RenewError> {
+        let refuse = |reason: String| {
+            tracing::warn!(tenant, reason, "forced renewal refused");
+            Err(RenewError::ForcedRenewalRefused {
+                tenant: tenant.to_owned(),
+                reason,
+            })
+        };
+        let min_age = chrono_duration(self.settings.forced_min_age);
+        if let Some(at) = current.and_then(|s| s.obtained_at)
+            && now - at < min_age
+        {
+            return refuse(format!(
+                "the newest generation was obtained {} s ago (less than {} s): RingCX refuses fresh \
+                 tokens, so another renewal would not help",
+                (now - at).num_seconds(),
+                min_age.num_seconds()
+            ));
+        }
+        if recent.len() >= self.settings.forced_per_day as usize {
+            return refuse(format!(
+                "{} forced renewals in the last 24 h already, the most the Secrets Manager version \
+                 quota leaves room for; scheduled renewals go on",
+                recent.len()
+            ));
+        }
+        Ok(())
+    }
+
+    /// Refuses to start a renewal that could not save its result before `deadline`.
+    fn check_time(&self, tenant: &str, deadline: DateTime<Utc>) -> Result<(), RenewError> {
+        let left = remaining(self.clock.now(), deadline);
+        let needed = self.time_needed();
+        if left < needed {
+            return Err(RenewError::NoTime {
+                tenant: tenant.to_owned(),
+                left_ms: left.as_millis(),
+                needed_ms: needed.as_millis(),
+            });
+        }
+        Ok(())
+    }
+
+    async fn publish(
+        &self,
+        tenant: &str,
+        base: u64,
+        state: &SessionState,
+        deadline: DateTime<Utc>,
+        report: &mut Report,
+    ) -> Result<u64, RenewError> {
+        match self.ring.publish(tenant, base, state, deadline).await {
             Ok(PublishOutcome::Published {
                 generation,
                 quota_skips,
@@ -264,7 +416,7 @@ impl<S: SecretStore> Renewer<S> {
                 report.generation = generation;
                 report.quota_skips = quota_skips;
                 report.seconds_left = state.seconds_left(self.clock.now());
-                Ok(report)
+                Ok(generation)
             }
             Ok(PublishOutcome::Lost { generation }) => {
                 tracing::info!(
@@ -273,11 +425,11 @@ impl<S: SecretStore> Renewer<S> {
                     "another renewer published this generation first; discarding ours"
                 );
                 report.cas_conflicts += 1;
-                let newest = self.read_newest(tenant, deadline).await?;
-                Ok(match newest {
-                    Some(newer) => self.elsewhere(report, &newer),
-                    None => report,
-                })
+                let newest = self.read_view(tenant, deadline).await?.newest;
+                if let Some(newer) = newest {
+                    *report = self.elsewhere(report.clone(), &newer);
+                }
+                Ok(report.generation)
             }
             Err(source) => {
                 tracing::error!(tenant, error = %source, "could not write the renewed session");
@@ -296,19 +448,17 @@ impl<S: SecretStore> Renewer<S> {
         report
     }
 
-    /// The newest state, retrying transient read failures inside the deadline.
-    async fn read_newest(
+    /// The ring, retrying transient read failures while another attempt fits before `deadline`.
+    async fn read_view(
         &self,
         tenant: &str,
         deadline: DateTime<Utc>,
-    ) -> Result<Option<SessionState>, RenewError> {
-        let view = self
-            .store_retrying(tenant, deadline, || self.ring.read(tenant))
-            .await?;
-        Ok(view.newest)
+    ) -> Result<RingView, RenewError> {
+        self.store_retrying(tenant, deadline, || self.ring.read(tenant))
+            .await
     }
 
-    /// A Secrets Manager call, retrying transient failures inside the deadline.
+    /// A Secrets Manager call, retrying transient failures while another attempt fits.
     async fn store_retrying<T, F, Fut>(
         &self,
         tenant: &str,
@@ -322,8 +472,16 @@ impl<S: SecretStore> Renewer<S> {
         let mut attempt = 0;
         loop {
             match call().await {
-                Err(e) if e.is_transient() && self.wait(attempt, None, deadline).await => {
-                    attempt += 1
+                Err(e) if e.is_transient() => {
+                    let delay = self.backoff(attempt, None);
+                    if !fits(self.clock.now(), delay, deadline) {
+                        return Err(RenewError::Store {
+                            tenant: tenant.to_owned(),
+                            source: e,
+                        });
+                    }
+                    self.clock.sleep(delay).await;
+                    attempt += 1;
                 }
                 Err(source) => {
                     return Err(RenewError::Store {
@@ -343,14 +501,16 @@ impl<S: SecretStore> Renewer<S> {
         base: u64,
         deadline: DateTime<Utc>,
     ) -> Result<Option<SessionState>, RenewError> {
-        let until = (self.clock.now() + chrono_duration(self.settings.reread_window)).min(deadline);
+        let until = later(self.clock.now(), self.settings.reread_window).min(deadline);
         loop {
-            if let Some(state) = self.read_newest(tenant, deadline).await?
+            if let Some(state) = self.read_view(tenant, deadline).await?.newest
                 && state.generation > base
             {
                 return Ok(Some(state));
             }
-            if self.clock.now() + chrono_duration(self.settings.reread_interval) > until {
+            if later(self.clock.now(), self.settings.reread_interval) > until
+                || !fits(self.clock.now(), self.settings.reread_interval, deadline)
+            {
                 return Ok(None);
             }
             self.clock.sleep(self.settings.reread_interval).await;
@@ -369,7 +529,7 @@ impl<S: SecretStore> Renewer<S> {
             .await
     }
 
-    /// A full login from the tenant's credentials secret.
+    /// A full login from the tenant's credentials secret, if this renewer may log in.
     async fn login(
         &self,
         tenant: &str,
@@ -377,6 +537,13 @@ impl<S: SecretStore> Renewer<S> {
         deadline: DateTime<Utc>,
         report: &mut Report,
     ) -> Result<(EngageSession, &'static str), RenewError> {
+        if !self.settings.may_login {
+            return Err(RenewError::LoginNeeded {
+                tenant: tenant.to_owned(),
+            });
+        }
+        self.check_time(tenant, deadline)?;
+        let upstream_deadline = deadline - chrono_duration(self.settings.write_reserve);
         let secret = self.ring.names().credentials(tenant);
         let stored = self
             .store_retrying(tenant, deadline, || self.ring.store().get(&secret))
@@ -412,21 +579,42 @@ impl<S: SecretStore> Renewer<S> {
             Credentials::RingExJwt(c) => {
                 let grant = || self.engage.ringex_jwt_token(c);
                 match self
-                    .retrying(tenant, "RingEX JWT grant", None, deadline, report, grant)
+                    .retrying(
+                        tenant,
+                        "RingEX JWT grant",
+                        None,
+                        upstream_deadline,
+                        report,
+                        grant,
+                    )
                     .await
                 {
                     Ok(platform) => {
                         let exchange = || self.engage.exchange(&platform.access_token);
-                        self.retrying(tenant, "exchange", limit, deadline, report, exchange)
-                            .await
+                        self.retrying(
+                            tenant,
+                            "exchange",
+                            limit,
+                            upstream_deadline,
+                            report,
+                            exchange,
+                        )
+                        .await
                     }
                     Err(e) => Err(e),
                 }
             }
             Credentials::EngageLogin(c) => {
                 let login = || self.engage.login_engage(c);
-                self.retrying(tenant, "RingCX login", limit, deadline, report, login)
-                    .await
+                self.retrying(
+                    tenant,
+                    "RingCX login",
+                    limit,
+                    upstream_deadline,
+                    report,
+                    login,
+                )
+                .await
             }
         };
         match result {
@@ -449,8 +637,9 @@ impl<S: SecretStore> Renewer<S> {
         }
     }
 
-    /// Calls `call` until it succeeds, fails for good, `limit` calls were made, or the next wait
-    /// would pass the deadline. Transient failures are retried with backoff and jitter.
+    /// Calls `call` until it succeeds, fails for good, `limit` calls were made, or the next
+    /// attempt (its wait plus a whole request timeout) would end after `deadline`. Transient
+    /// failures are retried with backoff and jitter, or after the upstream's `Retry-After`.
     async fn retrying<T, F, Fut>(
         &self,
         tenant: &str,
@@ -467,12 +656,15 @@ impl<S: SecretStore> Renewer<S> {
         let mut attempt = 0;
         loop {
             match call().await {
-                Err(e)
-                    if e.is_transient()
-                        && limit.is_none_or(|l| attempt + 1 < l)
-                        && self.wait(attempt, e.retry_after(), deadline).await =>
-                {
+                Err(e) if e.is_transient() && limit.is_none_or(|l| attempt + 1 < l) => {
+                    let delay = self.backoff(attempt, e.retry_after());
+                    let ends = later(self.clock.now(), delay + self.engage.request_timeout());
+                    if ends > deadline {
+                        tracing::warn!(tenant, what, attempt, error = %e, "failed transiently; no time left for another attempt");
+                        return Err(e);
+                    }
                     tracing::warn!(tenant, what, attempt, error = %e, "failed transiently; retrying");
+                    self.clock.sleep(delay).await;
                     attempt += 1;
                     report.retries += 1;
                 }
@@ -481,26 +673,16 @@ impl<S: SecretStore> Renewer<S> {
         }
     }
 
-    /// Sleeps before retry `attempt + 1` (exponential backoff with jitter, or the upstream's
-    /// `Retry-After`), unless that would pass the deadline: then returns `false` at once.
-    async fn wait(
-        &self,
-        attempt: u32,
-        retry_after: Option<Duration>,
-        deadline: DateTime<Utc>,
-    ) -> bool {
+    /// The wait before retry `attempt + 1`: exponential backoff with jitter, or the upstream's
+    /// `Retry-After` when longer.
+    fn backoff(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
         let exp = self
             .settings
             .first_backoff
             .saturating_mul(1 << attempt.min(16))
             .min(self.settings.max_backoff);
         let jittered = exp / 2 + exp.mul_f64(fastrand::f64()) / 2;
-        let delay = retry_after.map_or(jittered, |r| r.max(jittered));
-        if self.clock.now() + chrono_duration(delay) >= deadline {
-            return false;
-        }
-        self.clock.sleep(delay).await;
-        true
+        retry_after.map_or(jittered, |r| r.max(jittered))
     }
 }
 

@@ -39,6 +39,11 @@ pub struct SessionState {
     pub account_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub main_account_id: Option<String>,
+    /// When the tenant's forced renewals (a token RingCX refused before its time) happened in the
+    /// last 24 h: carried from generation to generation, so every instance of either function
+    /// sees one daily budget for them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub forced_renewals: Vec<DateTime<Utc>>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
@@ -55,13 +60,14 @@ impl SessionState {
         session: EngageSession,
         obtained_by: &str,
     ) -> Self {
-        let (extra, account_id, main_account_id) = match previous {
+        let (extra, account_id, main_account_id, forced_renewals) = match previous {
             Some(p) => (
                 p.extra.clone(),
                 p.account_id.clone(),
                 p.main_account_id.clone(),
+                p.forced_renewals.clone(),
             ),
-            None => (Map::new(), None, None),
+            None => (Map::new(), None, None, Vec::new()),
         };
         Self {
             generation: previous.map_or(0, |p| p.generation) + 1,
@@ -73,8 +79,19 @@ impl SessionState {
             obtained_by: Some(obtained_by.to_owned()),
             account_id: session.account_id.or(account_id),
             main_account_id: session.main_account_id.or(main_account_id),
+            forced_renewals,
             extra,
         }
+    }
+
+    /// Forced renewals within the 24 h before `now`.
+    pub fn recent_forced_renewals(&self, now: DateTime<Utc>) -> Vec<DateTime<Utc>> {
+        let day_ago = now - chrono::Duration::hours(24);
+        self.forced_renewals
+            .iter()
+            .copied()
+            .filter(|t| *t > day_ago && *t <= now)
+            .collect()
     }
 
     /// Seconds until the access token expires; negative once it has, `None` without one.
@@ -100,6 +117,7 @@ impl fmt::Debug for SessionState {
             .field("access_token_expires_at", &self.access_token_expires_at)
             .field("obtained_by", &self.obtained_by)
             .field("account_id", &self.account_id)
+            .field("forced_renewals", &self.forced_renewals.len())
             .field("extra_fields", &self.extra.keys().collect::<Vec<_>>())
             .finish()
     }

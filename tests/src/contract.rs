@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use broker::clock::SharedClock;
 use broker::session::SessionState;
-use broker::store::{PublishOutcome, SecretNames, SecretStore, SessionRing, StoreError};
+use broker::store::{
+    PublishOutcome, SecretNames, SecretStore, SessionRing, StoreError, UnreadableSlot,
+};
 use secrecy::{ExposeSecret, SecretString};
 
 fn secret(s: &str) -> SecretString {
@@ -25,7 +27,8 @@ pub async fn run_all<S: SecretStore + Clone>(store: &S, prefix: &str, clock: Sha
     same_token_other_value_is_a_conflict(store, prefix).await;
     create_on_an_existing_name_fails(store, prefix).await;
     ring_publishes_reads_and_fences(store.clone(), prefix, clock.clone()).await;
-    ring_retry_after_an_ambiguous_create_is_idempotent(store.clone(), prefix, clock).await;
+    ring_retry_after_an_ambiguous_create_is_idempotent(store.clone(), prefix, clock.clone()).await;
+    ring_reads_every_slot_whatever_k_is(store.clone(), prefix, clock).await;
 }
 
 async fn missing_secrets_read_as_none<S: SecretStore>(store: &S, prefix: &str) {
@@ -186,6 +189,7 @@ async fn ring_publishes_reads_and_fences<S: SecretStore>(
                 tenant,
                 g,
                 &state(&format!("at{}", g + 1), &format!("rt{}", g + 1)),
+                soon(),
             )
             .await
             .unwrap();
@@ -215,7 +219,7 @@ async fn ring_publishes_reads_and_fences<S: SecretStore>(
     }
     // A second writer deriving generation 8 from 7 loses to the first.
     let first = ring
-        .publish(tenant, 7, &state("at8-a", "rt8-a"))
+        .publish(tenant, 7, &state("at8-a", "rt8-a"), soon())
         .await
         .unwrap();
     assert_eq!(
@@ -226,7 +230,7 @@ async fn ring_publishes_reads_and_fences<S: SecretStore>(
         }
     );
     let second = ring
-        .publish(tenant, 7, &state("at8-b", "rt8-b"))
+        .publish(tenant, 7, &state("at8-b", "rt8-b"), soon())
         .await
         .unwrap();
     assert_eq!(
@@ -235,7 +239,10 @@ async fn ring_publishes_reads_and_fences<S: SecretStore>(
         "exactly one writer per generation"
     );
     // A stale writer from generation 2 cannot overwrite newer slots: generation 3's token exists.
-    let stale = ring.publish(tenant, 2, &state("old", "old")).await.unwrap();
+    let stale = ring
+        .publish(tenant, 2, &state("old", "old"), soon())
+        .await
+        .unwrap();
     assert_eq!(stale, PublishOutcome::Lost { generation: 3 });
     let newest = ring.read(tenant).await.unwrap().newest.unwrap();
     assert_eq!(newest.generation, 8);
@@ -250,9 +257,86 @@ async fn ring_publishes_reads_and_fences<S: SecretStore>(
         )
         .await
         .unwrap();
+    // Slot 0 is where generation 9 would go: it could hold it, so the next write goes past 9.
     let view = ring.read(tenant).await.unwrap();
-    assert_eq!(view.unreadable, vec![0]);
-    assert_eq!(view.newest.unwrap().generation, 8);
+    assert_eq!(
+        view.unreadable,
+        vec![UnreadableSlot {
+            slot: 0,
+            name: junk.clone(),
+            generation: None
+        }]
+    );
+    assert_eq!(view.newest.as_ref().unwrap().generation, 8);
+    assert_eq!(view.highest_possible, 9);
+    let past = ring
+        .publish(
+            tenant,
+            view.highest_possible,
+            &state("at10", "rt10"),
+            soon(),
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(past, PublishOutcome::Published { generation: 10, .. }),
+        "{past:?}"
+    );
+    // Once a newer generation is readable, the junk (older, elsewhere) costs nothing.
+    let view = ring.read(tenant).await.unwrap();
+    assert_eq!(view.highest_possible, 10);
+    // A slot whose JSON still names its generation counts as that generation.
+    ring.store()
+        .put(
+            &junk,
+            &secret(r#"{"generation": 12, "accessToken": 5}"#),
+            "00000000-0000-4000-8000-000000000052",
+        )
+        .await
+        .unwrap();
+    let view = ring.read(tenant).await.unwrap();
+    assert_eq!(view.newest.unwrap().generation, 10);
+    assert_eq!(view.highest_possible, 12);
+}
+
+async fn ring_reads_every_slot_whatever_k_is<S: SecretStore + Clone>(
+    store: S,
+    prefix: &str,
+    clock: SharedClock,
+) {
+    let names = SecretNames::new(format!("{prefix}resize/"));
+    let wide = SessionRing::new(store.clone(), names.clone(), 6, clock.clone());
+    for g in 0..5u64 {
+        wide.publish("t", g, &state(&format!("at{}", g + 1), "rt"), soon())
+            .await
+            .unwrap();
+    }
+    // Generation 5 sits in slot 5, which a ring of 3 never writes: it is still found.
+    let narrow = SessionRing::new(store.clone(), names.clone(), 3, clock.clone());
+    assert_eq!(
+        narrow.read("t").await.unwrap().newest.unwrap().generation,
+        5
+    );
+    let out = narrow
+        .publish("t", 5, &state("at6", "rt"), soon())
+        .await
+        .unwrap();
+    assert!(matches!(
+        out,
+        PublishOutcome::Published { generation: 6, .. }
+    ));
+    assert!(store.get(&names.slot("t", 0)).await.unwrap().is_some());
+    // And back to 20: generation 6 (slot 0) is the newest.
+    let widest = SessionRing::new(store, names, 20, clock);
+    assert_eq!(
+        widest.read("t").await.unwrap().newest.unwrap().generation,
+        6
+    );
+}
+
+/// A deadline far enough away for any contract write.
+fn soon() -> chrono::DateTime<chrono::Utc> {
+    chrono::Utc::now() + chrono::Duration::seconds(60)
 }
 
 async fn ring_retry_after_an_ambiguous_create_is_idempotent<S: SecretStore>(
@@ -262,9 +346,9 @@ async fn ring_retry_after_an_ambiguous_create_is_idempotent<S: SecretStore>(
 ) {
     let ring = SessionRing::new(store, SecretNames::new(format!("{prefix}retry/")), 2, clock);
     let s = state("a", "r");
-    ring.publish("t", 0, &s).await.unwrap();
+    ring.publish("t", 0, &s, soon()).await.unwrap();
     // The same publish again (a retry after a lost answer) is a no-op, not a conflict.
-    let again = ring.publish("t", 0, &s).await.unwrap();
+    let again = ring.publish("t", 0, &s, soon()).await.unwrap();
     assert_eq!(
         again,
         PublishOutcome::Published {

@@ -197,10 +197,6 @@ impl<S: broker::store::SecretStore + Clone + 'static> ApiStack<S> {
         let sim = Simulator::start(shared.clone())
             .await
             .expect("simulator starts");
-        sim.set_behaviour(crate::sim::Behaviour {
-            voice_rate_limit_per_minute: None,
-            ..Default::default()
-        });
         let mut vars: std::collections::HashMap<String, String> = [
             ("ENGAGE_BASE_URL", sim.base_url()),
             ("RINGCENTRAL_SERVER_URL", sim.base_url()),
@@ -262,7 +258,7 @@ impl<S: broker::store::SecretStore + Clone + 'static> ApiStack<S> {
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, router).await;
         });
-        Self {
+        let stack = Self {
             clock,
             sim,
             store,
@@ -271,7 +267,24 @@ impl<S: broker::store::SecretStore + Clone + 'static> ApiStack<S> {
             prefix: prefix.to_owned(),
             keys,
             server,
+        };
+        // As in production, the refresher makes the first session; the HTTP function never
+        // logs in.
+        for tenant in ["default", "second"] {
+            stack.refresh_now(tenant).await.expect("the first login");
         }
+        stack.sim.clear_requests();
+        stack
+    }
+
+    /// One refresher renewal of `tenant` now, on the stack's clock.
+    pub async fn refresh_now(
+        &self,
+        tenant: &str,
+    ) -> Result<broker::renew::Report, broker::renew::RenewError> {
+        use broker::clock::Clock as _;
+        let deadline = self.clock.now() + chrono::Duration::seconds(50);
+        self.refresher().renew(tenant, deadline).await
     }
 
     pub fn key(&self, caller: &str) -> &str {
@@ -340,6 +353,33 @@ impl<S: broker::store::SecretStore + Clone + 'static> ApiStack<S> {
             broker::renew::RenewSettings::default(),
         )
     }
+}
+
+/// One refresher renewal of `tenant` against `store` and the simulator on the real clock, the way
+/// the refresher Lambda would make a tenant's first session (the HTTP function never logs in).
+pub async fn refresh_with<S: broker::store::SecretStore>(
+    store: S,
+    prefix: &str,
+    sim: &Simulator,
+    slots: u32,
+    tenant: &str,
+) -> Result<broker::renew::Report, broker::renew::RenewError> {
+    let clock: SharedClock = Arc::new(broker::clock::SystemClock);
+    let ring = broker::store::SessionRing::new(
+        store,
+        broker::store::SecretNames::new(prefix),
+        slots,
+        clock.clone(),
+    );
+    let renewer = broker::renew::Renewer::new(
+        ring,
+        client_for(sim, clock.clone(), Duration::from_secs(5)),
+        clock,
+        broker::renew::RenewSettings::default(),
+    );
+    renewer
+        .renew(tenant, chrono::Utc::now() + chrono::Duration::seconds(50))
+        .await
 }
 
 /// The environment a function binary needs to run against moto and the simulator.

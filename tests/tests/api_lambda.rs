@@ -10,7 +10,7 @@ use broker::clock::{SharedClock, SystemClock};
 use broker::store::{SecretNames, SecretStore};
 use broker_tests::lambda::{Invocation, LambdaProcess, RuntimeApi};
 use broker_tests::sim::Simulator;
-use broker_tests::support::{function_env, moto_store, unique_prefix};
+use broker_tests::support::{function_env, moto_store, refresh_with, unique_prefix};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 
@@ -97,6 +97,9 @@ async fn function_url_events_reach_ringcx_through_the_real_binary() {
     )
     .unwrap();
     seed(names.callers(), json!([entry]).to_string()).await;
+    refresh_with(store.clone(), &prefix, &sim, 6, "default")
+        .await
+        .expect("the refresher's first login");
 
     let runtime = RuntimeApi::start().await.unwrap();
     let env = function_env(&sim, &prefix, "default");

@@ -86,6 +86,8 @@ fn a_full_run_logs_no_secret() {
             .send()
             .await
             .unwrap();
+        // RingCX's clock runs ahead of a 40 s old token: a forced renewal.
+        s.clock.advance(Duration::seconds(40));
         s.sim.advance(Duration::seconds(301));
         get("/v1/engage/v1/admin/accounts", s.key("proxy"))
             .await

@@ -68,7 +68,7 @@ async fn health_reports_token_availability_without_names() {
 }
 
 #[tokio::test]
-async fn get_token_renews_inline_when_the_ring_is_empty_then_serves_from_cache() {
+async fn get_token_serves_the_ring_from_memory_and_refreshes_inline_when_the_refresher_is_late() {
     let s = stack().await;
     let r = http()
         .get(s.url("/v1/token"))
@@ -83,7 +83,11 @@ async fn get_token_renews_inline_when_the_ring_is_empty_then_serves_from_cache()
     assert_eq!(body["expires_in"], 300);
     assert_eq!(body["account_id"], "333333");
     let token = body["access_token"].as_str().unwrap().to_owned();
-    assert_eq!(s.app.tokens.renewals(), 1, "one inline renewal");
+    assert_eq!(
+        s.app.tokens.renewals(),
+        0,
+        "the refresher's session, as it is"
+    );
     let reads = s.app.tokens.ring_reads();
     for _ in 0..20 {
         let (_, again) = json_of(
@@ -118,6 +122,18 @@ async fn get_token_renews_inline_when_the_ring_is_empty_then_serves_from_cache()
         s.app.tokens.ring_reads(),
         reads + 2,
         "one read found nothing usable, one after renewing"
+    );
+    assert_eq!(s.app.tokens.renewals(), 1, "one inline refresh");
+    assert_eq!(
+        s.sim.count("POST", "/api/auth/token/refresh"),
+        1,
+        "the refresher being late costs one refresh"
+    );
+    assert_eq!(
+        s.sim.count("POST", "/api/auth/login/rc/accesstoken")
+            + s.sim.count("POST", "/restapi/oauth/token"),
+        0,
+        "and never a login"
     );
 }
 
@@ -378,7 +394,9 @@ async fn proxy_retries_once_when_ringcx_refuses_the_token() {
         .send()
         .await
         .unwrap();
-    // RingCX's clock runs ahead: it calls the cached token expired while the broker does not.
+    // RingCX's clock runs ahead: it calls the cached token (40 s old) expired while the broker
+    // does not.
+    s.clock.advance(Duration::seconds(40));
     s.sim.advance(Duration::seconds(301));
     s.sim.clear_requests();
     let r = http()

@@ -65,7 +65,7 @@ async fn ringex_jwt_grant_then_exchange_yields_a_refreshable_session() {
         session.refresh_token.is_some(),
         "includeRefresh=true must yield a refresh token"
     );
-    assert_eq!(session.expiry_source, ExpirySource::JwtExp);
+    assert_eq!(session.expiry_source, ExpirySource::JwtLifetime);
     assert_eq!(
         session.expires_at,
         e.clock.now() + ChronoDuration::seconds(300)

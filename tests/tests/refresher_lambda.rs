@@ -36,7 +36,7 @@ async fn put(store: &impl SecretStore, name: &str, doc: &Value) {
 
 fn env(sim: &Simulator, prefix: &str, tenants: &str) -> Vec<(&'static str, String)> {
     let mut vars = function_env(sim, prefix, tenants);
-    vars.push(("SESSION_SLOTS", "3".into()));
+    vars.push(("SESSION_SLOTS", "6".into()));
     vars
 }
 
@@ -76,7 +76,7 @@ async fn scheduled_invocations_renew_every_tenant_into_moto() {
     assert_eq!(summary["tenants"][1]["outcome"], "logged-in");
 
     // The slot secrets it wrote, read back through the real SDK.
-    let ring = SessionRing::new(store.clone(), names.clone(), 3, clock.clone());
+    let ring = SessionRing::new(store.clone(), names.clone(), 6, clock.clone());
     for tenant in ["default", "legacy"] {
         let newest = ring
             .read(tenant)
@@ -192,7 +192,7 @@ async fn an_invocation_fails_when_a_tenant_has_no_usable_token() {
         "the healthy tenant is not blamed: {error_message}"
     );
     // The healthy tenant was renewed all the same.
-    let ring = SessionRing::new(store, names, 3, Arc::new(SystemClock));
+    let ring = SessionRing::new(store, names, 6, Arc::new(SystemClock));
     assert_eq!(
         ring.read("good").await.unwrap().newest.unwrap().generation,
         1

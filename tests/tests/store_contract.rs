@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use broker::clock::{ManualClock, SharedClock};
+use broker::clock::{Clock as _, ManualClock, SharedClock};
 use broker::session::SessionState;
 use broker::store::memory::{MAX_VERSIONS, MemoryStore};
 use broker::store::{PublishOutcome, SecretNames, SecretStore, SessionRing, StoreError};
@@ -118,7 +118,8 @@ async fn ring_moves_past_a_slot_over_quota_and_every_writer_agrees() {
     }
     let state: SessionState =
         serde_json::from_str(r#"{"generation":0,"refreshToken":"r"}"#).unwrap();
-    let first = ring.publish("t", 0, &state).await.unwrap();
+    let deadline = clock.now() + chrono::Duration::seconds(60);
+    let first = ring.publish("t", 0, &state, deadline).await.unwrap();
     assert_eq!(
         first,
         PublishOutcome::Published {
@@ -128,7 +129,7 @@ async fn ring_moves_past_a_slot_over_quota_and_every_writer_agrees() {
     );
     let mut other = state.clone();
     other.refresh_token = Some(SecretString::from("r-other".to_owned()));
-    let second = ring.publish("t", 0, &other).await.unwrap();
+    let second = ring.publish("t", 0, &other, deadline).await.unwrap();
     assert_eq!(
         second,
         PublishOutcome::Lost { generation: 2 },

@@ -37,8 +37,8 @@ pub const MAX_BODY_BYTES: usize = 256 * 1024;
 /// newer token taken from the ring can itself be refused a moment later (a concurrent request saw
 /// it refused and forced a renewal); the second retry then uses that renewal.
 pub const MAX_TOKEN_RETRIES: usize = 2;
-/// Time a request may spend obtaining a token inline when the ring has none.
-const TOKEN_BUDGET: Duration = Duration::from_secs(10);
+/// Time a request may spend beyond one renewal's needs (a ring read or two).
+const TOKEN_SLACK: Duration = Duration::from_secs(1);
 
 /// Every route, the single source of the router and of the OpenAPI check.
 pub const ROUTES: &[(&str, &[&str])] = &[
@@ -60,6 +60,8 @@ pub struct App<S> {
     pub callers: CallerCache<S>,
     pub clock: SharedClock,
     pub allow_query_key: bool,
+    /// Time a request may spend obtaining a token inline: one whole refresh and its write.
+    pub token_budget: Duration,
 }
 
 pub type AppState<S> = Arc<App<S>>;
@@ -73,7 +75,13 @@ impl<S: SecretStore + Clone> App<S> {
             config.session_slots,
             clock.clone(),
         );
-        let renewer = Renewer::new(ring, engage.clone(), clock.clone(), config.renew_settings());
+        let renewer = Renewer::new(
+            ring,
+            engage.clone(),
+            clock.clone(),
+            config.api_renew_settings(),
+        );
+        let token_budget = renewer.time_needed() + TOKEN_SLACK;
         Ok(Self {
             tokens: TokenCache::new(
                 renewer,
@@ -90,11 +98,12 @@ impl<S: SecretStore + Clone> App<S> {
             engage,
             clock,
             allow_query_key: config.allow_query_key,
+            token_budget,
         })
     }
 
     fn deadline(&self) -> DateTime<Utc> {
-        self.clock.now() + chrono::Duration::from_std(TOKEN_BUDGET).unwrap_or_default()
+        broker::clock::later(self.clock.now(), self.token_budget)
     }
 
     /// Authenticates the request, checks the scope, and resolves the tenant it acts for.
@@ -136,9 +145,9 @@ impl<S: SecretStore + Clone> App<S> {
         let mut retries = 0;
         loop {
             match call(token.clone()).await {
-                Err(EngageError::AccessTokenExpired | EngageError::Unauthorized { .. })
-                    if retries < MAX_TOKEN_RETRIES =>
-                {
+                // Only `Jwt is expired` says the token is dead; other 401s are RingCX's answer
+                // about this call, passed on, and never cost a renewal.
+                Err(EngageError::AccessTokenExpired) if retries < MAX_TOKEN_RETRIES => {
                     tracing::info!(
                         tenant,
                         generation = token.generation,

@@ -81,13 +81,12 @@ pub(crate) async fn proxy<S: SecretStore + Clone + 'static>(
             let answer = engage
                 .voice(VoiceAuth::Bearer(&token.token), request.clone())
                 .await?;
-            match answer.status {
-                // Refused tokens go back to `with_token`, which retries with a newer one.
-                401 if answer.is_jwt_expired() => Err(EngageError::AccessTokenExpired),
-                401 => Err(EngageError::Unauthorized {
-                    detail: "the proxied call was refused".to_owned(),
-                }),
-                _ => Ok(answer),
+            // An expired token goes back to `with_token`, which retries with a newer one; any
+            // other answer, other 401s included, is RingCX's and is relayed as it came.
+            if answer.is_jwt_expired() {
+                Err(EngageError::AccessTokenExpired)
+            } else {
+                Ok(answer)
             }
         })
         .await?;

@@ -1,7 +1,10 @@
 //! The HTTP function's view of each tenant's token: read from the ring once and kept in memory,
 //! read again only when the cached token nears `MIN_TOKEN_TTL_SECONDS` or RingCX refuses it. If
-//! the ring holds nothing usable (the refresher is late or failing), the function renews inline
-//! through the same renewal protocol, one renewal per tenant per instance at a time.
+//! the ring holds nothing usable (the refresher is late), the function refreshes inline through
+//! the same renewal protocol, one renewal per tenant per instance at a time; it never logs in
+//! (only the refresher does). A token RingCX refuses as expired before its time is replaced by a
+//! forced renewal only within the protocol's bounds (see `broker::renew`); past them the caller
+//! gets `502 upstream_unauthorized` and the ring is left alone.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -51,9 +54,13 @@ struct TenantSlot {
     /// When `/v1/health` last read the ring for this tenant (it is unauthenticated: at most one
     /// read per [`HEALTH_PROBE_INTERVAL`] whatever the request rate).
     last_probe: Mutex<Option<DateTime<Utc>>>,
+    /// The generation whose forced renewal was last refused, and when: further refusals of it
+    /// within [`REFUSAL_MEMORY`] are answered without reading the ring again.
+    refused: Mutex<Option<(u64, DateTime<Utc>)>>,
 }
 
 const HEALTH_PROBE_INTERVAL: chrono::Duration = chrono::Duration::seconds(10);
+const REFUSAL_MEMORY: chrono::Duration = chrono::Duration::seconds(5);
 
 /// Tokens of every configured tenant.
 pub struct TokenCache<S> {
@@ -131,8 +138,8 @@ impl<S: SecretStore> TokenCache<S> {
         self.refill(tenant, slot, deadline, None).await
     }
 
-    /// RingCX refused `rejected` although it had time left: get a different one (a newer
-    /// generation from the ring, or a forced renewal).
+    /// RingCX refused `rejected` as expired although it had time left: get a newer one (from the
+    /// ring, or a forced renewal within the protocol's bounds).
     pub async fn replace(
         &self,
         tenant: &str,
@@ -145,6 +152,15 @@ impl<S: SecretStore> TokenCache<S> {
             .filter(|t| t.generation > rejected.generation)
         {
             return Ok(t);
+        }
+        let now = self.clock.now();
+        let recently_refused = slot
+            .refused
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some_and(|(g, at)| g == rejected.generation && now - at < REFUSAL_MEMORY);
+        if recently_refused {
+            return Err(refused_fresh_token());
         }
         self.refill(tenant, slot, deadline, Some(rejected.generation))
             .await
@@ -197,25 +213,44 @@ impl<S: SecretStore> TokenCache<S> {
             Some(t) => t,
             None => {
                 self.renewals.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(tenant, "no usable token in the ring: renewing inline");
                 let result = match rejected {
-                    Some(g) => self.renewer.renew_replacing(tenant, deadline, g).await,
-                    None => self.renewer.renew(tenant, deadline).await,
+                    Some(g) => {
+                        tracing::warn!(
+                            tenant,
+                            generation = g,
+                            "RingCX refused the access token as expired before its time: forced renewal"
+                        );
+                        self.renewer.renew_replacing(tenant, deadline, g).await
+                    }
+                    None => {
+                        tracing::warn!(tenant, "no usable token in the ring: refreshing inline");
+                        self.renewer.renew(tenant, deadline).await
+                    }
                 };
-                if let Err(e) = result {
-                    return Err(unavailable(tenant, &e));
+                match result {
+                    // The new access token was saved; only its refresh token is missing.
+                    Ok(_) | Err(RenewError::RefreshTokenMissing { .. }) => {}
+                    Err(RenewError::ForcedRenewalRefused { .. }) => {
+                        if let Some(g) = rejected {
+                            *slot.refused.lock().unwrap_or_else(PoisonError::into_inner) =
+                                Some((g, self.clock.now()));
+                        }
+                        return Err(refused_fresh_token());
+                    }
+                    Err(e) => return Err(unavailable(tenant, &e)),
                 }
-                self.read_ring(tenant)
-                    .await?
-                    .filter(acceptable)
-                    .ok_or_else(|| {
-                        ApiError::new(
+                match self.read_ring(tenant).await?.filter(acceptable) {
+                    Some(t) => t,
+                    None if rejected.is_some() => return Err(refused_fresh_token()),
+                    None => {
+                        return Err(ApiError::new(
                             StatusCode::SERVICE_UNAVAILABLE,
                             "token_unavailable",
                             "no usable RingCX token could be obtained; retry shortly",
                         )
-                        .with_retry_after(10)
-                    })?
+                        .with_retry_after(10));
+                    }
+                }
             }
         };
         *slot.cached.lock().unwrap_or_else(PoisonError::into_inner) = Some(token.clone());
@@ -241,17 +276,38 @@ impl<S: SecretStore> TokenCache<S> {
     }
 }
 
+/// RingCX refused a token the broker has no reason to replace yet.
+fn refused_fresh_token() -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_GATEWAY,
+        "upstream_unauthorized",
+        "RingCX refused the broker's current token although it is fresh; the broker does not renew \
+         again so soon (RingCX's clock or token validation is off); the operators have been alerted",
+    )
+    .with_retry_after(30)
+}
+
 fn unavailable(tenant: &str, e: &RenewError) -> ApiError {
     tracing::error!(tenant, error = %e, "inline renewal failed");
-    let retry = if matches!(e, RenewError::Upstream { .. } | RenewError::Store { .. }) {
-        10
-    } else {
-        60
+    let (retry, message) = match e {
+        RenewError::LoginNeeded { .. } => (
+            60,
+            "the stored session can no longer be refreshed; the refresher logs in again at its \
+             next run",
+        ),
+        RenewError::Upstream { .. } | RenewError::Store { .. } | RenewError::NoTime { .. } => (
+            10,
+            "no usable RingCX token can be obtained right now; retry shortly",
+        ),
+        _ => (
+            60,
+            "no usable RingCX token can be obtained right now; the operators have been alerted",
+        ),
     };
     ApiError::new(
         StatusCode::SERVICE_UNAVAILABLE,
         "token_unavailable",
-        "no usable RingCX token can be obtained right now; the operators have been alerted",
+        message,
     )
     .with_retry_after(retry)
 }

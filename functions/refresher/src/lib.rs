@@ -7,8 +7,8 @@ use std::sync::Arc;
 use broker::clock::SharedClock;
 use broker::config::Config;
 use broker::engage::{EngageClient, EngageError};
-use broker::renew::{Outcome, Renewer};
-use broker::store::{SecretStore, SessionRing};
+use broker::renew::{Outcome, RenewError, Renewer};
+use broker::store::{SecretStore, SessionRing, fits};
 use broker::telemetry::{self, Unit};
 use chrono::{DateTime, Duration, Utc};
 use lambda_runtime::LambdaEvent;
@@ -18,7 +18,11 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 /// Time kept back from the Lambda deadline for logging and answering the runtime.
-const DEADLINE_SAFETY: Duration = Duration::seconds(3);
+const DEADLINE_SAFETY: Duration = Duration::seconds(2);
+/// If a pass is somehow still running this close to the Lambda deadline, it is cut short and the
+/// invocation answers anyway: the deadline kills the process, which would lose the answer and
+/// every log line not yet flushed. Never reached when every call keeps its timeout.
+const LAST_RESORT: std::time::Duration = std::time::Duration::from_millis(700);
 /// The most one pass spends when there is no Lambda deadline (local runs).
 const LOCAL_PASS_BUDGET: Duration = Duration::seconds(50);
 
@@ -33,6 +37,9 @@ pub struct TenantResult {
     /// Whether the ring holds a token with more than `MIN_TOKEN_TTL_SECONDS` left afterwards.
     pub usable: bool,
     pub error: Option<String>,
+    /// Slot secrets that hold no session document, by name (see the README's "Corrupted slots").
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unreadable_slots: Vec<String>,
 }
 
 /// One pass over every tenant; the function's answer.
@@ -74,6 +81,42 @@ impl<S: SecretStore + Clone + 'static> Refresher<S> {
         })
     }
 
+    /// Runs [`Refresher::run_pass`], but answers by `hard_deadline` (the invocation's) whatever
+    /// happens: a pass still running then is abandoned with a loud error.
+    pub async fn run_pass_by(
+        &self,
+        deadline: DateTime<Utc>,
+        hard_deadline: DateTime<Utc>,
+    ) -> PassSummary {
+        let left = broker::clock::remaining(self.clock.now(), hard_deadline);
+        match tokio::time::timeout(left.saturating_sub(LAST_RESORT), self.run_pass(deadline)).await
+        {
+            Ok(summary) => summary,
+            Err(_) => {
+                tracing::error!(
+                    "the pass was still running at the invocation's deadline and was cut short; \
+                     some RingCX or Secrets Manager call ignored its timeout"
+                );
+                PassSummary {
+                    ok: false,
+                    tenants: self
+                        .tenants
+                        .iter()
+                        .map(|t| TenantResult {
+                            tenant: t.clone(),
+                            outcome: "cut-short".to_owned(),
+                            generation: 0,
+                            seconds_left: None,
+                            usable: false,
+                            error: Some("the pass ran out of time".to_owned()),
+                            unreadable_slots: Vec::new(),
+                        })
+                        .collect(),
+                }
+            }
+        }
+    }
+
     /// Renews every tenant, at most `REFRESH_CONCURRENCY` at once, finishing by `deadline`.
     pub async fn run_pass(&self, deadline: DateTime<Utc>) -> PassSummary {
         let permits = Arc::new(Semaphore::new(self.concurrency.max(1)));
@@ -100,7 +143,16 @@ impl<S: SecretStore + Clone + 'static> Refresher<S> {
     }
 
     async fn renew_one(&self, tenant: &str, deadline: DateTime<Utc>) -> TenantResult {
-        let result = self.renewer.renew(tenant, deadline).await;
+        // A tenant that waited for a concurrency slot does not start once the budget is gone.
+        let result = if fits(self.clock.now(), std::time::Duration::ZERO, deadline) {
+            self.renewer.renew(tenant, deadline).await
+        } else {
+            Err(RenewError::NoTime {
+                tenant: tenant.to_owned(),
+                left_ms: broker::clock::remaining(self.clock.now(), deadline).as_millis(),
+                needed_ms: broker::store::CALL_TIMEOUT.as_millis(),
+            })
+        };
         let now = self.clock.now();
         let (outcome, generation, seconds_left, retries, cas, quota, error) = match &result {
             Ok(r) => (
@@ -113,19 +165,32 @@ impl<S: SecretStore + Clone + 'static> Refresher<S> {
                 None,
             ),
             Err(e) => {
-                // The ring may still hold a token with time left (a transient outage).
-                let newest = self
-                    .renewer
-                    .ring()
-                    .read(tenant)
-                    .await
-                    .ok()
-                    .and_then(|v| v.newest);
+                // The ring may still hold a token with time left (a transient outage), or the
+                // renewal saved a token and failed after (no refresh token in the answer).
+                let newest = if fits(now, std::time::Duration::ZERO, deadline) {
+                    self.renewer
+                        .ring()
+                        .read(tenant)
+                        .await
+                        .ok()
+                        .and_then(|v| v.newest)
+                } else {
+                    None
+                };
                 let generation = newest.as_ref().map_or(0, |s| s.generation);
                 let left = newest.as_ref().and_then(|s| s.seconds_left(now));
-                ("failed", generation, left, 0, 0, 0, Some(e.to_string()))
+                let outcome = if matches!(e, RenewError::NoTime { .. }) {
+                    "deferred"
+                } else {
+                    "failed"
+                };
+                (outcome, generation, left, 0, 0, 0, Some(e.to_string()))
             }
         };
+        let unreadable = result
+            .as_ref()
+            .map_or(0, |r| r.unreadable_slots.len() as u32);
+        let forced = result.as_ref().is_ok_and(|r| r.forced);
         let usable = seconds_left.is_some_and(|left| left > self.min_ttl_secs);
         let fallback = matches!(result, Ok(ref r) if matches!(r.outcome, Outcome::LoggedIn { .. }));
         let renewed = matches!(result, Ok(ref r) if matches!(r.outcome, Outcome::Refreshed | Outcome::LoggedIn { .. }));
@@ -138,6 +203,8 @@ impl<S: SecretStore + Clone + 'static> Refresher<S> {
                 retries,
                 cas_conflicts = cas,
                 quota_skips = quota,
+                forced,
+                unreadable_slots = unreadable,
                 "renewal"
             ),
             Some(e) => {
@@ -152,6 +219,8 @@ impl<S: SecretStore + Clone + 'static> Refresher<S> {
             ("QuotaPressure", Unit::Count, f64::from(quota)),
             ("RenewalFailures", Unit::Count, flag(error.is_some())),
             ("UpstreamRetries", Unit::Count, f64::from(retries)),
+            ("UnreadableSlots", Unit::Count, f64::from(unreadable)),
+            ("ForcedRenewals", Unit::Count, flag(forced)),
         ];
         // Never-present tokens report 0 s left so the alarm on the minimum fires.
         metrics.push((
@@ -171,6 +240,7 @@ impl<S: SecretStore + Clone + 'static> Refresher<S> {
             seconds_left,
             usable,
             error,
+            unreadable_slots: result.map(|r| r.unreadable_slots).unwrap_or_default(),
         }
     }
 
@@ -194,8 +264,10 @@ pub async fn handler<S: SecretStore + Clone + 'static>(
         .and_then(Value::as_str)
         .unwrap_or("unknown");
     tracing::debug!(request_id = %event.context.request_id, source, "refresh pass");
+    let hard = DateTime::from_timestamp_millis(event.context.deadline as i64)
+        .unwrap_or_else(|| refresher.clock.now() + LOCAL_PASS_BUDGET);
     let summary = refresher
-        .run_pass(refresher.deadline(Some(event.context.deadline)))
+        .run_pass_by(refresher.deadline(Some(event.context.deadline)), hard)
         .await;
     if summary.ok {
         Ok(summary)

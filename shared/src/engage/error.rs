@@ -103,6 +103,12 @@ pub enum EngageError {
         detail: String,
     },
 
+    #[error(
+        "{service} answered with a body over {limit} bytes; the broker does not read answers \
+         that large"
+    )]
+    BodyTooLarge { service: Service, limit: usize },
+
     #[error("refused to call RingCX path {path:?}: {reason}")]
     InvalidPath { path: String, reason: &'static str },
 

@@ -37,6 +37,12 @@ pub const DEFAULT_PLATFORM_URL: &str = "https://platform.ringcentral.com";
 const JWT_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 /// How much of an upstream error body is kept in an error message.
 const DETAIL_CHARS: usize = 200;
+/// Largest upstream answer read: RingCX's documented answers are far smaller, and a Lambda has
+/// 128 MB.
+pub const MAX_UPSTREAM_BODY_BYTES: usize = 5 * 1024 * 1024;
+/// The longest `Retry-After` honoured or passed on: an upstream asking for hours is treated as
+/// asking for two minutes (the next scheduled run retries anyway).
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(120);
 
 /// Where RingCX lives and how long to wait for it.
 #[derive(Debug, Clone)]
@@ -159,6 +165,7 @@ pub struct EngageClient {
     engage: Url,
     platform: Url,
     clock: SharedClock,
+    request_timeout: Duration,
 }
 
 /// What kind of endpoint answered, which decides what a 4xx means.
@@ -193,7 +200,13 @@ impl EngageClient {
             engage: config.engage_base_url.clone(),
             platform: config.platform_base_url.clone(),
             clock,
+            request_timeout: config.request_timeout,
         })
+    }
+
+    /// The whole-request timeout: what a refresh must have left before it is started.
+    pub fn request_timeout(&self) -> Duration {
+        self.request_timeout
     }
 
     /// RingEX JWT grant: `POST {platform}/restapi/oauth/token` with Basic client credentials.
@@ -448,18 +461,17 @@ impl EngageClient {
         request: RequestBuilder,
         sent: &[&SecretString],
     ) -> Result<EngageSession, EngageError> {
+        let sent_at = self.clock.now();
         let raw = self.call(Service::Engage, endpoint, request, sent).await?;
-        let details: model::AccessTokenDetails = serde_json::from_slice(&raw.body)
-            .map_err(|e| unexpected(Service::Engage, &raw, "AccessTokenUserDetails JSON", &e))?;
         let session =
-            details
-                .into_session(self.clock.now())
-                .ok_or_else(|| EngageError::UnexpectedBody {
+            model::session_from_answer(&raw.body, sent_at, self.clock.now()).map_err(|e| {
+                EngageError::UnexpectedBody {
                     service: Service::Engage,
                     status: raw.status.as_u16(),
-                    expected: "an answer with an accessToken",
-                    detail: "accessToken is missing or empty".to_owned(),
-                })?;
+                    expected: "AccessTokenUserDetails JSON with an accessToken",
+                    detail: format!("{}: {}", describe_body(&raw), e.describe()),
+                }
+            })?;
         tracing::debug!(
             endpoint = ?endpoint,
             expires_at = %session.expires_at,
@@ -528,17 +540,33 @@ impl EngageClient {
     }
 
     async fn send(&self, service: Service, request: RequestBuilder) -> Result<Raw, EngageError> {
-        let response = request.send().await.map_err(|e| transport(service, e))?;
+        let mut response = request.send().await.map_err(|e| transport(service, e))?;
         let status = response.status();
         let headers = response.headers();
         let retry_after = retry_after(headers, self.clock.now());
         let content_type = header_text(headers, CONTENT_TYPE.as_str());
-        let body = response.bytes().await.map_err(|e| transport(service, e))?;
+        let too_large = || EngageError::BodyTooLarge {
+            service,
+            limit: MAX_UPSTREAM_BODY_BYTES,
+        };
+        if response
+            .content_length()
+            .is_some_and(|n| n > MAX_UPSTREAM_BODY_BYTES as u64)
+        {
+            return Err(too_large());
+        }
+        let mut body = bytes::BytesMut::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| transport(service, e))? {
+            if body.len() + chunk.len() > MAX_UPSTREAM_BODY_BYTES {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
         Ok(Raw {
             status,
             content_type,
             retry_after,
-            body,
+            body: body.freeze(),
         })
     }
 }
@@ -577,17 +605,19 @@ fn header_text(headers: &HeaderMap, name: &str) -> Option<String> {
     headers.get(name)?.to_str().ok().map(str::to_owned)
 }
 
-/// `Retry-After` as delta-seconds or an HTTP date.
+/// `Retry-After` as delta-seconds or an HTTP date, clamped to [`MAX_RETRY_AFTER`].
 fn retry_after(headers: &HeaderMap, now: DateTime<Utc>) -> Option<Duration> {
     let value = header_text(headers, RETRY_AFTER.as_str())?;
     let value = value.trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let at = DateTime::parse_from_rfc2822(value)
-        .ok()?
-        .with_timezone(&Utc);
-    Some((at - now).to_std().unwrap_or(Duration::ZERO))
+    let wait = if let Ok(secs) = value.parse::<u64>() {
+        Duration::from_secs(secs)
+    } else {
+        let at = DateTime::parse_from_rfc2822(value)
+            .ok()?
+            .with_timezone(&Utc);
+        (at - now).to_std().unwrap_or(Duration::ZERO)
+    };
+    Some(wait.min(MAX_RETRY_AFTER))
 }
 
 fn is_jwt_expired_body(body: &[u8]) -> bool {
@@ -716,6 +746,11 @@ mod tests {
         assert!((29..=30).contains(&got), "{got}");
         h.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
         assert_eq!(retry_after(&h, now), None);
+        h.insert(RETRY_AFTER, HeaderValue::from_static("86400"));
+        assert_eq!(retry_after(&h, now), Some(MAX_RETRY_AFTER));
+        let past = (now - chrono::Duration::seconds(30)).to_rfc2822();
+        h.insert(RETRY_AFTER, HeaderValue::from_str(&past).unwrap());
+        assert_eq!(retry_after(&h, now), Some(Duration::ZERO));
     }
 
     #[test]

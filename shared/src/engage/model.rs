@@ -15,9 +15,11 @@ pub const ASSUMED_ACCESS_TOKEN_LIFETIME: Duration = Duration::seconds(300);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ExpirySource {
-    /// From the access token's JWT `exp` claim.
+    /// `exp - iat` of the access token, counted from our send time (immune to clock skew).
+    JwtLifetime,
+    /// The access token's `exp` claim read against our clock (the token has no usable `iat`).
     JwtExp,
-    /// `obtained + 300 s`, because the token had no readable `exp`.
+    /// `sent + 300 s`, because the token's claims gave no believable lifetime.
     Assumed,
 }
 
@@ -36,61 +38,90 @@ pub struct EngageSession {
     pub main_account_id: Option<String>,
 }
 
-/// The subset of RingCX's `AccessTokenUserDetails` the broker uses.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct AccessTokenDetails {
-    #[serde(default, with = "crate::secret::optional")]
-    access_token: Option<SecretString>,
-    #[serde(default, with = "crate::secret::optional")]
-    refresh_token: Option<SecretString>,
-    #[serde(default)]
-    token_type: Option<String>,
-    #[serde(default, deserialize_with = "id_string")]
-    main_account_id: Option<String>,
-    #[serde(default)]
-    agent_details: Option<Vec<AgentDetail>>,
+/// Why an answer to login, exchange or refresh could not be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum SessionAnswerError {
+    NotJson(String),
+    NotAnObject,
+    NoAccessToken,
+    BadRefreshToken,
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct AgentDetail {
-    #[serde(default, deserialize_with = "id_string")]
-    account_id: Option<String>,
+impl SessionAnswerError {
+    pub(crate) fn describe(&self) -> String {
+        match self {
+            Self::NotJson(position) => format!("not JSON ({position})"),
+            Self::NotAnObject => "JSON, but not an object".to_owned(),
+            Self::NoAccessToken => "accessToken is missing, empty or not a string".to_owned(),
+            Self::BadRefreshToken => "refreshToken is neither a string nor null".to_owned(),
+        }
+    }
 }
 
-impl AccessTokenDetails {
-    /// `None` when the answer carries no access token at all.
-    pub(crate) fn into_session(self, obtained_at: DateTime<Utc>) -> Option<EngageSession> {
-        let access_token = self.access_token?;
-        let (expires_at, expiry_source) = {
-            use secrecy::ExposeSecret;
-            match jwt::expiry(access_token.expose_secret()) {
-                Some(exp) => (exp, ExpirySource::JwtExp),
-                None => (
-                    obtained_at + ASSUMED_ACCESS_TOKEN_LIFETIME,
-                    ExpirySource::Assumed,
-                ),
-            }
-        };
-        let account_id = self
-            .agent_details
-            .unwrap_or_default()
-            .into_iter()
-            .find_map(|a| a.account_id);
-        Some(EngageSession {
-            access_token,
-            refresh_token: self.refresh_token,
-            token_type: self
-                .token_type
-                .filter(|t| !t.is_empty())
-                .unwrap_or_else(|| "Bearer".to_owned()),
-            expires_at,
-            expiry_source,
-            obtained_at,
-            account_id,
-            main_account_id: self.main_account_id,
-        })
+/// Reads RingCX's `AccessTokenUserDetails`. Only the two tokens are read strictly: a refresh
+/// answer carries the only copy of a new refresh token (the old one is already spent), so no
+/// optional field of an unexpected type, shape or size may cost it.
+pub(crate) fn session_from_answer(
+    body: &[u8],
+    sent_at: DateTime<Utc>,
+    obtained_at: DateTime<Utc>,
+) -> Result<EngageSession, SessionAnswerError> {
+    let value: Value = serde_json::from_slice(body).map_err(|e| {
+        SessionAnswerError::NotJson(format!(
+            "{:?} error at line {} column {}",
+            e.classify(),
+            e.line(),
+            e.column()
+        ))
+    })?;
+    let Value::Object(map) = value else {
+        return Err(SessionAnswerError::NotAnObject);
+    };
+    let access_token = match map.get("accessToken") {
+        Some(Value::String(s)) if !s.is_empty() => SecretString::from(s.clone()),
+        _ => return Err(SessionAnswerError::NoAccessToken),
+    };
+    let refresh_token = match map.get("refreshToken") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if s.is_empty() => None,
+        Some(Value::String(s)) => Some(SecretString::from(s.clone())),
+        Some(_) => return Err(SessionAnswerError::BadRefreshToken),
+    };
+    let (lifetime, expiry_source) = {
+        use secrecy::ExposeSecret;
+        match jwt::lifetime(access_token.expose_secret(), sent_at) {
+            Some((d, jwt::LifetimeSource::IssuedLifetime)) => (d, ExpirySource::JwtLifetime),
+            Some((d, jwt::LifetimeSource::ExpAgainstOurClock)) => (d, ExpirySource::JwtExp),
+            None => (ASSUMED_ACCESS_TOKEN_LIFETIME, ExpirySource::Assumed),
+        }
+    };
+    let account_id = match map.get("agentDetails") {
+        Some(Value::Array(agents)) => agents.iter().find_map(|a| lenient_id(a.get("accountId")?)),
+        _ => None,
+    };
+    Ok(EngageSession {
+        access_token,
+        refresh_token,
+        token_type: map
+            .get("tokenType")
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty() && t.len() <= 32)
+            .unwrap_or("Bearer")
+            .to_owned(),
+        expires_at: sent_at + lifetime,
+        expiry_source,
+        obtained_at,
+        account_id,
+        main_account_id: map.get("mainAccountId").and_then(lenient_id),
+    })
+}
+
+/// An id as RingCX sends it (string or number); anything else is ignored.
+fn lenient_id(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) if !s.is_empty() && s.len() <= 64 => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
     }
 }
 
@@ -237,9 +268,8 @@ mod tests {
     fn session_tolerates_nulls_numbers_and_unknown_fields() {
         let body = r#"{"accessToken":"opaque","refreshToken":null,"tokenType":null,
             "mainAccountId":12,"agentDetails":[{"accountId":333333,"x":1}],"newField":{"a":[]}}"#;
-        let details: AccessTokenDetails = serde_json::from_str(body).unwrap();
         let now = Utc::now();
-        let session = details.into_session(now).unwrap();
+        let session = session_from_answer(body.as_bytes(), now, now).unwrap();
         assert!(session.refresh_token.is_none());
         assert_eq!(session.token_type, "Bearer");
         assert_eq!(session.account_id.as_deref(), Some("333333"));
@@ -249,8 +279,43 @@ mod tests {
     }
 
     #[test]
-    fn session_without_access_token_is_refused() {
-        let details: AccessTokenDetails = serde_json::from_str(r#"{"accessToken":""}"#).unwrap();
-        assert!(details.into_session(Utc::now()).is_none());
+    fn optional_fields_of_any_shape_never_cost_the_refresh_token() {
+        let now = Utc::now();
+        for odd in [
+            r#""agentDetails":{"accountId":1}"#,
+            r#""agentDetails":"none""#,
+            r#""agentDetails":[1,null,"x"]"#,
+            r#""mainAccountId":{"id":1}"#,
+            r#""tokenType":42"#,
+            r#""adminId":[["deep"]]"#,
+        ] {
+            let body = format!(r#"{{"accessToken":"at","refreshToken":"rt-new",{odd}}}"#);
+            let session = session_from_answer(body.as_bytes(), now, now)
+                .unwrap_or_else(|e| panic!("{odd}: {e:?}"));
+            assert_eq!(session.refresh_token.unwrap().expose_secret(), "rt-new");
+        }
+    }
+
+    #[test]
+    fn answers_without_usable_tokens_are_refused_precisely() {
+        let now = Utc::now();
+        let parse = |b: &str| session_from_answer(b.as_bytes(), now, now).map(|_| ());
+        assert_eq!(
+            parse(r#"{"accessToken":""}"#),
+            Err(SessionAnswerError::NoAccessToken)
+        );
+        assert_eq!(
+            parse(r#"{"accessToken":7}"#),
+            Err(SessionAnswerError::NoAccessToken)
+        );
+        assert_eq!(parse("[]"), Err(SessionAnswerError::NotAnObject));
+        assert_eq!(
+            parse(r#"{"accessToken":"a","refreshToken":5}"#),
+            Err(SessionAnswerError::BadRefreshToken)
+        );
+        assert!(matches!(
+            parse("<html>"),
+            Err(SessionAnswerError::NotJson(_))
+        ));
     }
 }

@@ -6,7 +6,10 @@ use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_secretsmanager::types::Tag;
 use secrecy::{ExposeSecret, SecretString};
 
-use super::{SecretStore, StoreError};
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+
+use super::{CALL_TIMEOUT, SecretStore, StoreError};
 
 /// Tag put on every slot secret the broker creates (IAM scopes `CreateSecret` to it).
 pub const MANAGED_TAG_KEY: &str = "ringcx-broker";
@@ -25,11 +28,56 @@ impl SecretsManagerStore {
         Self { client, kms_key_id }
     }
 
-    /// A store configured from the environment exactly as the AWS SDK does it.
+    /// A store configured from the environment exactly as the AWS SDK does it, except for two
+    /// things the broker decides: every call times out after [`CALL_TIMEOUT`] (so it fits the
+    /// deadline budgets), and the SDK does not retry, because the broker's own retries know the
+    /// deadline and retrying in both places would multiply the attempts.
     pub async fn from_env(kms_key_id: Option<String>) -> Self {
-        let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(CALL_TIMEOUT)
+                    .operation_attempt_timeout(CALL_TIMEOUT)
+                    .operation_timeout(CALL_TIMEOUT)
+                    .build(),
+            )
+            .retry_config(RetryConfig::disabled())
+            .load()
+            .await;
         Self::new(Client::new(&config), kms_key_id)
     }
+}
+
+/// What one entry of a `BatchGetSecretValue` answer's `Errors` means. `None`: the secret does not
+/// exist, which is an answer, not a failure.
+fn classify_entry(name: &str, code: &str, message: &str) -> Option<StoreError> {
+    let op = "BatchGetSecretValue";
+    let name = name.to_owned();
+    let message = message.to_owned();
+    Some(match code {
+        "ResourceNotFoundException" => return None,
+        "DecryptionFailure" | "AccessDeniedException" | "KMSAccessDeniedException" => {
+            StoreError::AccessDenied { op, name, message }
+        }
+        "InvalidRequestException" if message.contains("deletion") => {
+            StoreError::ScheduledForDeletion { name }
+        }
+        "ThrottlingException"
+        | "InternalServiceError"
+        | "InternalFailure"
+        | "ServiceUnavailable"
+        | "RequestTimeout" => StoreError::Transient {
+            op,
+            message: format!("{name}: {code}: {message}"),
+        },
+        "InvalidRequestException" | "InvalidParameterException" | "ValidationException" => {
+            StoreError::Invalid { op, name, message }
+        }
+        _ => StoreError::Other {
+            op,
+            message: format!("{name}: {code}: {message}"),
+        },
+    })
 }
 
 /// Maps an SDK error to what the broker must do about it. Messages come from Secrets Manager and
@@ -60,13 +108,18 @@ where
         }
         Some("ResourceExistsException") => StoreError::VersionConflict { name },
         Some("LimitExceededException") => StoreError::QuotaExceeded { name },
-        Some("AccessDeniedException") | Some("DecryptionFailure") | Some("EncryptionFailure") => {
-            StoreError::AccessDenied { op, name, message }
+        Some("AccessDeniedException")
+        | Some("DecryptionFailure")
+        | Some("EncryptionFailure")
+        | Some("KMSAccessDeniedException") => StoreError::AccessDenied { op, name, message },
+        Some("InvalidRequestException") if message.contains("deletion") => {
+            StoreError::ScheduledForDeletion { name }
         }
         Some("InvalidRequestException")
         | Some("InvalidParameterException")
         | Some("ValidationException") => StoreError::Invalid { op, name, message },
         Some("ThrottlingException")
+        | Some("ThrottledException")
         | Some("InternalServiceError")
         | Some("InternalFailure")
         | Some("ServiceUnavailable")
@@ -98,23 +151,16 @@ impl SecretStore for SecretsManagerStore {
                     found.insert(name.to_owned(), SecretString::from(value.to_owned()));
                 }
             }
-            for error in out.errors() {
-                let code = error.error_code().unwrap_or_default();
-                if code != "ResourceNotFoundException" {
-                    let name = error.secret_id().unwrap_or_default();
-                    let message = error.message().unwrap_or("no message").to_owned();
-                    return Err(match code {
-                        "DecryptionFailure" | "AccessDeniedException" => StoreError::AccessDenied {
-                            op: "BatchGetSecretValue",
-                            name: name.to_owned(),
-                            message,
-                        },
-                        _ => StoreError::Other {
-                            op: "BatchGetSecretValue",
-                            message: format!("{name}: {code}: {message}"),
-                        },
-                    });
-                }
+            // Every entry's error is looked at: one failing slot fails the read, named, because a
+            // slot left out could be the newest.
+            if let Some(e) = out.errors().iter().find_map(|e| {
+                classify_entry(
+                    e.secret_id().unwrap_or_default(),
+                    e.error_code().unwrap_or_default(),
+                    e.message().unwrap_or("no message"),
+                )
+            }) {
+                return Err(e);
             }
             match out.next_token() {
                 Some(t) if !t.is_empty() => next_token = Some(t.to_owned()),

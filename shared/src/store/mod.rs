@@ -14,7 +14,11 @@ use std::future::Future;
 
 use secrecy::SecretString;
 
-pub use ring::{PublishOutcome, RingView, SessionRing};
+pub use ring::{MAX_SLOTS, PublishOutcome, RingView, SessionRing, UnreadableSlot};
+
+/// The longest one Secrets Manager call may take (the AWS store sets it as the SDK's operation
+/// timeout, with the SDK's own retries off); every retry budget reserves it per call.
+pub const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The Secrets Manager operations the broker needs. Values are secrets; names are not.
 pub trait SecretStore: Send + Sync {
@@ -79,13 +83,21 @@ pub enum StoreError {
     },
 
     #[error(
-        "access denied for {op} on {name} ({message}): check the function's IAM policy and KMS key policy"
+        "access denied for {op} on {name} ({message}): check the function's IAM policy, and that \
+         the KMS key policy lets the function's role decrypt (kms:Decrypt)"
     )]
     AccessDenied {
         op: &'static str,
         name: String,
         message: String,
     },
+
+    #[error(
+        "secret {name} is scheduled for deletion, so it can be neither read nor written: restore it \
+         (aws secretsmanager restore-secret --secret-id {name}) or delete it for good \
+         (aws secretsmanager delete-secret --force-delete-without-recovery --secret-id {name})"
+    )]
+    ScheduledForDeletion { name: String },
 
     #[error("Secrets Manager {op} failed transiently ({message}): retry")]
     Transient { op: &'static str, message: String },
@@ -99,6 +111,15 @@ impl StoreError {
     pub fn is_transient(&self) -> bool {
         matches!(self, StoreError::Transient { .. })
     }
+}
+
+/// Whether a store call started after `wait` ends before `deadline`, given its timeout.
+pub fn fits(
+    now: chrono::DateTime<chrono::Utc>,
+    wait: std::time::Duration,
+    deadline: chrono::DateTime<chrono::Utc>,
+) -> bool {
+    crate::clock::later(now, wait + CALL_TIMEOUT) <= deadline
 }
 
 /// Writes `value` as the current version of `name`, creating the secret if it does not exist:

@@ -14,6 +14,7 @@
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 use uuid::Uuid;
 
@@ -24,6 +25,21 @@ use crate::session::SessionState;
 /// Namespace for fencing tokens (a fixed, random UUID: changing it would re-enable old tokens).
 const FENCING_NAMESPACE: Uuid = Uuid::from_u128(0x6c1f_3a0e_52d4_4f4b_9d0b_2f0e_8b7a_91c3);
 
+/// The most slots a ring can have (the `BatchGetSecretValue` limit); every read looks at all of
+/// them, so `SESSION_SLOTS` can be changed in either direction without losing the newest session.
+pub const MAX_SLOTS: u32 = 20;
+
+/// A slot secret that exists but holds no session document (hand-edited, truncated, or written
+/// by something else).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnreadableSlot {
+    pub slot: u32,
+    /// The secret's name, for the log line and the operator.
+    pub name: String,
+    /// The generation it names, when its JSON still says one.
+    pub generation: Option<u64>,
+}
+
 /// What the ring holds for a tenant right now.
 #[derive(Debug, Default)]
 pub struct RingView {
@@ -31,8 +47,24 @@ pub struct RingView {
     pub newest: Option<SessionState>,
     /// Slots that exist.
     pub present: u32,
-    /// Slots whose value is not a session document (left out, reported so someone looks).
-    pub unreadable: Vec<u32>,
+    /// Slots whose value is not a session document (left out, reported by name).
+    pub unreadable: Vec<UnreadableSlot>,
+    /// The highest generation that may exist, counting those unreadable slots could hold: the
+    /// next write must go past it, or its fencing token could already be spent on a version
+    /// nobody can read.
+    pub highest_possible: u64,
+}
+
+impl RingView {
+    /// The newest readable generation (0 for an empty ring).
+    pub fn newest_generation(&self) -> u64 {
+        self.newest.as_ref().map_or(0, |s| s.generation)
+    }
+
+    /// The unreadable slots' secret names, for logs and errors.
+    pub fn unreadable_names(&self) -> Vec<&str> {
+        self.unreadable.iter().map(|u| u.name.as_str()).collect()
+    }
 }
 
 /// The result of a fenced write.
@@ -45,18 +77,17 @@ pub enum PublishOutcome {
     Lost { generation: u64 },
 }
 
-/// Retry budget for one write: the window between a successful refresh and its write must stay
-/// short, but a transient Secrets Manager error must not lose a spent refresh token.
+/// Retry pacing for one write: the window between a successful refresh and its write must stay
+/// short, but a transient Secrets Manager error must not lose a spent refresh token. Attempts go
+/// on while one more fits before the deadline.
 #[derive(Debug, Clone, Copy)]
 pub struct WritePolicy {
-    pub attempts: u32,
     pub first_backoff: Duration,
 }
 
 impl Default for WritePolicy {
     fn default() -> Self {
         Self {
-            attempts: 5,
             first_backoff: Duration::from_millis(100),
         }
     }
@@ -73,12 +104,12 @@ pub struct SessionRing<S> {
 }
 
 impl<S: SecretStore> SessionRing<S> {
-    /// `slots` is K, 1..=20 (20 is the `BatchGetSecretValue` limit).
+    /// `slots` is K, 1..=[`MAX_SLOTS`]: where new generations are written.
     pub fn new(store: S, names: SecretNames, slots: u32, clock: SharedClock) -> Self {
         Self {
             store,
             names,
-            slots: slots.clamp(1, 20),
+            slots: slots.clamp(1, MAX_SLOTS),
             clock,
             write_policy: WritePolicy::default(),
         }
@@ -110,14 +141,12 @@ impl<S: SecretStore> SessionRing<S> {
         .to_string()
     }
 
-    /// Reads all K slots with one batch call.
+    /// Reads every slot that can exist ([`MAX_SLOTS`]) with one batch call, whatever K is now.
     pub async fn read(&self, tenant: &str) -> Result<RingView, StoreError> {
-        let names: Vec<String> = (0..self.slots)
-            .map(|i| self.names.slot(tenant, i))
-            .collect();
+        let names: Vec<String> = (0..MAX_SLOTS).map(|i| self.names.slot(tenant, i)).collect();
         let values = self.store.batch_get(&names).await?;
         let mut view = RingView::default();
-        for (slot, value) in (0u32..).zip(values) {
+        for ((slot, name), value) in (0u32..).zip(names).zip(values) {
             let Some(value) = value else { continue };
             view.present += 1;
             match serde_json::from_str::<SessionState>(value.expose_secret()) {
@@ -130,23 +159,70 @@ impl<S: SecretStore> SessionRing<S> {
                         view.newest = Some(state);
                     }
                 }
-                Err(_) => view.unreadable.push(slot),
+                Err(_) => {
+                    let generation =
+                        serde_json::from_str::<serde_json::Value>(value.expose_secret())
+                            .ok()
+                            .and_then(|v| v.get("generation")?.as_u64());
+                    view.unreadable.push(UnreadableSlot {
+                        slot,
+                        name,
+                        generation,
+                    });
+                }
             }
         }
+        view.highest_possible = self.highest_possible(&view);
         if !view.unreadable.is_empty() {
-            tracing::warn!(tenant, slots = ?view.unreadable, "ignoring slot secrets that are not session documents");
+            tracing::warn!(
+                tenant,
+                secrets = ?view.unreadable_names(),
+                newest = view.newest_generation(),
+                next_after = view.highest_possible,
+                "slot secrets that are not session documents: left out of the read; the next \
+                 write goes past any generation they could hold (README \"Corrupted slots\")"
+            );
         }
         Ok(view)
     }
 
-    /// Publishes `state` as the generation after `base` (the one it was derived from). When a
-    /// slot is over the version quota, every writer moves on to the next generation and slot in
-    /// the same way, so fencing still picks one winner.
+    /// The highest generation the ring may hold. An unreadable slot that still names its
+    /// generation counts as that; one that names none could hold the generation right after the
+    /// newest readable one when it sits in that generation's slot (the usual hand-edit: the
+    /// newest slot overwritten), so consecutive such slots are walked past. An unreadable slot
+    /// elsewhere holds an older generation and costs nothing.
+    fn highest_possible(&self, view: &RingView) -> u64 {
+        let mut highest = view
+            .unreadable
+            .iter()
+            .filter_map(|u| u.generation)
+            .fold(view.newest_generation(), u64::max);
+        for _ in 0..self.slots {
+            let next = highest + 1;
+            let slot = (next % u64::from(self.slots)) as u32;
+            if view
+                .unreadable
+                .iter()
+                .any(|u| u.slot == slot && u.generation.is_none())
+            {
+                highest = next;
+            } else {
+                break;
+            }
+        }
+        highest
+    }
+
+    /// Publishes `state` as the generation after `base` (the highest generation it was derived
+    /// from or must go past), retrying transient failures while they fit before `deadline`.
+    /// When a slot is over the version quota, every writer moves on to the next generation and
+    /// slot in the same way, so fencing still picks one winner.
     pub async fn publish(
         &self,
         tenant: &str,
         base: u64,
         state: &SessionState,
+        deadline: DateTime<Utc>,
     ) -> Result<PublishOutcome, StoreError> {
         let mut quota_skips = 0;
         let mut last_quota_error = None;
@@ -162,7 +238,7 @@ impl<S: SecretStore> SessionRing<S> {
             let slot = (generation % u64::from(self.slots)) as u32;
             let name = self.names.slot(tenant, slot);
             let token = Self::fencing_token(tenant, generation);
-            match self.write(&name, &value, &token).await {
+            match self.write(&name, &value, &token, deadline).await {
                 Ok(()) => {
                     return Ok(PublishOutcome::Published {
                         generation,
@@ -192,10 +268,15 @@ impl<S: SecretStore> SessionRing<S> {
     }
 
     /// Put (or create, for a slot that does not exist yet), retrying transient failures with the
-    /// same token and value.
-    async fn write(&self, name: &str, value: &SecretString, token: &str) -> Result<(), StoreError> {
+    /// same token and value while another attempt fits before `deadline`.
+    async fn write(
+        &self,
+        name: &str,
+        value: &SecretString,
+        token: &str,
+        deadline: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         let mut backoff = self.write_policy.first_backoff;
-        let mut attempt = 1;
         loop {
             let result = match self.store.put(name, value, token).await {
                 Err(StoreError::NotFound { .. }) => {
@@ -209,13 +290,12 @@ impl<S: SecretStore> SessionRing<S> {
                 }
                 other => other,
             };
+            let wait = backoff / 2 + backoff.mul_f64(fastrand::f64()) / 2;
             match result {
-                Err(e) if e.is_transient() && attempt < self.write_policy.attempts => {
-                    tracing::warn!(secret = name, attempt, error = %e, "retrying the session write");
-                    let jitter = backoff.mul_f64(fastrand::f64());
-                    self.clock.sleep(backoff / 2 + jitter / 2).await;
+                Err(e) if e.is_transient() && super::fits(self.clock.now(), wait, deadline) => {
+                    tracing::warn!(secret = name, error = %e, "retrying the session write");
+                    self.clock.sleep(wait).await;
                     backoff *= 2;
-                    attempt += 1;
                 }
                 other => return other,
             }

@@ -111,6 +111,7 @@ async fn counters(State(s): State<Arc<Shared>>) -> Json<serde_json::Value> {
     Json(json!({
         "requests": counts,
         "validRefreshTokens": w.refresh_tokens.len(),
+        "tokenStats": w.token_stats,
         "apiTokens": w.api_tokens.len(),
     }))
 }

@@ -16,8 +16,11 @@ pub struct Faults {
     pub error_ratio: f64,
     /// Share of requests answered `429` with `Retry-After`.
     pub rate_limit_ratio: f64,
-    /// Share of requests whose connection is closed with no answer.
+    /// Share of requests whose connection is closed with no answer, before RingCX acts on them.
     pub drop_ratio: f64,
+    /// Share of requests that RingCX processes (a refresh token is spent, a token issued) and
+    /// whose answer is then lost with the connection.
+    pub lost_answer_ratio: f64,
     pub scope: FaultScope,
 }
 
@@ -53,8 +56,14 @@ pub enum Fault {
     RateLimited { retry_after: u64 },
     /// The connection is closed after the request arrives, with no answer at all.
     Drop,
+    /// The request is processed (a refresh token spent, tokens issued), then the connection is
+    /// closed before the answer goes out.
+    DropAfter,
     /// The answer is held back for this many real milliseconds, then served normally.
     Delay { ms: u64 },
+    /// The request is processed at once, then its answer is held back this many real
+    /// milliseconds (past a caller's timeout, the work is done and the answer lost).
+    DelayAfter { ms: u64 },
     /// `200` with an HTML maintenance page instead of the documented body.
     Garbage,
 }
@@ -106,10 +115,32 @@ pub struct Behaviour {
     pub delete_answer: DeleteAnswer,
     /// Voice API calls allowed per user per minute (RingCX documents 120); `None`: unlimited.
     pub voice_rate_limit_per_minute: Option<u32>,
-    /// Exchanges allowed per minute (RingCX documents 5).
+    /// Exchanges allowed per RingEX user per minute (RingCX documents 5); every attempt that names
+    /// a user counts, refused or not.
     pub exchange_limit_per_minute: u32,
     /// Lifetime of access tokens in seconds (RingCX: 300).
     pub access_token_ttl_secs: i64,
+    /// How RingCX answers every access token on Voice APIs, whatever its age.
+    pub token_refusal: TokenRefusal,
+    /// RingCX's token validation runs this many seconds ahead of the clock that issues tokens
+    /// (a node with a bad clock): tokens are refused as expired that much early.
+    pub validation_skew_secs: i64,
+    /// Reusing a spent refresh token revokes its whole family (every refresh and access token
+    /// descended from the same login), as OAuth 2.1 recommends and RingCX may do.
+    pub refresh_reuse_detection: bool,
+}
+
+/// A refusal of every access token, for storms.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TokenRefusal {
+    /// Tokens are judged by their expiry.
+    #[default]
+    None,
+    /// `401 Jwt is expired` for every token (a validator whose clock is far ahead).
+    Expired,
+    /// A JSON `401` that is not about expiry, for every token.
+    Unauthenticated,
 }
 
 impl Default for Behaviour {
@@ -121,6 +152,9 @@ impl Default for Behaviour {
             voice_rate_limit_per_minute: Some(120),
             exchange_limit_per_minute: 5,
             access_token_ttl_secs: 300,
+            token_refusal: TokenRefusal::None,
+            validation_skew_secs: 0,
+            refresh_reuse_detection: false,
         }
     }
 }

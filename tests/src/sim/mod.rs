@@ -31,10 +31,10 @@ use tower::ServiceExt as _;
 
 pub use faults::{
     Behaviour, CreatedTokenFormat, DeleteAnswer, Fault, FaultScope, Faults, ScriptedFault,
-    TokenListFormat,
+    TokenListFormat, TokenRefusal,
 };
 use state::World;
-pub use state::{CLIENT_ID, CLIENT_SECRET, RecordedRequest, SimUser};
+pub use state::{CLIENT_ID, CLIENT_SECRET, RecordedRequest, SimUser, TokenStats};
 
 /// Largest request body the simulator reads.
 const MAX_BODY: usize = 4 << 20;
@@ -137,6 +137,12 @@ impl Simulator {
         let n = w.refresh_tokens.len();
         w.refresh_tokens.clear();
         n
+    }
+
+    /// What the simulator counted about refresh tokens (refreshes, reuses, revoked families,
+    /// answers lost on purpose).
+    pub fn token_stats(&self) -> state::TokenStats {
+        self.shared.world().token_stats
     }
 
     /// The permanent API tokens a user holds.
@@ -267,10 +273,26 @@ async fn gate(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Re
     if latency > 0 {
         tokio::time::sleep(StdDuration::from_millis(latency)).await;
     }
+    let kill = |parts: &axum::http::request::Parts| {
+        if let Some(kill) = parts.extensions.get::<ConnectionKill>() {
+            kill.0.notify_one();
+        }
+    };
     let response = match fault {
         Some(Fault::Drop) => {
-            if let Some(kill) = parts.extensions.get::<ConnectionKill>() {
-                kill.0.notify_one();
+            kill(&parts);
+            std::future::pending::<()>().await;
+            unreachable!("a dropped connection never answers")
+        }
+        Some(Fault::DropAfter) => {
+            let conn = parts.extensions.get::<ConnectionKill>().cloned();
+            let answered = next
+                .run(Request::from_parts(parts, Body::from(bytes)))
+                .await;
+            shared.world().token_stats.lost_answers += 1;
+            tracing::debug!(status = %answered.status(), "processed, answer dropped");
+            if let Some(conn) = conn {
+                conn.0.notify_one();
             }
             std::future::pending::<()>().await;
             unreachable!("a dropped connection never answers")
@@ -301,6 +323,13 @@ async fn gate(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Re
             next.run(Request::from_parts(parts, Body::from(bytes)))
                 .await
         }
+        Some(Fault::DelayAfter { ms }) => {
+            let answered = next
+                .run(Request::from_parts(parts, Body::from(bytes)))
+                .await;
+            tokio::time::sleep(StdDuration::from_millis(ms)).await;
+            answered
+        }
         None => {
             next.run(Request::from_parts(parts, Body::from(bytes)))
                 .await
@@ -319,6 +348,9 @@ fn random_fault(w: &mut World, path: &str) -> Option<Fault> {
     }
     if f.drop_ratio > 0.0 && w.rng.f64() < f.drop_ratio {
         return Some(Fault::Drop);
+    }
+    if f.lost_answer_ratio > 0.0 && w.rng.f64() < f.lost_answer_ratio {
+        return Some(Fault::DropAfter);
     }
     if f.error_ratio > 0.0 && w.rng.f64() < f.error_ratio {
         let status = [500, 502, 503, 504][w.rng.usize(..4)];

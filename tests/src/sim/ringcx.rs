@@ -12,11 +12,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, delete, get, post};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, Utc};
 use serde_json::{Value, json};
 
 use super::Shared;
-use super::faults::{CreatedTokenFormat, DeleteAnswer, TokenListFormat};
+use super::faults::{CreatedTokenFormat, DeleteAnswer, TokenListFormat, TokenRefusal};
 use super::state::{CLIENT_ID, CLIENT_SECRET, PLATFORM_TOKEN_TTL_SECS, World};
 
 pub(crate) fn routes() -> Router<Arc<Shared>> {
@@ -173,19 +173,32 @@ async fn exchange(
     let p = params(&uri, &headers, &body);
     let mut w = s.world();
     let now = w.now(&s.clock);
-    let limit = w.behaviour.exchange_limit_per_minute;
-    if let Err(wait) = World::take_rate(&mut w.exchanges, limit, now) {
-        return rate_limited(
-            wait,
-            "Too many requests: the token exchange allows 5 per minute",
-        );
-    }
     let grant = p
         .get("rcAccessToken")
-        .and_then(|t| w.platform_tokens.get(t));
+        .and_then(|t| w.platform_tokens.get(t))
+        .map(|g| (g.user, g.expires_at));
     let user = match grant {
-        Some(g) if g.expires_at > now => g.user,
-        _ => {
+        Some((user, expires_at)) => {
+            // RingCX counts every exchange a user attempts, refused ones too.
+            let limit = w.behaviour.exchange_limit_per_minute;
+            let window = w.exchanges.entry(user).or_default();
+            if let Err(wait) = World::take_rate(window, limit, now) {
+                return rate_limited(
+                    wait,
+                    "Too many requests: the token exchange allows 5 per minute",
+                );
+            }
+            if expires_at <= now {
+                return login_error(
+                    StatusCode::UNAUTHORIZED,
+                    &uri,
+                    "Invalid RingCentral access token",
+                    now,
+                );
+            }
+            user
+        }
+        None => {
             return login_error(
                 StatusCode::UNAUTHORIZED,
                 &uri,
@@ -197,7 +210,8 @@ async fn exchange(
     let include_refresh = p
         .get("includeRefresh")
         .is_some_and(|v| v.eq_ignore_ascii_case("true"));
-    let answer = w.session_body(user, now, include_refresh);
+    let family = w.new_family();
+    let answer = w.session_body(user, now, include_refresh, family);
     json_answer(StatusCode::OK, answer)
 }
 
@@ -217,7 +231,8 @@ async fn admin_login(
     });
     match found {
         Some(user) => {
-            let answer = w.session_body(user, now, true);
+            let family = w.new_family();
+            let answer = w.session_body(user, now, true, family);
             json_answer(StatusCode::OK, answer)
         }
         None => login_error(
@@ -238,13 +253,14 @@ async fn refresh(
     let p = params(&uri, &headers, &body);
     let mut w = s.world();
     let now = w.now(&s.clock);
-    // Single use: a refresh token is spent by the refresh that succeeds with it.
+    // Single use: a refresh token is spent by the refresh that succeeds with it; the new one
+    // stays in its family.
     match p
         .get("refresh_token")
-        .and_then(|t| w.refresh_tokens.remove(t))
+        .and_then(|t| w.spend_refresh_token(t))
     {
-        Some(user) => {
-            let answer = w.session_body(user, now, true);
+        Some((user, family)) => {
+            let answer = w.session_body(user, now, true, family);
             json_answer(StatusCode::OK, answer)
         }
         None => login_error(StatusCode::UNAUTHORIZED, &uri, "Invalid refresh token", now),
@@ -283,11 +299,15 @@ fn check(w: &mut World, now: DateTime<Utc>, headers: &HeaderMap) -> Result<usize
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     let x_auth = headers.get("x-auth-token").and_then(|v| v.to_str().ok());
+    let skew = Duration::seconds(w.behaviour.validation_skew_secs);
     let access = |token: &str, w: &World| -> Result<usize, Refusal> {
-        match w.access_tokens.get(token) {
-            Some(grant) if grant.expires_at <= now => Err(Refusal::Expired),
-            Some(grant) => Ok(grant.user),
-            None => Err(Refusal::Unauthenticated),
+        match (w.access_tokens.get(token), w.behaviour.token_refusal) {
+            (None, _) | (Some(_), TokenRefusal::Unauthenticated) => Err(Refusal::Unauthenticated),
+            (Some(_), TokenRefusal::Expired) => Err(Refusal::Expired),
+            (Some(grant), TokenRefusal::None) if grant.expires_at <= now + skew => {
+                Err(Refusal::Expired)
+            }
+            (Some(grant), TokenRefusal::None) => Ok(grant.user),
         }
     };
     let user = match (bearer, x_auth) {

@@ -82,6 +82,22 @@ pub struct RecordedRequest {
 pub(crate) struct AccessGrant {
     pub user: usize,
     pub expires_at: DateTime<Utc>,
+    /// The login a RingCX token descends from (refreshes keep it); `None` for platform tokens.
+    pub family: Option<u64>,
+}
+
+/// What the simulator counted about refresh tokens.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenStats {
+    /// Refreshes that succeeded (each spent one refresh token).
+    pub refreshes: u64,
+    /// Refresh attempts with a token already spent.
+    pub reuses: u64,
+    /// Token families revoked by reuse detection.
+    pub families_revoked: u64,
+    /// Answers processed and then lost on purpose (`DropAfter`, `lost_answer_ratio`).
+    pub lost_answers: u64,
 }
 
 /// Everything mutable, behind one lock.
@@ -91,10 +107,15 @@ pub(crate) struct World {
     pub users: Vec<SimUser>,
     pub platform_tokens: HashMap<String, AccessGrant>,
     pub access_tokens: HashMap<String, AccessGrant>,
-    /// Valid refresh tokens: single use, removed when spent or revoked.
-    pub refresh_tokens: HashMap<String, usize>,
+    /// Valid refresh tokens (user, family): single use, removed when spent or revoked.
+    pub refresh_tokens: HashMap<String, (usize, u64)>,
+    /// Spent refresh tokens and their family, for reuse detection.
+    pub spent_refresh_tokens: HashMap<String, u64>,
+    pub next_family: u64,
+    pub token_stats: TokenStats,
     pub api_tokens: Vec<(usize, String)>,
-    pub exchanges: VecDeque<DateTime<Utc>>,
+    /// Exchange attempts per RingEX user in the last minute.
+    pub exchanges: HashMap<usize, VecDeque<DateTime<Utc>>>,
     pub voice_calls: HashMap<usize, VecDeque<DateTime<Utc>>>,
     pub faults: Faults,
     pub scripted: FaultQueue,
@@ -111,8 +132,11 @@ impl World {
             platform_tokens: HashMap::new(),
             access_tokens: HashMap::new(),
             refresh_tokens: HashMap::new(),
+            spent_refresh_tokens: HashMap::new(),
+            next_family: 1,
+            token_stats: TokenStats::default(),
             api_tokens: Vec::new(),
-            exchanges: VecDeque::new(),
+            exchanges: HashMap::new(),
             voice_calls: HashMap::new(),
             faults: Faults::default(),
             scripted: FaultQueue::default(),
@@ -132,7 +156,12 @@ impl World {
     }
 
     /// A RingCX access token: a JWT whose `exp` is `ttl` from now.
-    pub(crate) fn issue_access_token(&mut self, user: usize, now: DateTime<Utc>) -> String {
+    pub(crate) fn issue_access_token(
+        &mut self,
+        user: usize,
+        now: DateTime<Utc>,
+        family: u64,
+    ) -> String {
         let exp = now + Duration::seconds(self.behaviour.access_token_ttl_secs);
         let u = &self.users[user];
         let claims = json!({
@@ -151,22 +180,54 @@ impl World {
             AccessGrant {
                 user,
                 expires_at: exp,
+                family: Some(family),
             },
         );
         token
     }
 
-    pub(crate) fn issue_refresh_token(&mut self, user: usize) -> String {
+    pub(crate) fn issue_refresh_token(&mut self, user: usize, family: u64) -> String {
         let token = format!("rt-{}", self.random_token(24));
-        self.refresh_tokens.insert(token.clone(), user);
+        self.refresh_tokens.insert(token.clone(), (user, family));
         token
+    }
+
+    /// A new token family, for a login or an exchange.
+    pub(crate) fn new_family(&mut self) -> u64 {
+        self.next_family += 1;
+        self.next_family
+    }
+
+    /// Spends `token` for a refresh: the user and family when it was valid. A spent token
+    /// presented again revokes its family when reuse detection is on.
+    pub(crate) fn spend_refresh_token(&mut self, token: &str) -> Option<(usize, u64)> {
+        if let Some((user, family)) = self.refresh_tokens.remove(token) {
+            self.spent_refresh_tokens.insert(token.to_owned(), family);
+            self.token_stats.refreshes += 1;
+            return Some((user, family));
+        }
+        if let Some(family) = self.spent_refresh_tokens.get(token).copied() {
+            self.token_stats.reuses += 1;
+            if self.behaviour.refresh_reuse_detection {
+                self.refresh_tokens.retain(|_, (_, f)| *f != family);
+                self.access_tokens.retain(|_, g| g.family != Some(family));
+                self.token_stats.families_revoked += 1;
+            }
+        }
+        None
     }
 
     pub(crate) fn issue_platform_token(&mut self, user: usize, now: DateTime<Utc>) -> String {
         let token = format!("U0lNMDFQMDF8{}", self.random_token(48));
         let expires_at = now + Duration::seconds(PLATFORM_TOKEN_TTL_SECS);
-        self.platform_tokens
-            .insert(token.clone(), AccessGrant { user, expires_at });
+        self.platform_tokens.insert(
+            token.clone(),
+            AccessGrant {
+                user,
+                expires_at,
+                family: None,
+            },
+        );
         token
     }
 
@@ -177,15 +238,16 @@ impl World {
         token
     }
 
-    /// RingCX's `AccessTokenUserDetails` for a fresh session.
+    /// RingCX's `AccessTokenUserDetails` for a fresh session in `family`.
     pub(crate) fn session_body(
         &mut self,
         user: usize,
         now: DateTime<Utc>,
         with_refresh: bool,
+        family: u64,
     ) -> Value {
-        let access = self.issue_access_token(user, now);
-        let refresh = with_refresh.then(|| self.issue_refresh_token(user));
+        let access = self.issue_access_token(user, now, family);
+        let refresh = with_refresh.then(|| self.issue_refresh_token(user, family));
         let u = &self.users[user];
         let (first, last) = u.username.split_once('@').unwrap_or((&u.username, ""));
         json!({
