@@ -99,8 +99,8 @@ fn the_refresher_never_retries_and_never_runs_twice_at_once() {
         Some(0)
     );
     assert_eq!(
-        t["Parameters"]["ScheduleExpression"]["Default"].as_str(),
-        Some("rate(1 minute)")
+        t["Parameters"]["ScheduleMinutes"]["Default"].as_str(),
+        Some("1")
     );
     let slots = &t["Parameters"]["SessionSlots"];
     assert_eq!(
@@ -138,4 +138,76 @@ fn alarms_watch_the_metrics_the_code_emits() {
     for expected in ["Errors", "SecondsLeft", "QuotaPressure", "Url5xxCount"] {
         assert!(names.contains(expected), "no alarm on {expected}");
     }
+}
+
+#[test]
+fn the_schedule_and_the_interval_the_functions_are_told_agree() {
+    let t = template();
+    let schedule = t["Mappings"]["Schedule"].as_mapping().unwrap();
+    let allowed = t["Parameters"]["ScheduleMinutes"]["AllowedValues"]
+        .as_sequence()
+        .unwrap();
+    assert_eq!(schedule.len(), allowed.len());
+    for (minutes, entry) in schedule {
+        let n: u64 = minutes.as_str().unwrap().parse().unwrap();
+        let unit = if n == 1 { "minute" } else { "minutes" };
+        assert_eq!(
+            entry["Expression"].as_str(),
+            Some(format!("rate({n} {unit})").as_str())
+        );
+        assert_eq!(
+            entry["Seconds"].as_str(),
+            Some((n * 60).to_string().as_str())
+        );
+        // Every offered schedule works with a margin of a run plus MIN_TOKEN_TTL_SECONDS.
+        let config = broker::config::Config::from_lookup(|k| match k {
+            "REFRESH_INTERVAL_SECONDS" => Some((n * 60).to_string()),
+            "REFRESH_MARGIN_SECONDS" => Some((n * 60 + 30).max(150).to_string()),
+            _ => None,
+        });
+        assert!(config.is_ok(), "{n} min: {:?}", config.err());
+    }
+    let globals = variables(&t["Globals"]["Function"]);
+    assert!(globals.contains("REFRESH_INTERVAL_SECONDS"));
+}
+
+/// The text of a YAML node, tags (`!Sub`) included.
+fn text(node: &Value) -> String {
+    serde_norway::to_string(node).unwrap_or_default()
+}
+
+#[test]
+fn the_internet_facing_function_can_never_read_credentials() {
+    let t = template();
+    let statements = t["Resources"]["ApiFunction"]["Properties"]["Policies"][0]["Statement"]
+        .as_sequence()
+        .unwrap();
+    let mut denied = false;
+    for s in statements {
+        let resource = text(&s["Resource"]);
+        let action = text(&s["Action"]);
+        match s["Effect"].as_str() {
+            Some("Allow") if action.contains("secretsmanager:GetSecretValue") => {
+                assert!(!resource.contains("credentials"), "{resource}");
+                let allowed: Vec<&str> = resource.split("${SecretPrefix}").skip(1).collect();
+                assert!(!allowed.is_empty(), "{resource}");
+                for a in allowed {
+                    assert!(
+                        a.starts_with("*/session-*") || a.starts_with("callers-*"),
+                        "the api may read more than the ring and the callers: {resource}"
+                    );
+                }
+            }
+            Some("Allow") => assert!(!resource.contains("credentials"), "{resource}"),
+            Some("Deny") => {
+                denied |= action.contains("secretsmanager:*")
+                    && resource.contains("${SecretPrefix}*/credentials*");
+            }
+            _ => {}
+        }
+    }
+    assert!(denied, "an explicit Deny on every credentials secret");
+    // The refresher still reads them: it is the one that logs in.
+    let refresher = text(&t["Resources"]["RefresherFunction"]["Properties"]["Policies"]);
+    assert!(refresher.contains("GetSecretValue"));
 }
