@@ -57,10 +57,14 @@ struct TenantSlot {
     /// The generation whose forced renewal was last refused, and when: further refusals of it
     /// within [`REFUSAL_MEMORY`] are answered without reading the ring again.
     refused: Mutex<Option<(u64, DateTime<Utc>)>>,
+    /// The generation found unrefreshable (only a login can help, and only the refresher logs
+    /// in), and when: requests within [`LOGIN_NEEDED_MEMORY`] get the 503 at once.
+    login_needed: Mutex<Option<(u64, DateTime<Utc>)>>,
 }
 
 const HEALTH_PROBE_INTERVAL: chrono::Duration = chrono::Duration::seconds(10);
 const REFUSAL_MEMORY: chrono::Duration = chrono::Duration::seconds(5);
+const LOGIN_NEEDED_MEMORY: chrono::Duration = chrono::Duration::seconds(10);
 
 /// Tokens of every configured tenant.
 pub struct TokenCache<S> {
@@ -208,10 +212,19 @@ impl<S: SecretStore> TokenCache<S> {
         if let Some(t) = self.cached(slot).filter(acceptable) {
             return Ok(t);
         }
-        let from_ring = self.read_ring(tenant).await?;
+        let (from_ring, generation) = self.read_ring_generation(tenant).await?;
         let token = match from_ring.filter(acceptable) {
             Some(t) => t,
             None => {
+                let now = self.clock.now();
+                let known_dead = slot
+                    .login_needed
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .is_some_and(|(g, at)| g == generation && now - at < LOGIN_NEEDED_MEMORY);
+                if known_dead {
+                    return Err(login_needed());
+                }
                 self.renewals.fetch_add(1, Ordering::Relaxed);
                 let result = match rejected {
                     Some(g) => {
@@ -237,6 +250,14 @@ impl<S: SecretStore> TokenCache<S> {
                         }
                         return Err(refused_fresh_token());
                     }
+                    Err(e @ RenewError::LoginNeeded { .. }) => {
+                        *slot
+                            .login_needed
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner) =
+                            Some((generation, self.clock.now()));
+                        return Err(unavailable(tenant, &e));
+                    }
                     Err(e) => return Err(unavailable(tenant, &e)),
                 }
                 match self.read_ring(tenant).await?.filter(acceptable) {
@@ -258,6 +279,14 @@ impl<S: SecretStore> TokenCache<S> {
     }
 
     async fn read_ring(&self, tenant: &str) -> Result<Option<CachedToken>, ApiError> {
+        Ok(self.read_ring_generation(tenant).await?.0)
+    }
+
+    /// The ring's usable token, if any, and its newest generation.
+    async fn read_ring_generation(
+        &self,
+        tenant: &str,
+    ) -> Result<(Option<CachedToken>, u64), ApiError> {
         self.ring_reads.fetch_add(1, Ordering::Relaxed);
         let view = self.renewer.ring().read(tenant).await.map_err(|e| {
             tracing::error!(tenant, error = %e, "cannot read the session ring");
@@ -269,10 +298,11 @@ impl<S: SecretStore> TokenCache<S> {
             .with_retry_after(5)
         })?;
         let now = self.clock.now();
-        Ok(view
+        let token = view
             .newest
             .as_ref()
-            .and_then(|s| CachedToken::from_state(s, now, self.min_ttl)))
+            .and_then(|s| CachedToken::from_state(s, now, self.min_ttl));
+        Ok((token, view.newest_generation()))
     }
 }
 
@@ -287,14 +317,21 @@ fn refused_fresh_token() -> ApiError {
     .with_retry_after(30)
 }
 
+/// The ring's session cannot be refreshed; the refresher's next login is the way out.
+fn login_needed() -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "token_unavailable",
+        "the stored session can no longer be refreshed; the refresher logs in again at its next \
+         run",
+    )
+    .with_retry_after(60)
+}
+
 fn unavailable(tenant: &str, e: &RenewError) -> ApiError {
     tracing::error!(tenant, error = %e, "inline renewal failed");
     let (retry, message) = match e {
-        RenewError::LoginNeeded { .. } => (
-            60,
-            "the stored session can no longer be refreshed; the refresher logs in again at its \
-             next run",
-        ),
+        RenewError::LoginNeeded { .. } => return login_needed(),
         RenewError::Upstream { .. } | RenewError::Store { .. } | RenewError::NoTime { .. } => (
             10,
             "no usable RingCX token can be obtained right now; retry shortly",
