@@ -33,7 +33,14 @@ impl SecretsManagerStore {
     /// deadline budgets), and the SDK does not retry, because the broker's own retries know the
     /// deadline and retrying in both places would multiply the attempts.
     pub async fn from_env(kms_key_id: Option<String>) -> Self {
-        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        let loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+        let config = Self::configure(loader).load().await;
+        Self::new(Client::new(&config), kms_key_id)
+    }
+
+    /// The broker's SDK settings on top of any loader: call timeouts, no SDK retries.
+    pub fn configure(loader: aws_config::ConfigLoader) -> aws_config::ConfigLoader {
+        loader
             .timeout_config(
                 TimeoutConfig::builder()
                     .connect_timeout(CALL_TIMEOUT)
@@ -42,9 +49,6 @@ impl SecretsManagerStore {
                     .build(),
             )
             .retry_config(RetryConfig::disabled())
-            .load()
-            .await;
-        Self::new(Client::new(&config), kms_key_id)
     }
 }
 
@@ -59,7 +63,9 @@ fn classify_entry(name: &str, code: &str, message: &str) -> Option<StoreError> {
         "DecryptionFailure" | "AccessDeniedException" | "KMSAccessDeniedException" => {
             StoreError::AccessDenied { op, name, message }
         }
-        "InvalidRequestException" if message.contains("deletion") => {
+        "InvalidRequestException"
+            if message.contains("marked for deletion") || message.contains("marked deleted") =>
+        {
             StoreError::ScheduledForDeletion { name }
         }
         "ThrottlingException"
@@ -112,7 +118,9 @@ where
         | Some("DecryptionFailure")
         | Some("EncryptionFailure")
         | Some("KMSAccessDeniedException") => StoreError::AccessDenied { op, name, message },
-        Some("InvalidRequestException") if message.contains("deletion") => {
+        Some("InvalidRequestException")
+            if message.contains("marked for deletion") || message.contains("marked deleted") =>
+        {
             StoreError::ScheduledForDeletion { name }
         }
         Some("InvalidRequestException")
