@@ -21,10 +21,13 @@
 //! 5. Nothing is lost: the ring never takes an older generation, and the new refresh token is
 //!    written before anything else uses it, within a reserved part of the deadline.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
+use tokio::sync::Mutex as AsyncMutex;
 
 use crate::clock::{SharedClock, later, remaining};
 use crate::credentials::Credentials;
@@ -197,13 +200,17 @@ pub enum RenewError {
     },
 }
 
-/// Runs the renewal protocol for any tenant of one deployment; clones share clients.
+/// Runs the renewal protocol for any tenant of one deployment; clones share clients and the
+/// per-tenant single-flight.
 #[derive(Debug, Clone)]
 pub struct Renewer<S> {
     ring: SessionRing<S>,
     engage: EngageClient,
     clock: SharedClock,
     settings: RenewSettings,
+    /// One renewal per tenant at a time in this process: two would present the same refresh
+    /// token, which RingCX may punish by revoking the whole token family (reuse detection).
+    flights: Arc<Mutex<HashMap<String, Arc<AsyncMutex<()>>>>>,
 }
 
 /// Why a renewal runs.
@@ -227,6 +234,7 @@ impl<S: SecretStore> Renewer<S> {
             engage,
             clock,
             settings,
+            flights: Arc::default(),
         }
     }
 
@@ -267,6 +275,14 @@ impl<S: SecretStore> Renewer<S> {
         deadline: DateTime<Utc>,
         trigger: Trigger,
     ) -> Result<Report, RenewError> {
+        let flight = self
+            .flights
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(tenant.to_owned())
+            .or_default()
+            .clone();
+        let _one_at_a_time = flight.lock().await;
         let view = self.read_view(tenant, deadline).await?;
         let current = view.newest.as_ref();
         let now = self.clock.now();

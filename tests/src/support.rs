@@ -112,20 +112,42 @@ impl Stack {
             .await
             .expect("simulator starts");
         let store = broker::store::memory::MemoryStore::new(shared.clone());
-        let ring = broker::store::SessionRing::new(
-            store.clone(),
-            broker::store::SecretNames::new(PREFIX),
-            slots,
-            shared.clone(),
-        );
-        let engage = client_for(&sim, shared.clone(), Duration::from_secs(5));
-        let renewer = broker::renew::Renewer::new(ring, engage, shared, settings);
+        let renewer = Self::renewer_over(&store, &sim, shared, slots, settings);
         Self {
             clock,
             sim,
             store,
             renewer,
         }
+    }
+
+    fn renewer_over(
+        store: &broker::store::memory::MemoryStore,
+        sim: &Simulator,
+        clock: SharedClock,
+        slots: u32,
+        settings: broker::renew::RenewSettings,
+    ) -> broker::renew::Renewer<broker::store::memory::MemoryStore> {
+        let ring = broker::store::SessionRing::new(
+            store.clone(),
+            broker::store::SecretNames::new(PREFIX),
+            slots,
+            clock.clone(),
+        );
+        let engage = client_for(sim, clock.clone(), Duration::from_secs(5));
+        broker::renew::Renewer::new(ring, engage, clock, settings)
+    }
+
+    /// Another renewer over the same store, simulator and clock that shares nothing in memory
+    /// with [`Stack::renewer`]: what a second Lambda instance is.
+    pub fn instance(&self) -> broker::renew::Renewer<broker::store::memory::MemoryStore> {
+        Self::renewer_over(
+            &self.store,
+            &self.sim,
+            Arc::new(self.clock.clone()),
+            self.renewer.ring().slots(),
+            self.renewer.settings().clone(),
+        )
     }
 
     /// Writes `doc` as the tenant's credentials secret.

@@ -289,7 +289,13 @@ async fn gate(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Re
             let answered = next
                 .run(Request::from_parts(parts, Body::from(bytes)))
                 .await;
-            shared.world().token_stats.lost_answers += 1;
+            {
+                let mut w = shared.world();
+                w.token_stats.lost_answers += 1;
+                if answered.status().is_success() && path == "/api/auth/token/refresh" {
+                    w.token_stats.lost_refreshes += 1;
+                }
+            }
             tracing::debug!(status = %answered.status(), "processed, answer dropped");
             if let Some(conn) = conn {
                 conn.0.notify_one();

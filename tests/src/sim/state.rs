@@ -98,6 +98,8 @@ pub struct TokenStats {
     pub families_revoked: u64,
     /// Answers processed and then lost on purpose (`DropAfter`, `lost_answer_ratio`).
     pub lost_answers: u64,
+    /// Of those, successful refreshes: a refresh token spent and its successor never delivered.
+    pub lost_refreshes: u64,
 }
 
 /// Everything mutable, behind one lock.
