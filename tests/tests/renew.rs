@@ -307,3 +307,58 @@ async fn a_write_that_keeps_failing_is_reported_loudly() {
     assert!(matches!(err, RenewError::WriteFailed { .. }), "{err}");
     assert!(err.to_string().contains("log in again"));
 }
+
+#[tokio::test]
+async fn forced_renewals_respect_the_minimum_age_and_the_daily_budget() {
+    let s = Stack::new(
+        6,
+        RenewSettings {
+            forced_per_day: 2,
+            ..RenewSettings::default()
+        },
+    )
+    .await;
+    s.put_credentials("default", &s.sim.ringex_credentials(ADMIN).unwrap())
+        .await;
+    s.renew("default").await.unwrap();
+    let force = |g: u64| {
+        let deadline = s.clock.now() + Duration::seconds(50);
+        s.renewer.renew_replacing("default", deadline, g)
+    };
+    // Refused while the generation is younger than 30 s: no RingCX call, no write.
+    s.clock.advance(Duration::seconds(10));
+    let err = force(1).await.unwrap_err();
+    assert!(
+        matches!(err, RenewError::ForcedRenewalRefused { ref reason, .. } if reason.contains("10 s ago")),
+        "{err}"
+    );
+    assert_eq!(s.sim.count("POST", "/api/auth/token/refresh"), 0);
+    // Allowed twice, 40 s apart, then the daily budget is spent.
+    for g in 1..=2 {
+        s.clock.advance(Duration::seconds(40));
+        let report = force(g).await.unwrap();
+        assert!(report.forced, "{report:?}");
+        assert_eq!(report.generation, g + 1);
+    }
+    s.clock.advance(Duration::seconds(40));
+    let err = force(3).await.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("2 forced renewals in the last 24 h"),
+        "{err}"
+    );
+    assert_eq!(s.newest("default").await.unwrap().generation, 3);
+    // Scheduled renewals go on and carry the count; a day later the budget is back.
+    for _ in 0..(24 * 60 / 3) {
+        s.clock.advance(Duration::seconds(180));
+        s.renew("default").await.unwrap();
+    }
+    let g = s.newest("default").await.unwrap().generation;
+    s.clock.advance(Duration::seconds(40));
+    assert!(force(g).await.unwrap().forced);
+    // A refusal of an older generation uses the newer one, with no call.
+    let calls = s.sim.requests().len();
+    let report = force(g).await.unwrap();
+    assert_eq!(report.outcome, Outcome::RenewedElsewhere);
+    assert_eq!(s.sim.requests().len(), calls);
+}

@@ -49,11 +49,6 @@ fn seconds_claim(claims: &Value, name: &str) -> Option<i64> {
     Some(if n > YEAR_5000 { n / 1000 } else { n })
 }
 
-/// The `exp` claim of a JWT, or `None` when the token is not a readable JWT.
-pub fn expiry(token: &str) -> Option<DateTime<Utc>> {
-    DateTime::from_timestamp(seconds_claim(&claims(token)?, "exp")?, 0)
-}
-
 /// How long a token obtained by a request sent at `sent_at` lives, and how that was learned;
 /// `None` when the claims give nothing believable (the caller then assumes the documented 5
 /// minutes).
@@ -85,24 +80,30 @@ mod tests {
 
     #[test]
     fn reads_exp_in_its_usual_and_odd_forms() {
-        let want = DateTime::from_timestamp(1_795_000_000, 0);
-        assert_eq!(expiry(&jwt(r#"{"exp":1795000000}"#)), want);
-        assert_eq!(expiry(&jwt(r#"{"exp":1795000000.0}"#)), want);
-        assert_eq!(expiry(&jwt(r#"{"exp":"1795000000"}"#)), want);
-        assert_eq!(
-            expiry(&jwt(r#"{"exp":1795000000000}"#)),
-            want,
-            "milliseconds"
-        );
+        let sent = DateTime::from_timestamp(1_795_000_000, 0).unwrap();
+        for exp in [
+            "1795000300",
+            "1795000300.0",
+            "\"1795000300\"",
+            "1795000300000",
+        ] {
+            let token = jwt(&format!(r#"{{"exp":{exp}}}"#));
+            assert_eq!(
+                lifetime(&token, sent).map(|(d, _)| d),
+                Some(Duration::seconds(300)),
+                "{exp}"
+            );
+        }
     }
 
     #[test]
-    fn unreadable_tokens_have_no_expiry() {
-        assert_eq!(expiry("opaque-token"), None);
-        assert_eq!(expiry("a.b"), None);
-        assert_eq!(expiry("a.!!!.c"), None);
-        assert_eq!(expiry(&jwt(r#"{"sub":"1"}"#)), None);
-        assert_eq!(expiry(&jwt("not json")), None);
+    fn unreadable_tokens_have_no_lifetime() {
+        let sent = DateTime::from_timestamp(1_795_000_000, 0).unwrap();
+        for token in ["opaque-token", "a.b", "a.!!!.c"] {
+            assert_eq!(lifetime(token, sent), None, "{token}");
+        }
+        assert_eq!(lifetime(&jwt(r#"{"sub":"1"}"#), sent), None);
+        assert_eq!(lifetime(&jwt("not json"), sent), None);
     }
 
     #[test]

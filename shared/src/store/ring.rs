@@ -77,21 +77,10 @@ pub enum PublishOutcome {
     Lost { generation: u64 },
 }
 
-/// Retry pacing for one write: the window between a successful refresh and its write must stay
-/// short, but a transient Secrets Manager error must not lose a spent refresh token. Attempts go
-/// on while one more fits before the deadline.
-#[derive(Debug, Clone, Copy)]
-pub struct WritePolicy {
-    pub first_backoff: Duration,
-}
-
-impl Default for WritePolicy {
-    fn default() -> Self {
-        Self {
-            first_backoff: Duration::from_millis(100),
-        }
-    }
-}
+/// The first wait before retrying a session write; it doubles while another attempt fits. The
+/// window between a successful refresh and its write must stay short, but a transient Secrets
+/// Manager error must not lose a spent refresh token.
+const WRITE_FIRST_BACKOFF: Duration = Duration::from_millis(100);
 
 /// A tenant-independent view of every tenant's ring in one deployment.
 #[derive(Debug, Clone)]
@@ -100,7 +89,6 @@ pub struct SessionRing<S> {
     names: SecretNames,
     slots: u32,
     clock: SharedClock,
-    write_policy: WritePolicy,
 }
 
 impl<S: SecretStore> SessionRing<S> {
@@ -111,13 +99,7 @@ impl<S: SecretStore> SessionRing<S> {
             names,
             slots: slots.clamp(1, MAX_SLOTS),
             clock,
-            write_policy: WritePolicy::default(),
         }
-    }
-
-    pub fn with_write_policy(mut self, policy: WritePolicy) -> Self {
-        self.write_policy = policy;
-        self
     }
 
     pub fn store(&self) -> &S {
@@ -276,7 +258,7 @@ impl<S: SecretStore> SessionRing<S> {
         token: &str,
         deadline: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let mut backoff = self.write_policy.first_backoff;
+        let mut backoff = WRITE_FIRST_BACKOFF;
         loop {
             let result = match self.store.put(name, value, token).await {
                 Err(StoreError::NotFound { .. }) => {
