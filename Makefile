@@ -76,8 +76,8 @@ deploy: venv ## sam build for $(ARCH) and sam deploy (guided the first time, the
 seed-credentials: ## TENANT=default FILE=creds.json: store a tenant's credentials (uses AWS_* / SECRET_PREFIX)
 	$(CARGO) run --quiet -p api -- seed-credentials --tenant $(or $(TENANT),default) --file $(FILE)
 
-add-caller: ## ID=ivr-main TENANT=default SCOPES=engage:proxy,token:read: new caller key, shown once
-	$(CARGO) run --quiet -p api -- add-caller --id $(ID) --tenant $(or $(TENANT),default) --scopes $(or $(SCOPES),engage:proxy,token:read)
+add-caller: ## ID=ivr-main TENANT=default SCOPES=engage:proxy [PATHS="GET v1/...,POST v1/..."]: new caller key, shown once
+	$(CARGO) run --quiet -p api -- add-caller --id $(ID) --tenant $(or $(TENANT),default) --scopes $(or $(SCOPES),engage:proxy) $(if $(PATHS),--paths "$(PATHS)")
 
 remove-caller: ## ID=ivr-main: revoke a caller key
 	$(CARGO) run --quiet -p api -- remove-caller --id $(ID)

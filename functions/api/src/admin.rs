@@ -6,7 +6,7 @@ use broker::credentials::Credentials;
 use broker::store::{SecretNames, SecretStore, StoreError, upsert};
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::auth::{CallerEntry, Scope, generate_key};
+use crate::auth::{CallerEntry, Scope, caller_from, generate_key};
 
 /// What went wrong with an operator command.
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +23,8 @@ pub enum AdminError {
     BadCallerId,
     #[error("no random bytes from the OS: {0}")]
     Random(String),
+    #[error("{0}")]
+    BadPaths(String),
 }
 
 /// Validates and stores a tenant's credentials document; returns the flow it enables.
@@ -57,14 +59,17 @@ async fn read_callers(
     }
 }
 
-/// Makes a key for a new caller and adds its entry; returns the key (to show once) and the entry.
-pub async fn add_caller(
-    store: &impl SecretStore,
-    names: &SecretNames,
-    id: &str,
-    tenant: &str,
-    scopes: Vec<Scope>,
-) -> Result<(SecretString, CallerEntry), AdminError> {
+/// What a new caller may do.
+#[derive(Debug, Clone)]
+pub struct NewCaller {
+    pub id: String,
+    pub tenant: String,
+    pub scopes: Vec<Scope>,
+    /// Glob patterns (see [`crate::auth::paths`]); `None` reaches every non-credential path.
+    pub paths: Option<Vec<String>>,
+}
+
+fn check_id(id: &str) -> Result<(), AdminError> {
     if id.is_empty()
         || id.len() > 64
         || !id
@@ -73,13 +78,28 @@ pub async fn add_caller(
     {
         return Err(AdminError::BadCallerId);
     }
+    Ok(())
+}
+
+/// Makes a key for a new caller and adds its entry; returns the key (to show once) and the entry.
+pub async fn add_caller(
+    store: &impl SecretStore,
+    names: &SecretNames,
+    new: NewCaller,
+) -> Result<(SecretString, CallerEntry), AdminError> {
+    check_id(&new.id)?;
+    let (key, mut entry) = generate_key(&new.id, &new.tenant, new.scopes)
+        .map_err(|e| AdminError::Random(e.to_string()))?;
+    entry.paths = new.paths;
+    caller_from(&entry).map_err(AdminError::BadPaths)?;
     let name = names.callers();
     let mut entries = read_callers(store, &name).await?;
-    if entries.iter().any(|e| e["id"].as_str() == Some(id)) {
-        return Err(AdminError::DuplicateCaller(id.to_owned()));
+    if entries
+        .iter()
+        .any(|e| e["id"].as_str() == Some(new.id.as_str()))
+    {
+        return Err(AdminError::DuplicateCaller(new.id));
     }
-    let (key, entry) =
-        generate_key(id, tenant, scopes).map_err(|e| AdminError::Random(e.to_string()))?;
     entries.push(serde_json::to_value(&entry).map_err(|e| AdminError::BadCallers(e.to_string()))?);
     upsert(
         store,

@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod auth;
 pub mod error;
+mod oauth;
 mod proxy;
 pub mod tokens;
 
@@ -27,7 +28,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::auth::{Caller, CallerCache, Scope, presented_key};
+use crate::auth::{Caller, CallerCache, Presented, QueryAuth, Scope, presented};
 use crate::error::ApiError;
 use crate::tokens::{CachedToken, TokenCache};
 
@@ -106,31 +107,45 @@ impl<S: SecretStore + Clone> App<S> {
         broker::clock::later(self.clock.now(), self.token_budget)
     }
 
-    /// Authenticates the request, checks the scope, and resolves the tenant it acts for.
+    /// Authenticates the request, checks the scope, and resolves the tenant it acts for. Returns
+    /// the credential too, so the proxy can make sure it is not forwarded.
     async fn caller(
         &self,
         headers: &HeaderMap,
         uri: &Uri,
         scope: Scope,
-    ) -> Result<Caller, ApiError> {
-        let query_key = if self.allow_query_key {
-            query_value(uri, "api_key")
-        } else {
-            None
+    ) -> Result<(Caller, Presented), ApiError> {
+        let callers = self.callers.callers().await?;
+        let auth = QueryAuth {
+            allow_key: self.allow_query_key,
+            jwt_params: callers.jwt_params(),
         };
-        let caller = self
-            .callers
-            .authenticate(&presented_key(headers, query_key)?)
-            .await?;
+        let presented = presented(headers, uri.query(), auth)?;
+        let caller = callers.authenticate(&presented, self.clock.now().timestamp())?;
         caller.require(scope)?;
-        check_tenant(&caller, headers)?;
+        self.acts_for_tenant(&caller, headers)?;
+        Ok((caller, presented))
+    }
+
+    /// The tenant named by an optional `X-Tenant` header must be the key's own, and served here.
+    fn acts_for_tenant(&self, caller: &Caller, headers: &HeaderMap) -> Result<(), ApiError> {
+        match headers.get("x-tenant").map(|v| v.to_str()) {
+            None => {}
+            Some(Ok(t)) if t == caller.tenant => {}
+            Some(_) => {
+                return Err(ApiError::forbidden(
+                    "wrong_tenant",
+                    "this key does not act for the tenant named in X-Tenant",
+                ));
+            }
+        }
         if !self.tokens.serves(&caller.tenant) {
             return Err(ApiError::forbidden(
                 "tenant_not_served",
                 "this key's tenant is not served by this deployment",
             ));
         }
-        Ok(caller)
+        Ok(())
     }
 
     /// Runs `call` with the tenant's token; if RingCX refuses it, again with a newer one (at most
@@ -160,24 +175,6 @@ impl<S: SecretStore + Clone> App<S> {
             }
         }
     }
-}
-
-/// An optional `X-Tenant` header names the tenant a request is for; a key acts only for its own.
-fn check_tenant(caller: &Caller, headers: &HeaderMap) -> Result<(), ApiError> {
-    match headers.get("x-tenant").map(|v| v.to_str()) {
-        None => Ok(()),
-        Some(Ok(t)) if t == caller.tenant => Ok(()),
-        Some(_) => Err(ApiError::forbidden(
-            "wrong_tenant",
-            "this key does not act for the tenant named in X-Tenant",
-        )),
-    }
-}
-
-fn query_value(uri: &Uri, name: &str) -> Option<String> {
-    url::form_urlencoded::parse(uri.query()?.as_bytes())
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.into_owned())
 }
 
 /// Reads a body up to [`MAX_BODY_BYTES`], answering 413 beyond.
@@ -259,7 +256,7 @@ fn endpoint<S: SecretStore + Clone + 'static>(
     let f = filter(method);
     match (path, method) {
         ("/v1/health", "get") => on(f, health::<S>),
-        ("/v1/oauth/token", "post") => on(f, oauth_token::<S>),
+        ("/v1/oauth/token", "post") => on(f, oauth::token::<S>),
         ("/v1/token", "get") => on(f, token::<S>),
         ("/v1/engage/{*path}", _) => on(f, proxy::proxy::<S>),
         ("/v1/api-tokens", "get") => on(f, list_api_tokens::<S>),
@@ -286,7 +283,7 @@ async fn method_not_allowed() -> ApiError {
     )
 }
 
-fn no_store(mut response: Response) -> Response {
+pub(crate) fn no_store(mut response: Response) -> Response {
     response
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -313,7 +310,7 @@ async fn health<S: SecretStore + Clone + 'static>(State(app): State<AppState<S>>
     (status, Json(body)).into_response()
 }
 
-fn token_answer(token: &CachedToken, now: DateTime<Utc>) -> Response {
+pub(crate) fn token_answer(token: &CachedToken, now: DateTime<Utc>) -> Response {
     no_store(
         Json(json!({
             "access_token": token.token.expose_secret(),
@@ -331,135 +328,9 @@ async fn token<S: SecretStore + Clone + 'static>(
     uri: Uri,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let caller = app.caller(&headers, &uri, Scope::TokenRead).await?;
+    let (caller, _) = app.caller(&headers, &uri, Scope::TokenRead).await?;
     let token = app.tokens.get(&caller.tenant, app.deadline()).await?;
     Ok(token_answer(&token, app.clock.now()))
-}
-
-/// An RFC 6749 error answer (`/v1/oauth/token` speaks OAuth, not the broker's error shape).
-fn oauth_error(status: StatusCode, code: &str, description: &str) -> Response {
-    let mut response = no_store(
-        (
-            status,
-            Json(json!({"error": code, "error_description": description})),
-        )
-            .into_response(),
-    );
-    if status == StatusCode::UNAUTHORIZED {
-        response.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static(r#"Basic realm="ringcx-broker""#),
-        );
-    }
-    response
-}
-
-/// `POST /v1/oauth/token`: the client-credentials grant, with the caller id as `client_id` and
-/// the key as `client_secret` (form fields or Basic).
-async fn oauth_token<S: SecretStore + Clone + 'static>(
-    State(app): State<AppState<S>>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    let is_form = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.starts_with("application/x-www-form-urlencoded"));
-    if !is_form {
-        return oauth_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "send an application/x-www-form-urlencoded body",
-        );
-    }
-    let body = match read_body(&headers, body).await {
-        Ok(b) => b,
-        Err(e) => return e.into_response(),
-    };
-    let form: Vec<(String, String)> = url::form_urlencoded::parse(&body).into_owned().collect();
-    let field = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
-    match field("grant_type").as_deref() {
-        Some("client_credentials") => {}
-        Some(_) => {
-            return oauth_error(
-                StatusCode::BAD_REQUEST,
-                "unsupported_grant_type",
-                "only client_credentials is supported",
-            );
-        }
-        None => {
-            return oauth_error(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                "grant_type is required",
-            );
-        }
-    }
-    let presented = match (
-        headers.contains_key(header::AUTHORIZATION),
-        field("client_id"),
-        field("client_secret"),
-    ) {
-        (true, None, None) => match presented_key(&headers, None) {
-            Ok(p @ auth::Presented::Basic { .. }) => p,
-            _ => {
-                return oauth_error(
-                    StatusCode::UNAUTHORIZED,
-                    "invalid_client",
-                    "client authentication failed",
-                );
-            }
-        },
-        (false, Some(id), Some(secret)) if !id.is_empty() && !secret.is_empty() => {
-            auth::Presented::Basic {
-                id,
-                key: SecretString::from(secret),
-            }
-        }
-        (true, _, _) => {
-            return oauth_error(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                "use either Basic or form client credentials, not both",
-            );
-        }
-        _ => {
-            return oauth_error(
-                StatusCode::UNAUTHORIZED,
-                "invalid_client",
-                "client_id and client_secret are required",
-            );
-        }
-    };
-    let caller = match app.callers.authenticate(&presented).await {
-        Ok(c) => c,
-        Err(e) if e.status == StatusCode::UNAUTHORIZED => {
-            return oauth_error(
-                StatusCode::UNAUTHORIZED,
-                "invalid_client",
-                "client authentication failed",
-            );
-        }
-        Err(e) => return e.into_response(),
-    };
-    if caller.require(Scope::TokenRead).is_err() {
-        return oauth_error(
-            StatusCode::BAD_REQUEST,
-            "unauthorized_client",
-            "this client lacks the token:read scope",
-        );
-    }
-    if check_tenant(&caller, &headers).is_err() || !app.tokens.serves(&caller.tenant) {
-        return oauth_error(
-            StatusCode::FORBIDDEN,
-            "access_denied",
-            "this client does not act for that tenant",
-        );
-    }
-    match app.tokens.get(&caller.tenant, app.deadline()).await {
-        Ok(token) => token_answer(&token, app.clock.now()),
-        Err(e) => e.into_response(),
-    }
 }
 
 #[derive(Deserialize)]
@@ -492,7 +363,7 @@ async fn list_api_tokens<S: SecretStore + Clone + 'static>(
     headers: HeaderMap,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let caller = app.caller(&headers, &uri, Scope::ApiTokensAdmin).await?;
+    let (caller, _) = app.caller(&headers, &uri, Scope::ApiTokensAdmin).await?;
     let reveal = match query.ok().and_then(|Query(q)| q.reveal).as_deref() {
         None | Some("false") => false,
         Some("true") => true,
@@ -530,7 +401,7 @@ async fn create_api_token<S: SecretStore + Clone + 'static>(
     uri: Uri,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let caller = app.caller(&headers, &uri, Scope::ApiTokensAdmin).await?;
+    let (caller, _) = app.caller(&headers, &uri, Scope::ApiTokensAdmin).await?;
     let engage = &app.engage;
     let token = app
         .with_token(&caller.tenant, |t| async move {
@@ -549,7 +420,7 @@ async fn delete_api_token<S: SecretStore + Clone + 'static>(
     headers: HeaderMap,
     Path(token): Path<String>,
 ) -> Result<Response, ApiError> {
-    let caller = app.caller(&headers, &uri, Scope::ApiTokensAdmin).await?;
+    let (caller, _) = app.caller(&headers, &uri, Scope::ApiTokensAdmin).await?;
     if token.is_empty()
         || token.len() > 512
         || token

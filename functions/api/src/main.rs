@@ -2,8 +2,10 @@
 //! elsewhere, the same router on `BIND_ADDR`. Operator commands (they use the same configuration
 //! and AWS SDK settings as the function):
 //!
-//! - `api keygen --id ID [--tenant T] [--scopes a,b]`: a key and its callers entry, printed only;
-//! - `api add-caller --id ID [--tenant T] [--scopes a,b]`: the same, added to `{prefix}callers`;
+//! - `api keygen --id ID [--tenant T] [--scopes a,b] [--paths P,Q]`: a key and its callers entry,
+//!   printed only;
+//! - `api add-caller --id ID [--tenant T] [--scopes a,b] [--paths P,Q]`: the same, added to
+//!   `{prefix}callers` (scopes default to `engage:proxy`);
 //! - `api remove-caller --id ID`;
 //! - `api seed-credentials --tenant T --file F` (`-` for standard input).
 
@@ -11,7 +13,7 @@ use std::io::Read as _;
 use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
-use api::auth::{Scope, generate_key};
+use api::auth::{Scope, caller_from, generate_key};
 use api::{App, admin, router};
 use broker::clock::{SharedClock, SystemClock};
 use broker::config::Config;
@@ -83,7 +85,7 @@ impl Flags {
 
     fn scopes(&self) -> anyhow::Result<Vec<Scope>> {
         match self.get("--scopes") {
-            None => Ok(vec![Scope::EngageProxy, Scope::TokenRead]),
+            None => Ok(vec![Scope::EngageProxy]),
             Some(list) => list
                 .split(',')
                 .map(|s| {
@@ -95,19 +97,45 @@ impl Flags {
                 ),
         }
     }
+
+    /// `--paths "GET v1/admin/accounts/*/campaigns/*,POST v1/..."`.
+    fn paths(&self) -> Option<Vec<String>> {
+        self.get("--paths").map(|list| {
+            list.split(',')
+                .map(|p| p.trim().to_owned())
+                .filter(|p| !p.is_empty())
+                .collect()
+        })
+    }
+
+    fn new_caller(&self) -> anyhow::Result<admin::NewCaller> {
+        let id = self
+            .get("--id")
+            .context("--id is required (a name for the caller, e.g. ivr-main)")?;
+        let scopes = self.scopes()?;
+        if scopes.contains(&Scope::TokenRead) {
+            eprintln!(
+                "note: token:read hands out the tenant's RingCX access token, which acts as the RingCX admin user (it can create permanent API tokens); give it only to callers you trust as admins"
+            );
+        }
+        Ok(admin::NewCaller {
+            id: id.to_owned(),
+            tenant: self.get("--tenant").unwrap_or("default").to_owned(),
+            scopes,
+            paths: self.paths(),
+        })
+    }
 }
 
 async fn operator(command: &str, args: &[String]) -> anyhow::Result<()> {
-    let caller_flags = ["--id", "--tenant", "--scopes"];
+    let caller_flags = ["--id", "--tenant", "--scopes", "--paths"];
     match command {
         "keygen" => {
-            let f = Flags::parse(args, &caller_flags)?;
-            let id = f
-                .get("--id")
-                .context("--id is required (a name for the caller, e.g. ivr-main)")?;
-            let (key, entry) =
-                generate_key(id, f.get("--tenant").unwrap_or("default"), f.scopes()?)
-                    .map_err(|e| anyhow::anyhow!("the OS random source failed: {e}"))?;
+            let new = Flags::parse(args, &caller_flags)?.new_caller()?;
+            let (key, mut entry) = generate_key(&new.id, &new.tenant, new.scopes)
+                .map_err(|e| anyhow::anyhow!("the OS random source failed: {e}"))?;
+            entry.paths = new.paths;
+            caller_from(&entry).map_err(|e| anyhow::anyhow!(e))?;
             println!("key: {}", key.expose_secret());
             println!("entry: {}", serde_json::to_string(&entry)?);
             eprintln!(
@@ -116,19 +144,9 @@ async fn operator(command: &str, args: &[String]) -> anyhow::Result<()> {
             Ok(())
         }
         "add-caller" => {
-            let f = Flags::parse(args, &caller_flags)?;
-            let id = f
-                .get("--id")
-                .context("--id is required (a name for the caller, e.g. ivr-main)")?;
+            let new = Flags::parse(args, &caller_flags)?.new_caller()?;
             let (config, store) = configured().await?;
-            let (key, entry) = admin::add_caller(
-                &store,
-                &config.names(),
-                id,
-                f.get("--tenant").unwrap_or("default"),
-                f.scopes()?,
-            )
-            .await?;
+            let (key, entry) = admin::add_caller(&store, &config.names(), new).await?;
             println!("key: {}", key.expose_secret());
             println!("entry: {}", serde_json::to_string(&entry)?);
             eprintln!(

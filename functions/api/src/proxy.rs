@@ -2,7 +2,9 @@
 //! token (on an upstream 401, retried with a newer token). Only the configured RingCX host and only paths under `/voice/api/` can be reached; the
 //! raw (still percent-encoded) path is checked, so no decoding step can smuggle `..` past it.
 //! Only `Content-Type` and `Accept` travel upstream: never the caller's `Authorization`,
-//! `Cookie` or `X-Auth-Token`.
+//! `Cookie` or `X-Auth-Token`, nor any query parameter that carries a credential. Credential
+//! areas (permanent tokens, logins, auth configs) are refused for every key, and a key with
+//! `paths` reaches only those.
 
 use axum::body::Body;
 use axum::extract::State;
@@ -11,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use broker::engage::{ApiPath, EngageError, VoiceAuth, VoiceRequest, VoiceResponse};
 use broker::store::SecretStore;
 
-use crate::auth::Scope;
+use crate::auth::{Scope, forwarded_query};
 use crate::error::ApiError;
 use crate::{AppState, read_body};
 
@@ -35,19 +37,6 @@ fn acceptable_content_type(ct: &str) -> bool {
     ) || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
-/// The query string without the caller's own `api_key` (never forwarded).
-fn forwarded_query(uri: &Uri) -> Option<String> {
-    let kept: Vec<&str> = uri
-        .query()?
-        .split('&')
-        .filter(|pair| {
-            let name = pair.split('=').next().unwrap_or("");
-            !name.is_empty() && name != "api_key"
-        })
-        .collect();
-    (!kept.is_empty()).then(|| kept.join("&"))
-}
-
 pub(crate) async fn proxy<S: SecretStore + Clone + 'static>(
     State(app): State<AppState<S>>,
     method: Method,
@@ -55,9 +44,10 @@ pub(crate) async fn proxy<S: SecretStore + Clone + 'static>(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let caller = app.caller(&headers, &uri, Scope::EngageProxy).await?;
+    let (caller, presented) = app.caller(&headers, &uri, Scope::EngageProxy).await?;
     let raw_path = uri.path().strip_prefix(PREFIX).unwrap_or_default();
     let path = ApiPath::new(raw_path).map_err(|e| ApiError::upstream(&e))?;
+    caller.may_reach(&method, &path)?;
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -71,7 +61,8 @@ pub(crate) async fn proxy<S: SecretStore + Clone + 'static>(
         ));
     }
     let mut request = VoiceRequest::new(method, path);
-    request.query = forwarded_query(&uri);
+    let jwt_params = app.callers.callers().await?;
+    request.query = forwarded_query(uri.query(), jwt_params.jwt_params(), presented.secret());
     if !body.is_empty() {
         request = request.with_body(content_type.unwrap_or_default(), body);
     }
@@ -113,14 +104,6 @@ fn relay(answer: VoiceResponse) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_callers_key_never_travels_upstream() {
-        let uri: Uri = "/v1/engage/v1/x?a=1&api_key=secret&b=2".parse().unwrap();
-        assert_eq!(forwarded_query(&uri).as_deref(), Some("a=1&b=2"));
-        let uri: Uri = "/v1/engage/v1/x?api_key=secret".parse().unwrap();
-        assert_eq!(forwarded_query(&uri), None);
-    }
 
     #[test]
     fn content_types() {

@@ -24,7 +24,7 @@ pub use error::{EngageError, Service};
 pub use model::{
     ASSUMED_ACCESS_TOKEN_LIFETIME, Account, EngageSession, ExpirySource, PlatformToken, User,
 };
-pub use path::ApiPath;
+pub use path::{ApiPath, CredentialArea};
 pub use reqwest::Method;
 
 use crate::clock::SharedClock;

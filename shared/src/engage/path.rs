@@ -69,11 +69,142 @@ impl ApiPath {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The path as RingCX routes it: percent-escapes decoded. [`ApiPath::new`] admits escapes of
+    /// plain printable ASCII only (no separators, dots or `%`), so decoding cannot change the
+    /// segments and decoding twice changes nothing.
+    pub fn decoded(&self) -> String {
+        let bytes = self.0.as_bytes();
+        let mut out = String::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            let escaped = (bytes[i] == b'%')
+                .then(|| bytes.get(i + 1..i + 3))
+                .flatten()
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok());
+            match escaped {
+                Some(b) => {
+                    out.push(char::from(b));
+                    i += 3;
+                }
+                None => {
+                    out.push(char::from(bytes[i]));
+                    i += 1;
+                }
+            }
+        }
+        out
+    }
+
+    /// The credential area this path falls in, if any: places that mint, list or reveal
+    /// credentials, which the generic proxy never reaches whatever the caller's scopes.
+    /// Compared without case and with escapes decoded, and a segment counts with any suffix
+    /// after a dot (older Spring servers route `token.json` to `token`), so no spelling RingCX
+    /// might route there gets through.
+    pub fn credential_area(&self) -> Option<CredentialArea> {
+        let decoded = self.decoded().to_ascii_lowercase();
+        let segs: Vec<&str> = decoded.split('/').collect();
+        let is = |i: usize, name: &str| {
+            segs.get(i)
+                .is_some_and(|s| s.split('.').next() == Some(name))
+        };
+        // Any API version: a later one may route the same controllers.
+        let versioned = segs.first().is_some_and(|s| {
+            s.strip_prefix('v')
+                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        });
+        if versioned && is(1, "admin") && is(2, "token") {
+            Some(CredentialArea::PermanentTokens)
+        } else if versioned && is(1, "auth") {
+            Some(CredentialArea::Login)
+        } else if versioned
+            && is(1, "admin")
+            && is(2, "accounts")
+            && is(4, "external")
+            && is(5, "authconfigs")
+        {
+            Some(CredentialArea::AuthConfigs)
+        } else {
+            None
+        }
+    }
+}
+
+/// Where credentials live in RingCX's Voice API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CredentialArea {
+    /// `v1/admin/token...`: permanent API tokens (the broker's `/v1/api-tokens` manages them).
+    PermanentTokens,
+    /// `v1/auth/...`: logins, password resets, token checks.
+    Login,
+    /// `v1/admin/accounts/{id}/external/authConfigs...`: auth configs hold client secrets
+    /// (the broker's own among them; `connect-ringcx` manages that one).
+    AuthConfigs,
+}
+
+impl CredentialArea {
+    pub fn describe(self) -> &'static str {
+        match self {
+            CredentialArea::PermanentTokens => {
+                "permanent API tokens are managed through /v1/api-tokens with the api-tokens:admin scope, never through the proxy"
+            }
+            CredentialArea::Login => {
+                "RingCX's login and password APIs are not reachable through the proxy"
+            }
+            CredentialArea::AuthConfigs => {
+                "external auth configs hold client secrets and are not reachable through the proxy"
+            }
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credential_areas_are_found_however_spelled() {
+        for (path, area) in [
+            ("v1/admin/token", CredentialArea::PermanentTokens),
+            ("v1/admin/token/", CredentialArea::PermanentTokens),
+            ("v1/admin/token/aws80:x", CredentialArea::PermanentTokens),
+            ("V1/Admin/TOKEN", CredentialArea::PermanentTokens),
+            ("v1/admin/tok%65n", CredentialArea::PermanentTokens),
+            ("v1/%61dmin/token", CredentialArea::PermanentTokens),
+            ("v1/admin/token.json", CredentialArea::PermanentTokens),
+            ("v2/admin/token", CredentialArea::PermanentTokens),
+            ("v1/auth/login", CredentialArea::Login),
+            ("v1/auth", CredentialArea::Login),
+            (
+                "v1/admin/accounts/1/external/authConfigs",
+                CredentialArea::AuthConfigs,
+            ),
+            (
+                "v1/admin/accounts/1/external/AUTHCONFIGS/x/oauth",
+                CredentialArea::AuthConfigs,
+            ),
+        ] {
+            assert_eq!(
+                ApiPath::new(path).unwrap().credential_area(),
+                Some(area),
+                "{path}"
+            );
+        }
+        for path in [
+            "v1/admin/accounts",
+            "v1/admin/tokens-report",
+            "v1/admin/accounts/1/campaigns/token",
+            "v1/admin/users",
+            "vx/admin/token",
+        ] {
+            assert_eq!(
+                ApiPath::new(path).unwrap().credential_area(),
+                None,
+                "{path}"
+            );
+        }
+    }
 
     #[test]
     fn plain_paths_pass() {
