@@ -25,6 +25,10 @@ pub enum AdminError {
     Random(String),
     #[error("{0}")]
     BadPaths(String),
+    #[error("{0}")]
+    BadInput(String),
+    #[error("{0}")]
+    RingCx(String),
 }
 
 /// Validates and stores a tenant's credentials document; returns the flow it enables.
@@ -46,7 +50,7 @@ pub async fn seed_credentials(
     Ok(parsed.flow())
 }
 
-async fn read_callers(
+pub(crate) async fn read_callers(
     store: &impl SecretStore,
     name: &str,
 ) -> Result<Vec<serde_json::Value>, AdminError> {

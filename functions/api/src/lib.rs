@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod connect;
 pub mod error;
 mod oauth;
 mod proxy;
@@ -121,7 +122,7 @@ impl<S: SecretStore + Clone> App<S> {
             jwt_params: callers.jwt_params(),
         };
         let presented = presented(headers, uri.query(), auth)?;
-        let caller = callers.authenticate(&presented, self.clock.now().timestamp())?;
+        let caller = self.callers.authenticate(&presented).await?;
         caller.require(scope)?;
         self.acts_for_tenant(&caller, headers)?;
         Ok((caller, presented))

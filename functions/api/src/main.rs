@@ -7,13 +7,16 @@
 //! - `api add-caller --id ID [--tenant T] [--scopes a,b] [--paths P,Q]`: the same, added to
 //!   `{prefix}callers` (scopes default to `engage:proxy`);
 //! - `api remove-caller --id ID`;
-//! - `api seed-credentials --tenant T --file F` (`-` for standard input).
+//! - `api seed-credentials --tenant T --file F` (`-` for standard input);
+//! - `api connect-ringcx --tenant T --api-url URL [--account ID] [--provider-name N] [--rotate]`:
+//!   the OAuth auth config in the tenant's RingCX account that points RingCX at the broker.
 
 use std::io::Read as _;
 use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
 use api::auth::{Scope, caller_from, generate_key};
+use api::connect::{Action, ConnectRequest, connect_ringcx};
 use api::{App, admin, router};
 use broker::clock::{SharedClock, SystemClock};
 use broker::config::Config;
@@ -55,7 +58,10 @@ async fn main() -> anyhow::Result<()> {
         .context("the local server stopped")
 }
 
-/// `--flag value` pairs.
+/// Flags that take no value.
+const SWITCHES: [&str; 1] = ["--rotate"];
+
+/// `--flag value` pairs (and switches).
 struct Flags(Vec<(String, String)>);
 
 impl Flags {
@@ -63,6 +69,10 @@ impl Flags {
         let mut out = Vec::new();
         let mut it = args.iter();
         while let Some(flag) = it.next() {
+            if SWITCHES.contains(&flag.as_str()) && allowed.contains(&flag.as_str()) {
+                out.push((flag.clone(), "true".to_owned()));
+                continue;
+            }
             if !allowed.contains(&flag.as_str()) {
                 bail!(
                     "unknown flag {flag:?}: this command takes {}",
@@ -189,8 +199,58 @@ async fn operator(command: &str, args: &[String]) -> anyhow::Result<()> {
             println!("stored {} ({flow})", config.names().credentials(tenant));
             Ok(())
         }
+        "connect-ringcx" => {
+            let f = Flags::parse(
+                args,
+                &[
+                    "--tenant",
+                    "--api-url",
+                    "--account",
+                    "--provider-name",
+                    "--rotate",
+                ],
+            )?;
+            let tenant = f.get("--tenant").context("--tenant is required")?;
+            let api_url = f.get("--api-url").context(
+                "--api-url is required: the broker's public URL (the stack's ApiUrl output)",
+            )?;
+            let request = ConnectRequest {
+                tenant: tenant.to_owned(),
+                api_url: api_url.to_owned(),
+                account: f.get("--account").map(str::to_owned),
+                provider_name: f
+                    .get("--provider-name")
+                    .map_or_else(|| format!("RingCX broker ({tenant})"), str::to_owned),
+                rotate: f.get("--rotate").is_some(),
+            };
+            let (config, store) = configured().await?;
+            let clock: SharedClock = Arc::new(SystemClock);
+            let app =
+                App::new(&config, store.clone(), clock).context("building the RingCX client")?;
+            let done = connect_ringcx(&app, &store, &config.names(), &request).await?;
+            let what = match done.action {
+                Action::Created => "created",
+                Action::Unchanged => "already in place; nothing changed",
+                Action::TokenUrlUpdated => "token URL updated",
+                Action::Rotated => "rotated: new client key in RingCX, old key removed",
+            };
+            println!(
+                "auth config {} in account {}: {what}",
+                done.auth_config_id, done.account
+            );
+            println!("  providerName: {}", done.provider_name);
+            println!("  type: OAUTH, grant CLIENT_CREDENTIALS, credentials in BODY");
+            println!("  tokenUrl: {}", done.token_url);
+            println!("  clientId: {}", done.client_id);
+            println!(
+                "In RingCX admin, on the Remote HTTP Service or IVR WWW node, select the auth config \"{}\" and call {}/v1/engage/... with it.",
+                done.provider_name,
+                request.api_url.trim_end_matches('/')
+            );
+            Ok(())
+        }
         other => bail!(
-            "unknown command {other:?}: run without arguments to serve, or use keygen, add-caller, remove-caller, seed-credentials"
+            "unknown command {other:?}: run without arguments to serve, or use keygen, add-caller, remove-caller, seed-credentials, connect-ringcx"
         ),
     }
 }

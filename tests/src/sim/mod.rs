@@ -4,7 +4,9 @@
 //! served over HTTP under `/__sim/`.
 
 mod admin;
+mod auth_configs;
 pub mod faults;
+pub mod outbound;
 mod ringcx;
 pub mod state;
 

@@ -33,6 +33,7 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
         .route("/voice/api/v1/admin/accounts", get(accounts))
         .route("/voice/api/v1/admin/users", get(users))
         .route("/voice/api/v1/sim/echo", any(echo))
+        .merge(super::auth_configs::routes())
         .route("/voice/api/v1/sim/echo/{*rest}", any(echo))
 }
 
@@ -56,7 +57,7 @@ fn params(uri: &Uri, headers: &HeaderMap, body: &Bytes) -> HashMap<String, Strin
     out
 }
 
-fn json_answer(status: StatusCode, body: Value) -> Response {
+pub(crate) fn json_answer(status: StatusCode, body: Value) -> Response {
     (
         status,
         [(header::CONTENT_TYPE, "application/json")],
@@ -268,14 +269,14 @@ async fn refresh(
 }
 
 /// Why a Voice API call was turned away.
-enum Refusal {
+pub(crate) enum Refusal {
     Expired,
     Unauthenticated,
     RateLimited(i64),
 }
 
 impl Refusal {
-    fn respond(self, now: DateTime<Utc>) -> Response {
+    pub(crate) fn respond(self, now: DateTime<Utc>) -> Response {
         match self {
             Refusal::Expired => text_answer(StatusCode::UNAUTHORIZED, "Jwt is expired"),
             Refusal::Unauthenticated => json_answer(
@@ -293,7 +294,11 @@ impl Refusal {
 
 /// Authenticates a Voice API call: `Authorization: Bearer <access token>`, or `X-Auth-Token`
 /// with a permanent token or an access token. Then applies the per-user rate limit.
-fn check(w: &mut World, now: DateTime<Utc>, headers: &HeaderMap) -> Result<usize, Refusal> {
+pub(crate) fn check(
+    w: &mut World,
+    now: DateTime<Utc>,
+    headers: &HeaderMap,
+) -> Result<usize, Refusal> {
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -325,7 +330,7 @@ fn check(w: &mut World, now: DateTime<Utc>, headers: &HeaderMap) -> Result<usize
     Ok(user)
 }
 
-fn forbidden(now: DateTime<Utc>, message: &str) -> Response {
+pub(crate) fn forbidden(now: DateTime<Utc>, message: &str) -> Response {
     json_answer(
         StatusCode::FORBIDDEN,
         json!({"errorCode": "access.denied.exception", "generalMessage": message,

@@ -124,6 +124,8 @@ pub(crate) struct World {
     pub behaviour: Behaviour,
     pub rng: fastrand::Rng,
     pub log: Vec<RecordedRequest>,
+    /// External auth configs by (account id, auth config id), as stored (secrets in clear).
+    pub auth_configs: std::collections::BTreeMap<(String, String), Value>,
 }
 
 impl World {
@@ -145,6 +147,7 @@ impl World {
             behaviour: Behaviour::default(),
             rng: fastrand::Rng::with_seed(seed),
             log: Vec::new(),
+            auth_configs: std::collections::BTreeMap::new(),
         }
     }
 

@@ -276,6 +276,9 @@ pub fn caller_from(entry: &CallerEntry) -> Result<Caller, String> {
     })
 }
 
+/// How old the cached callers must be before a credential that matched nothing reads them again.
+pub const MISS_RELOAD: Duration = Duration::from_secs(5);
+
 struct Loaded {
     at: DateTime<Utc>,
     callers: Arc<CallerSet>,
@@ -322,6 +325,31 @@ impl<S: SecretStore> CallerCache<S> {
         if let Some(c) = self.fresh() {
             return Ok(c);
         }
+        self.load().await
+    }
+
+    /// After a credential matched nothing: a copy older than [`MISS_RELOAD`] is read again, so
+    /// a key added a moment ago (by `add-caller` or a `connect-ringcx --rotate`) works at once,
+    /// while unknown keys cannot make an instance read the secret more than once per interval.
+    async fn reload_after_miss(&self) -> Result<Option<Arc<CallerSet>>, ApiError> {
+        let _flight = self.flight.lock().await;
+        let stale = {
+            let guard = self
+                .loaded
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            guard.as_ref().is_none_or(|l| {
+                (self.clock.now() - l.at).to_std().unwrap_or_default() >= MISS_RELOAD
+            })
+        };
+        if stale {
+            self.load().await.map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    async fn load(&self) -> Result<Arc<CallerSet>, ApiError> {
         let raw = self.store.get(&self.name).await.map_err(|e| {
             tracing::error!(secret = %self.name, error = %e, "cannot read the callers secret");
             ApiError::new(
@@ -352,7 +380,15 @@ impl<S: SecretStore> CallerCache<S> {
     /// The caller a credential belongs to, or 401.
     pub async fn authenticate(&self, presented: &Presented) -> Result<Caller, ApiError> {
         let now = self.clock.now().timestamp();
-        self.callers().await?.authenticate(presented, now)
+        match self.callers().await?.authenticate(presented, now) {
+            Err(e) if e.status == axum::http::StatusCode::UNAUTHORIZED => {
+                match self.reload_after_miss().await? {
+                    Some(newer) => newer.authenticate(presented, now),
+                    None => Err(e),
+                }
+            }
+            found => found,
+        }
     }
 }
 

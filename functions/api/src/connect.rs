@@ -1,0 +1,331 @@
+//! `connect-ringcx`: wires a tenant's RingCX account to the broker in one command. Using the
+//! tenant's stored session, it creates an `OAUTH` external auth config (client credentials in the
+//! body, `tokenUrl` = the broker's `/v1/oauth/token`) whose client is a new `token:read` caller.
+//! Run again, it finds the config by `providerName` and changes nothing (or only a changed token
+//! URL); `--rotate` issues a new key, updates the config, and only then removes the old key.
+
+use broker::engage::{ApiPath, Method, VoiceAuth, VoiceRequest, VoiceResponse};
+use broker::store::{SecretNames, SecretStore};
+use secrecy::ExposeSecret;
+use serde_json::{Value, json};
+
+use crate::App;
+use crate::admin::{AdminError, NewCaller, add_caller, read_callers, remove_caller};
+use crate::auth::Scope;
+
+/// What an operator asked for.
+#[derive(Debug, Clone)]
+pub struct ConnectRequest {
+    pub tenant: String,
+    /// The broker's public base URL (Function URL or API Gateway), without a path.
+    pub api_url: String,
+    /// The RingCX account; by default the one the tenant's session belongs to.
+    pub account: Option<String>,
+    pub provider_name: String,
+    pub rotate: bool,
+}
+
+/// What happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Connected {
+    pub account: String,
+    pub auth_config_id: String,
+    pub provider_name: String,
+    pub client_id: String,
+    pub token_url: String,
+    pub action: Action,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Created,
+    Unchanged,
+    TokenUrlUpdated,
+    Rotated,
+}
+
+/// Rows asked for per list page; RingCX may send fewer, so the list is paged until a short page.
+const PAGE_ROWS: usize = 100;
+/// Pages read at most (10,000 configs).
+const MAX_PAGES: usize = 100;
+
+/// The caller ids this command makes for `tenant` start with this.
+fn caller_prefix(tenant: &str) -> String {
+    format!("ringcx-{tenant}-")
+}
+
+fn token_url(api_url: &str) -> Result<String, AdminError> {
+    let url = url::Url::parse(api_url.trim())
+        .map_err(|_| AdminError::BadInput(format!("API_URL {api_url:?} is not a URL")))?;
+    let local = matches!(url.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
+    if url.scheme() != "https" && !(url.scheme() == "http" && local) {
+        return Err(AdminError::BadInput(
+            "API_URL must be https (http only for 127.0.0.1 or localhost)".into(),
+        ));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(AdminError::BadInput(
+            "API_URL takes no query or fragment".into(),
+        ));
+    }
+    Ok(format!(
+        "{}/v1/oauth/token",
+        url.as_str().trim_end_matches('/')
+    ))
+}
+
+impl<S: SecretStore + Clone + 'static> App<S> {
+    /// One RingCX call with the tenant's token; a 429 is waited out (a few times, briefly).
+    async fn ringcx(
+        &self,
+        tenant: &str,
+        request: VoiceRequest,
+    ) -> Result<VoiceResponse, AdminError> {
+        for _ in 0..3 {
+            let engage = &self.engage;
+            let request = &request;
+            let answer = self
+                .with_token(tenant, |t| async move {
+                    engage
+                        .voice(VoiceAuth::Bearer(&t.token), request.clone())
+                        .await
+                })
+                .await
+                .map_err(|e| AdminError::RingCx(e.message))?;
+            if answer.status != 429 {
+                return Ok(answer);
+            }
+            let wait = answer
+                .retry_after
+                .unwrap_or(std::time::Duration::from_secs(2))
+                .min(std::time::Duration::from_secs(10));
+            tokio::time::sleep(wait).await;
+        }
+        Err(AdminError::RingCx(
+            "RingCX kept rate-limiting the auth config API; try again in a minute".into(),
+        ))
+    }
+
+    async fn ringcx_json(
+        &self,
+        tenant: &str,
+        method: Method,
+        path: &str,
+        query: Option<String>,
+        body: Option<Value>,
+    ) -> Result<Value, AdminError> {
+        let path = ApiPath::new(path).map_err(|e| AdminError::BadInput(e.to_string()))?;
+        let mut request = VoiceRequest::new(method.clone(), path);
+        request.query = query;
+        if let Some(body) = body {
+            request = request.with_body("application/json", body.to_string());
+        }
+        let answer = self.ringcx(tenant, request).await?;
+        match answer.status {
+            200..=299 if answer.body.is_empty() => Ok(Value::Null),
+            200..=299 => serde_json::from_slice(&answer.body).map_err(|_| {
+                AdminError::RingCx(format!(
+                    "RingCX answered {method} on the auth config API with something that is not JSON"
+                ))
+            }),
+            403 => Err(AdminError::RingCx(
+                "RingCX refused: the tenant's RingCX user may not manage external auth configs (it needs an admin role on the account)".into(),
+            )),
+            404 => Err(AdminError::RingCx(
+                "RingCX does not know that account or auth config: check --account".into(),
+            )),
+            status => Err(AdminError::RingCx(format!(
+                "RingCX answered {status} to {method} on the auth config API"
+            ))),
+        }
+    }
+
+    /// Every auth config of the account, paged until a short page.
+    async fn auth_configs(&self, tenant: &str, account: &str) -> Result<Vec<Value>, AdminError> {
+        let path = format!("v1/admin/accounts/{account}/external/authConfigs");
+        let mut all: Vec<Value> = Vec::new();
+        for page in 0..MAX_PAGES {
+            let answer = self
+                .ringcx_json(
+                    tenant,
+                    Method::GET,
+                    &path,
+                    Some(format!("page={page}&maxRows={PAGE_ROWS}")),
+                    None,
+                )
+                .await?;
+            let records = answer["records"].as_array().cloned().unwrap_or_default();
+            let before = all.len();
+            for r in records {
+                if !all.iter().any(|a| a["authConfigId"] == r["authConfigId"]) {
+                    all.push(r);
+                }
+            }
+            // RingCX may cap a page below what was asked, so only an empty page, or one that
+            // adds nothing new, ends the list.
+            if all.len() == before {
+                break;
+            }
+        }
+        Ok(all)
+    }
+}
+
+/// Runs `connect-ringcx`. `store` and `names` are where the callers secret lives.
+pub async fn connect_ringcx<S: SecretStore + Clone + 'static>(
+    app: &App<S>,
+    store: &S,
+    names: &SecretNames,
+    request: &ConnectRequest,
+) -> Result<Connected, AdminError> {
+    let tenant = request.tenant.as_str();
+    let token_url = token_url(&request.api_url)?;
+    if request.provider_name.trim().is_empty() {
+        return Err(AdminError::BadInput("the provider name is empty".into()));
+    }
+    let account = match &request.account {
+        Some(a) => a.clone(),
+        None => app
+            .tokens
+            .get(tenant, app.deadline())
+            .await
+            .map_err(|e| AdminError::RingCx(e.message))?
+            .account_id
+            .ok_or_else(|| {
+                AdminError::BadInput("the tenant's session names no account: pass --account".into())
+            })?,
+    };
+    if account.is_empty() || !account.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(AdminError::BadInput(format!(
+            "account {account:?} is not a RingCX account id (digits)"
+        )));
+    }
+    let configs = app.auth_configs(tenant, &account).await?;
+    let mut ours: Vec<&Value> = configs
+        .iter()
+        .filter(|c| {
+            c["providerName"].as_str() == Some(request.provider_name.as_str())
+                && c["authType"].as_str() == Some("OAUTH")
+        })
+        .collect();
+    if ours.len() > 1 {
+        return Err(AdminError::BadInput(format!(
+            "{} OAUTH auth configs are named {:?} in account {account}; delete the extras in RingCX first",
+            ours.len(),
+            request.provider_name
+        )));
+    }
+    let base = format!("v1/admin/accounts/{account}/external/authConfigs");
+    let existing = ours.pop().cloned();
+    let connected = |id: &str, client_id: &str, action| Connected {
+        account: account.clone(),
+        auth_config_id: id.to_owned(),
+        provider_name: request.provider_name.clone(),
+        client_id: client_id.to_owned(),
+        token_url: token_url.clone(),
+        action,
+    };
+    if let Some(config) = &existing
+        && !request.rotate
+    {
+        let id = config["authConfigId"].as_str().unwrap_or_default();
+        let client_id = config["clientId"].as_str().unwrap_or_default();
+        let callers = read_callers(store, &names.callers()).await?;
+        if !callers.iter().any(|c| c["id"].as_str() == Some(client_id)) {
+            return Err(AdminError::BadInput(format!(
+                "auth config {id} uses client {client_id:?}, which is not in the callers secret; run again with --rotate to issue a new key"
+            )));
+        }
+        if config["tokenUrl"].as_str() == Some(token_url.as_str()) {
+            return Ok(connected(id, client_id, Action::Unchanged));
+        }
+        app.ringcx_json(
+            tenant,
+            Method::PATCH,
+            &format!("{base}/{id}/oauth"),
+            None,
+            Some(json!({"tokenUrl": token_url})),
+        )
+        .await?;
+        return Ok(connected(id, client_id, Action::TokenUrlUpdated));
+    }
+    let client_id = new_caller_id(tenant)?;
+    let (key, _) = add_caller(
+        store,
+        names,
+        NewCaller {
+            id: client_id.clone(),
+            tenant: tenant.to_owned(),
+            scopes: vec![Scope::TokenRead],
+            paths: None,
+        },
+    )
+    .await?;
+    let mut body = json!({
+        "providerName": request.provider_name,
+        "description": format!("RingCX broker, tenant {tenant}: tokens from {token_url}"),
+        "clientId": client_id,
+        "secret": key.expose_secret(),
+        "tokenUrl": token_url,
+        "grantType": "CLIENT_CREDENTIALS",
+        "clientCredentialsSupplyIn": "BODY",
+    });
+    let (method, id, action) = match &existing {
+        Some(config) => (
+            Method::PATCH,
+            config["authConfigId"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            Action::Rotated,
+        ),
+        None => (
+            Method::POST,
+            uuid::Uuid::new_v4().to_string(),
+            Action::Created,
+        ),
+    };
+    if action == Action::Rotated {
+        // A rotation changes the client only; the admin's other settings stay.
+        body = json!({"clientId": body["clientId"], "secret": body["secret"], "tokenUrl": body["tokenUrl"]});
+    }
+    let written = app
+        .ringcx_json(
+            tenant,
+            method,
+            &format!("{base}/{id}/oauth"),
+            None,
+            Some(body),
+        )
+        .await;
+    if let Err(e) = written {
+        // RingCX still holds the old client (or nothing): the new key must not stay valid.
+        remove_caller(store, names, &client_id).await?;
+        return Err(e);
+    }
+    // Only now is the old key unused: remove it and any key an interrupted run left behind.
+    let prefix = caller_prefix(tenant);
+    for entry in read_callers(store, &names.callers()).await? {
+        let Some(old) = entry["id"].as_str() else {
+            continue;
+        };
+        if old != client_id && old.starts_with(&prefix) && entry["tenant"].as_str() == Some(tenant)
+        {
+            remove_caller(store, names, old).await?;
+        }
+    }
+    Ok(connected(&id, &client_id, action))
+}
+
+fn new_caller_id(tenant: &str) -> Result<String, AdminError> {
+    let mut raw = [0u8; 4];
+    getrandom::fill(&mut raw).map_err(|e| AdminError::Random(e.to_string()))?;
+    let suffix: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+    let id = format!("{}{suffix}", caller_prefix(tenant));
+    if id.len() > 64 {
+        return Err(AdminError::BadInput(
+            "the tenant name is too long for a caller id".into(),
+        ));
+    }
+    Ok(id)
+}
