@@ -417,3 +417,56 @@ pub fn function_env(sim: &Simulator, prefix: &str, tenants: &str) -> Vec<(&'stat
         ("TENANTS", tenants.to_owned()),
     ]
 }
+
+impl<S: broker::store::SecretStore + Clone + 'static> ApiStack<S> {
+    /// Appends entries to the callers secret (instances see them within `CALLERS_CACHE_SECONDS`,
+    /// or at once after an unknown credential, see `MISS_RELOAD`).
+    pub async fn add_callers(&self, entries: &[serde_json::Value]) {
+        use secrecy::ExposeSecret as _;
+        let name = broker::store::SecretNames::new(self.prefix.clone()).callers();
+        let raw = self
+            .store
+            .get(&name)
+            .await
+            .expect("callers readable")
+            .expect("callers exist");
+        let mut list: Vec<serde_json::Value> =
+            serde_json::from_str(raw.expose_secret()).expect("callers JSON");
+        list.extend_from_slice(entries);
+        broker::store::upsert(
+            &self.store,
+            &name,
+            &secrecy::SecretString::from(serde_json::Value::Array(list).to_string()),
+        )
+        .await
+        .expect("callers written");
+    }
+}
+
+/// A fresh RSA-2048 key pair as PEM (PKCS#8 private key, SubjectPublicKeyInfo public key), the
+/// shapes RingCX's JWT auth config and a `jwt` callers entry take.
+pub fn rsa_pems() -> (String, String) {
+    use aws_lc_rs::encoding::AsDer as _;
+    use aws_lc_rs::signature::KeyPair as _;
+    use base64::Engine as _;
+    let pair = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
+        .expect("RSA key generation");
+    let private = pair.as_der().expect("PKCS#8 DER");
+    let public = pair.public_key().as_der().expect("SPKI DER");
+    let pem = |label: &str, der: &[u8]| {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+        let lines: Vec<&str> = b64
+            .as_bytes()
+            .chunks(64)
+            .map(|c| std::str::from_utf8(c).expect("base64 is ASCII"))
+            .collect();
+        format!(
+            "-----BEGIN {label}-----\n{}\n-----END {label}-----\n",
+            lines.join("\n")
+        )
+    };
+    (
+        pem("PRIVATE KEY", private.as_ref()),
+        pem("PUBLIC KEY", public.as_ref()),
+    )
+}
