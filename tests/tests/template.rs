@@ -211,3 +211,16 @@ fn the_internet_facing_function_can_never_read_credentials() {
     let refresher = text(&t["Resources"]["RefresherFunction"]["Properties"]["Policies"]);
     assert!(refresher.contains("GetSecretValue"));
 }
+
+#[test]
+fn the_api_can_be_given_reserved_concurrency_but_is_not_by_default() {
+    let t = template();
+    let p = &t["Parameters"]["ApiReservedConcurrency"];
+    assert_eq!(p["Default"].as_str(), Some(""), "unset by default");
+    let api = &t["Resources"]["ApiFunction"]["Properties"]["ReservedConcurrentExecutions"];
+    let shown = text(api);
+    for part in ["HasApiReservedConcurrency", "ApiReservedConcurrency", "AWS::NoValue"] {
+        assert!(shown.contains(part), "{part} missing in {shown}");
+    }
+    assert!(text(&t["Conditions"]["HasApiReservedConcurrency"]).contains("ApiReservedConcurrency"));
+}
