@@ -219,7 +219,11 @@ fn the_api_can_be_given_reserved_concurrency_but_is_not_by_default() {
     assert_eq!(p["Default"].as_str(), Some(""), "unset by default");
     let api = &t["Resources"]["ApiFunction"]["Properties"]["ReservedConcurrentExecutions"];
     let shown = text(api);
-    for part in ["HasApiReservedConcurrency", "ApiReservedConcurrency", "AWS::NoValue"] {
+    for part in [
+        "HasApiReservedConcurrency",
+        "ApiReservedConcurrency",
+        "AWS::NoValue",
+    ] {
         assert!(shown.contains(part), "{part} missing in {shown}");
     }
     assert!(text(&t["Conditions"]["HasApiReservedConcurrency"]).contains("ApiReservedConcurrency"));

@@ -47,23 +47,23 @@ fn admit(
     now: DateTime<Utc>,
     headers: &HeaderMap,
     account: &str,
-) -> Result<(), Response> {
-    let user = check(w, now, headers).map_err(|r| r.respond(now))?;
+) -> Result<(), Box<Response>> {
+    let user = check(w, now, headers).map_err(|r| Box::new(r.respond(now)))?;
     let u = &w.users[user];
     let own = u.account_id == account || (u.super_user && account == "333334");
     if !own {
-        return Err(error(
+        return Err(Box::new(error(
             StatusCode::NOT_FOUND,
             "not.found",
             "Account not found",
             now,
-        ));
+        )));
     }
     if !u.super_user {
-        return Err(forbidden(
+        return Err(Box::new(forbidden(
             now,
             "Access is denied: MANAGE_ACCOUNT or SUPER_USER role required",
-        ));
+        )));
     }
     Ok(())
 }
@@ -96,7 +96,7 @@ async fn list(
     let mut w = s.world();
     let now = w.now(&s.clock);
     if let Err(r) = admit(&mut w, now, &headers, &account) {
-        return r;
+        return *r;
     }
     let Ok(Query(paging)) = paging else {
         return error(
@@ -126,7 +126,7 @@ async fn get_one(
     let mut w = s.world();
     let now = w.now(&s.clock);
     if let Err(r) = admit(&mut w, now, &headers, &account) {
-        return r;
+        return *r;
     }
     match w.auth_configs.get(&(account, id)) {
         Some(v) => json_answer(StatusCode::OK, shown(v)),
@@ -147,7 +147,7 @@ async fn delete_one(
     let mut w = s.world();
     let now = w.now(&s.clock);
     if let Err(r) = admit(&mut w, now, &headers, &account) {
-        return r;
+        return *r;
     }
     match w.auth_configs.remove(&(account, id)) {
         Some(_) => StatusCode::NO_CONTENT.into_response(),
@@ -211,7 +211,7 @@ async fn write(
     let mut w = s.world();
     let now = w.now(&s.clock);
     if let Err(r) = admit(&mut w, now, &headers, &account) {
-        return r;
+        return *r;
     }
     let bad = |m: &str| error(StatusCode::BAD_REQUEST, "bad.request", m, now);
     let Some((auth_type, required, enums)) = schema(&kind) else {
@@ -224,10 +224,10 @@ async fn write(
         return bad("the body must be a JSON object");
     };
     for (field, allowed) in enums {
-        if let Some(v) = fields.get(*field) {
-            if !v.as_str().is_some_and(|v| allowed.contains(&v)) {
-                return bad(&format!("{field} must be one of {allowed:?}"));
-            }
+        if let Some(v) = fields.get(*field)
+            && !v.as_str().is_some_and(|v| allowed.contains(&v))
+        {
+            return bad(&format!("{field} must be one of {allowed:?}"));
         }
     }
     let key = (account.clone(), id.clone());
@@ -257,10 +257,11 @@ async fn write(
         }
     }
     for field in required.iter() {
-        if !record
+        let present = record
             .get(*field)
-            .is_some_and(|v| v.as_str().is_some_and(|s| !s.is_empty()))
-        {
+            .and_then(Value::as_str)
+            .is_some_and(|s| !s.is_empty());
+        if !present {
             return bad(&format!("{field} is required"));
         }
     }

@@ -1,0 +1,134 @@
+//! Property tests (proptest) for the parsers every request goes through: the proxy path check,
+//! the credential-area check, the `paths` globs, credential extraction and the query filter.
+
+use std::collections::BTreeSet;
+
+use api::auth::paths::PathRules;
+use api::auth::{QueryAuth, forwarded_query, presented};
+use axum::http::{HeaderMap, HeaderValue, Method, header};
+use broker::engage::{ApiPath, CredentialArea};
+use proptest::prelude::*;
+
+/// One character of `text`, in a random case and possibly percent-encoded.
+fn spelled(text: &'static str) -> impl Strategy<Value = String> {
+    let chars: Vec<char> = text.chars().collect();
+    proptest::collection::vec((any::<bool>(), any::<bool>()), chars.len()).prop_map(move |flags| {
+        chars
+            .iter()
+            .zip(flags)
+            .map(|(c, (upper, encode))| {
+                let c = if upper { c.to_ascii_uppercase() } else { *c };
+                if encode && c.is_ascii_alphanumeric() {
+                    format!("%{:02X}", c as u8)
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect()
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 512,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn an_accepted_path_decodes_to_the_same_plain_segments(
+        raw in prop_oneof!["[ -~]{0,40}", "[a-f0-9%./25cCeEfF]{0,40}"],
+    ) {
+        if let Ok(path) = ApiPath::new(&raw) {
+            let decoded = path.decoded();
+            prop_assert_eq!(decoded.split('/').count(), raw.split('/').count());
+            let segs: Vec<&str> = decoded.split('/').collect();
+            for (i, seg) in segs.iter().enumerate() {
+                // Only a trailing slash leaves an empty segment.
+                prop_assert!(!seg.is_empty() || i + 1 == segs.len() && i > 0, "{:?}", decoded);
+                prop_assert!(*seg != "." && *seg != "..", "{:?}", decoded);
+            }
+            prop_assert!(!decoded.contains('%') && !decoded.contains('\\'));
+            prop_assert!(decoded.bytes().all(|b| (0x20..0x7f).contains(&b)));
+        }
+    }
+
+    #[test]
+    fn permanent_token_paths_are_found_in_any_case_and_encoding(
+        admin in spelled("admin"),
+        token in spelled("token"),
+        version in spelled("v1"),
+        tail in proptest::option::of("[a-zA-Z0-9:_-]{1,20}"),
+    ) {
+        let raw = match &tail {
+            Some(t) => format!("{version}/{admin}/{token}/{t}"),
+            None => format!("{version}/{admin}/{token}"),
+        };
+        let path = ApiPath::new(&raw).expect("a plain spelling is a valid path");
+        prop_assert_eq!(path.credential_area(), Some(CredentialArea::PermanentTokens));
+    }
+
+    #[test]
+    fn a_literal_pattern_matches_exactly_its_own_path(
+        segs in proptest::collection::vec("[a-zA-Z0-9_-]{1,8}", 1..6),
+        other in proptest::collection::vec("[a-zA-Z0-9_-]{1,8}", 1..6),
+    ) {
+        let own = segs.join("/");
+        let rules = PathRules::parse(&[format!("GET {own}")]).unwrap();
+        prop_assert!(rules.allows(&Method::GET, &own));
+        prop_assert!(!rules.allows(&Method::POST, &own));
+        prop_assert_eq!(rules.allows(&Method::GET, &other.join("/")), other == segs);
+        let deeper = PathRules::parse(&[format!("{own}/**")]).unwrap();
+        let below = format!("{own}/{}", other.join("/"));
+        let beside = format!("x{own}");
+        prop_assert!(deeper.allows(&Method::DELETE, &below));
+        prop_assert!(!deeper.allows(&Method::DELETE, &beside));
+    }
+
+    #[test]
+    fn credential_extraction_never_panics_and_only_answers_401(
+        auth in proptest::collection::vec(any::<u8>(), 0..80),
+        api_key in proptest::collection::vec(any::<u8>(), 0..40),
+        query in "[ -~]{0,60}",
+    ) {
+        let mut headers = HeaderMap::new();
+        if let Ok(v) = HeaderValue::from_bytes(&auth) {
+            headers.insert(header::AUTHORIZATION, v);
+        }
+        if let Ok(v) = HeaderValue::from_bytes(&api_key) {
+            headers.insert("x-api-key", v);
+        }
+        let params: BTreeSet<String> = ["jwt".to_owned()].into();
+        let q = QueryAuth { allow_key: true, jwt_params: &params };
+        if let Err(e) = presented(&headers, Some(&query), q) {
+            prop_assert_eq!(e.status.as_u16(), 401);
+        }
+    }
+
+    #[test]
+    fn no_credential_parameter_is_forwarded_however_spelled(
+        name in prop_oneof![spelled("api_key"), spelled("jwt"), spelled("access_token"), spelled("client_secret")],
+        before in "[a-z]{1,6}=[a-z0-9]{0,6}",
+        after in "[a-z]{1,6}=[a-z0-9]{0,6}",
+    ) {
+        let query = format!("{before}&{name}=secret-value&{after}");
+        let kept = forwarded_query(Some(&query), &BTreeSet::new(), "unrelated-secret")
+            .unwrap_or_default();
+        for pair in kept.split('&') {
+            let decoded: Vec<(String, String)> =
+                url::form_urlencoded::parse(pair.as_bytes()).into_owned().collect();
+            for (n, _) in decoded {
+                let n = n.to_ascii_lowercase();
+                prop_assert!(!["api_key", "jwt", "access_token", "client_secret"].contains(&n.as_str()), "{}", kept);
+            }
+        }
+        let expected: Vec<&str> = [before.as_str(), after.as_str()]
+            .into_iter()
+            .filter(|p| {
+                let n = p.split('=').next().unwrap_or("");
+                !["jwt"].contains(&n)
+            })
+            .collect();
+        prop_assert_eq!(kept, expected.join("&"));
+    }
+}
