@@ -23,8 +23,40 @@ fn a_full_run_logs_no_secret() {
     let secrets = runtime.block_on(async {
         let store = MemoryStore::new(Arc::new(ManualClock::starting_now()));
         let s = ApiStack::start(store.clone(), "ringcx/", &[("ALLOW_QUERY_KEY", "true")]).await;
+        let jwt_secret = "jwt-shared-secret-that-must-never-be-logged-0001";
+        s.add_callers(&[serde_json::json!({"id": "ringcx-jwt", "tenant": "default",
+            "scopes": ["engage:proxy"], "jwt": {"algorithm": "HS256", "secret": jwt_secret}})])
+            .await;
         let http = reqwest::Client::new();
         let mut secrets: Vec<String> = s.keys.values().cloned().collect();
+        secrets.push(jwt_secret.to_owned());
+        let now = broker::clock::Clock::now(&s.clock).timestamp();
+        let jwt = jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+            &serde_json::json!({"iss": "ringcx-jwt", "exp": now + 60}),
+            &jsonwebtoken::EncodingKey::from_secret(jwt_secret.as_bytes()),
+        )
+        .unwrap();
+        secrets.push(jwt.clone());
+        let accepted = http
+            .get(s.url(&format!("/v1/engage/v1/admin/accounts?jwt={jwt}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(accepted.status(), 200, "the JWT in the query works");
+        let bad_jwt = format!("{jwt}x");
+        http.get(s.url("/v1/engage/v1/admin/accounts"))
+            .bearer_auth(&bad_jwt)
+            .send()
+            .await
+            .unwrap();
+        http.post(s.url(&format!(
+            "/v1/oauth/token?grant_type=client_credentials&client_id=reader&client_secret={}",
+            s.key("reader")
+        )))
+        .send()
+        .await
+        .unwrap();
         secrets.push(CLIENT_SECRET.to_owned());
         for u in s.sim.users() {
             secrets.push(u.password.clone());
