@@ -24,9 +24,11 @@ fn a_full_run_logs_no_secret() {
         let store = MemoryStore::new(Arc::new(ManualClock::starting_now()));
         let s = ApiStack::start(store.clone(), "ringcx/", &[("ALLOW_QUERY_KEY", "true")]).await;
         let jwt_secret = "jwt-shared-secret-that-must-never-be-logged-0001";
-        s.add_callers(&[serde_json::json!({"id": "ringcx-jwt", "tenant": "default",
-            "scopes": ["engage:proxy"], "jwt": {"algorithm": "HS256", "secret": jwt_secret}})])
-            .await;
+        s.add_callers(
+            &[serde_json::json!({"id": "ringcx-jwt", "tenant": "default",
+            "scopes": ["engage:proxy"], "jwt": {"algorithm": "HS256", "secret": jwt_secret}})],
+        )
+        .await;
         let http = reqwest::Client::new();
         let mut secrets: Vec<String> = s.keys.values().cloned().collect();
         secrets.push(jwt_secret.to_owned());
