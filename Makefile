@@ -76,8 +76,8 @@ deploy: venv ## sam build for $(ARCH) and sam deploy (guided the first time, the
 seed-credentials: ## TENANT=default FILE=creds.json: store a tenant's credentials (uses AWS_* / SECRET_PREFIX)
 	$(CARGO) run --quiet -p api -- seed-credentials --tenant $(or $(TENANT),default) --file $(FILE)
 
-add-caller: ## ID=ivr-main TENANT=default SCOPES=engage:proxy [PATHS="GET v1/...,POST v1/..."]: new caller key, shown once
-	$(CARGO) run --quiet -p api -- add-caller --id $(ID) --tenant $(or $(TENANT),default) --scopes $(or $(SCOPES),engage:proxy) $(if $(PATHS),--paths "$(PATHS)")
+add-caller: ## ID=ivr-main TENANT=default SCOPES=engage:proxy [PATHS="GET v1/..."] [JWT=HS256|RS256 PUBLIC_KEY_FILE=]: new caller, key shown once
+	$(CARGO) run --quiet -p api -- add-caller --id $(ID) --tenant $(or $(TENANT),default) --scopes $(or $(SCOPES),engage:proxy) $(if $(PATHS),--paths "$(PATHS)") $(if $(JWT),--jwt $(JWT)) $(if $(PUBLIC_KEY_FILE),--public-key-file $(PUBLIC_KEY_FILE))
 
 connect-ringcx: ## TENANT=default API_URL=https://... [ACCOUNT=] [ROTATE=1]: the OAuth auth config in RingCX that points at the broker
 	@test -n "$(API_URL)" || { echo "API_URL is required: the broker's public URL (the stack's ApiUrl output)"; exit 2; }

@@ -177,3 +177,69 @@ async fn connect_ringcx_fails_clearly_and_leaves_no_key_behind() {
     assert_eq!(callers_raw(&s).await, callers_before, "no key left behind");
     assert!(s.sim.auth_configs("333334").is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn add_caller_makes_a_jwt_caller_that_ringcx_can_sign_for() {
+    let store = moto_store().await;
+    let s = ApiStack::start(store, &unique_prefix("jwt-caller"), &[]).await;
+    let out = Command::new(binary("api"))
+        .env_clear()
+        .envs(function_env(&s.sim, &s.prefix, "default,second,empty"))
+        .args([
+            "add-caller",
+            "--id",
+            "ringcx-ivr",
+            "--jwt",
+            "HS256",
+            "--paths",
+            "GET v1/sim/echo/**",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let secret = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("secret: "))
+        .expect("the secret is printed once")
+        .to_owned();
+    let raw = callers_raw(&s).await;
+    assert!(!raw.contains("keySha256\":null"), "no empty key field");
+    // RingCX's JWT auth config with that secret, base64-encoded as the command says.
+    let config = json!({"authType": "JWT", "algorithm": "HS256", "secret": secret,
+        "isSecretEncoded": true, "payload": r#"{"iss":"ringcx-ivr"}"#, "expirationTime": 60,
+        "isIncludeIssueAt": true, "addTokenTo": "REQUEST_HEADER", "headerPrefix": "Bearer "});
+    let http = reqwest::Client::new();
+    let now = broker::clock::Clock::now(&s.clock);
+    let call = |url: String| {
+        let (http, config) = (http.clone(), config.clone());
+        async move {
+            broker_tests::sim::outbound::call_out(&http, &config, reqwest::Method::GET, &url, now)
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(call(s.url("/v1/engage/v1/sim/echo/a")).await, 200);
+    assert_eq!(
+        call(s.url("/v1/engage/v1/admin/accounts")).await,
+        403,
+        "outside its paths"
+    );
+    let refused = Command::new(binary("api"))
+        .env_clear()
+        .envs(function_env(&s.sim, &s.prefix, "default,second,empty"))
+        .args(["add-caller", "--id", "ringcx-rsa", "--jwt", "RS256"])
+        .output()
+        .unwrap();
+    assert!(
+        !refused.status.success(),
+        "RS256 without a public key is refused"
+    );
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("publicKeyPem"));
+}

@@ -2,6 +2,8 @@
 //! caller keys in Secrets Manager through the same SDK and configuration as the functions, so no
 //! AWS CLI is needed. Nothing here prints a secret except a new caller key, once.
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
 use broker::credentials::Credentials;
 use broker::store::{SecretNames, SecretStore, StoreError, upsert};
 use secrecy::{ExposeSecret, SecretString};
@@ -95,23 +97,86 @@ pub async fn add_caller(
     let (key, mut entry) = generate_key(&new.id, &new.tenant, new.scopes)
         .map_err(|e| AdminError::Random(e.to_string()))?;
     entry.paths = new.paths;
+    append(store, names, &entry).await?;
+    Ok((key, entry))
+}
+
+/// How a JWT caller signs: RingCX's JWT auth config on the other side.
+#[derive(Debug, Clone)]
+pub struct JwtSpec {
+    /// HS256/384/512 (a shared secret is generated) or RS256/384/512 (with `public_key_pem`).
+    pub algorithm: String,
+    pub public_key_pem: Option<String>,
+    pub max_age_seconds: Option<u64>,
+    pub query_param: Option<String>,
+}
+
+/// Adds a caller that authenticates with JWTs signed by RingCX. For an HS algorithm, returns the
+/// new shared secret (base64 of 256 random bits: RingCX's `isSecretEncoded`), to show once.
+pub async fn add_jwt_caller(
+    store: &impl SecretStore,
+    names: &SecretNames,
+    new: NewCaller,
+    jwt: JwtSpec,
+) -> Result<(Option<SecretString>, CallerEntry), AdminError> {
+    check_id(&new.id)?;
+    let hmac = jwt.algorithm.starts_with("HS");
+    let secret = if hmac {
+        let mut raw = [0u8; 32];
+        getrandom::fill(&mut raw).map_err(|e| AdminError::Random(e.to_string()))?;
+        Some(SecretString::from(STANDARD.encode(raw)))
+    } else {
+        None
+    };
+    let mut spec = serde_json::json!({"algorithm": jwt.algorithm});
+    if let Some(secret) = &secret {
+        spec["secret"] = secret.expose_secret().into();
+        spec["secretBase64"] = true.into();
+    }
+    if let Some(pem) = &jwt.public_key_pem {
+        spec["publicKeyPem"] = pem.as_str().into();
+    }
+    if let Some(age) = jwt.max_age_seconds {
+        spec["maxAgeSeconds"] = age.into();
+    }
+    if let Some(param) = &jwt.query_param {
+        spec["queryParam"] = param.as_str().into();
+    }
+    let entry = CallerEntry {
+        id: new.id,
+        tenant: new.tenant,
+        key_sha256: None,
+        scopes: new.scopes,
+        paths: new.paths,
+        jwt: Some(spec),
+    };
     caller_from(&entry).map_err(AdminError::BadPaths)?;
+    append(store, names, &entry).await?;
+    Ok((secret, entry))
+}
+
+/// Adds one checked entry to the callers secret, refusing a duplicate id.
+async fn append(
+    store: &impl SecretStore,
+    names: &SecretNames,
+    entry: &CallerEntry,
+) -> Result<(), AdminError> {
     let name = names.callers();
     let mut entries = read_callers(store, &name).await?;
     if entries
         .iter()
-        .any(|e| e["id"].as_str() == Some(new.id.as_str()))
+        .any(|e| e["id"].as_str() == Some(entry.id.as_str()))
     {
-        return Err(AdminError::DuplicateCaller(new.id));
+        return Err(AdminError::DuplicateCaller(entry.id.clone()));
     }
-    entries.push(serde_json::to_value(&entry).map_err(|e| AdminError::BadCallers(e.to_string()))?);
+    entries.push(serde_json::to_value(entry).map_err(|e| AdminError::BadCallers(e.to_string()))?);
     upsert(
         store,
         &name,
         &SecretString::from(serde_json::Value::Array(entries).to_string()),
     )
     .await?;
-    Ok((key, entry))
+    Ok(())
 }
 
 /// Removes every entry with `id`; returns how many there were. Instances stop accepting the key

@@ -5,7 +5,8 @@
 //! - `api keygen --id ID [--tenant T] [--scopes a,b] [--paths P,Q]`: a key and its callers entry,
 //!   printed only;
 //! - `api add-caller --id ID [--tenant T] [--scopes a,b] [--paths P,Q]`: the same, added to
-//!   `{prefix}callers` (scopes default to `engage:proxy`);
+//!   `{prefix}callers` (scopes default to `engage:proxy`); with `--jwt ALG [--public-key-file F]
+//!   [--max-age S] [--query-param N]` a caller that authenticates with RingCX-signed JWTs instead;
 //! - `api remove-caller --id ID`;
 //! - `api seed-credentials --tenant T --file F` (`-` for standard input);
 //! - `api connect-ringcx --tenant T --api-url URL [--account ID] [--provider-name N] [--rotate]`:
@@ -151,6 +152,53 @@ async fn operator(command: &str, args: &[String]) -> anyhow::Result<()> {
             eprintln!(
                 "The key is shown once: give it to the caller. Add the entry to the {{prefix}}callers array."
             );
+            Ok(())
+        }
+        "add-caller" if args.iter().any(|a| a == "--jwt") => {
+            let f = Flags::parse(
+                args,
+                &[
+                    "--id",
+                    "--tenant",
+                    "--scopes",
+                    "--paths",
+                    "--jwt",
+                    "--public-key-file",
+                    "--max-age",
+                    "--query-param",
+                ],
+            )?;
+            let new = f.new_caller()?;
+            let public_key_pem = match f.get("--public-key-file") {
+                Some(path) => {
+                    Some(std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?)
+                }
+                None => None,
+            };
+            let jwt = admin::JwtSpec {
+                algorithm: f.get("--jwt").unwrap_or_default().to_owned(),
+                public_key_pem,
+                max_age_seconds: f
+                    .get("--max-age")
+                    .map(|v| v.parse().context("--max-age is whole seconds"))
+                    .transpose()?,
+                query_param: f.get("--query-param").map(str::to_owned),
+            };
+            let (config, store) = configured().await?;
+            let (secret, entry) = admin::add_jwt_caller(&store, &config.names(), new, jwt).await?;
+            println!("caller: {} (JWT, {})", entry.id, entry.tenant);
+            if let Some(secret) = secret {
+                println!("secret: {}", secret.expose_secret());
+                eprintln!(
+                    "Shown once. In RingCX's JWT auth config: this secret with isSecretEncoded on, payload {{\"iss\":\"{}\"}}, expirationTime 60, isIncludeIssueAt on.",
+                    entry.id
+                );
+            } else {
+                eprintln!(
+                    "In RingCX's JWT auth config: the matching private key, payload {{\"iss\":\"{}\"}}, expirationTime 60, isIncludeIssueAt on.",
+                    entry.id
+                );
+            }
             Ok(())
         }
         "add-caller" => {
