@@ -41,6 +41,15 @@ fn error(status: StatusCode, code: &str, message: &str, now: DateTime<Utc>) -> R
     )
 }
 
+fn missing(now: DateTime<Utc>) -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        "not.found",
+        "Auth config not found",
+        now,
+    )
+}
+
 /// The caller's user, allowed on `account` and holding the admin role; or the refusal.
 fn admit(
     w: &mut World,
@@ -130,12 +139,7 @@ async fn get_one(
     }
     match w.auth_configs.get(&(account, id)) {
         Some(v) => json_answer(StatusCode::OK, shown(v)),
-        None => error(
-            StatusCode::NOT_FOUND,
-            "not.found",
-            "Auth config not found",
-            now,
-        ),
+        None => missing(now),
     }
 }
 
@@ -151,12 +155,7 @@ async fn delete_one(
     }
     match w.auth_configs.remove(&(account, id)) {
         Some(_) => StatusCode::NO_CONTENT.into_response(),
-        None => error(
-            StatusCode::NOT_FOUND,
-            "not.found",
-            "Auth config not found",
-            now,
-        ),
+        None => missing(now),
     }
 }
 
@@ -235,12 +234,7 @@ async fn write(
         (true, Some(_)) => return bad("an auth config with that id already exists"),
         (true, None) => Map::new(),
         (false, None) => {
-            return error(
-                StatusCode::NOT_FOUND,
-                "not.found",
-                "Auth config not found",
-                now,
-            );
+            return missing(now);
         }
         (false, Some(existing)) if existing["authType"] != auth_type => {
             return bad("that auth config is of another type");
