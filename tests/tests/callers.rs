@@ -36,6 +36,7 @@ const CREDENTIAL_TARGETS: &[&str] = &[
     "/v1/engage/v1/auth/login",
     "/v1/engage/v1/admin/accounts/333333/external/authConfigs",
     "/v1/engage/v1/admin/accounts/333333/external/authConfigs/x/oauth",
+    "/v1/engage/v1/admin/accounts/333333/httpServiceGroups/1/httpServices",
 ];
 
 #[tokio::test]
@@ -59,8 +60,19 @@ async fn no_key_reaches_permanent_tokens_logins_or_auth_configs_through_the_prox
             }
         }
     }
+    // Encoded spaces, which older Spring trims away, are refused as paths.
+    for target in [
+        "/v1/engage/v1/admin/token%20",
+        "/v1/engage/v1/%20admin/token",
+        "/v1/engage/v1/admin/%09token",
+    ] {
+        let auth = format!("Bearer {}", s.key("all"));
+        let (status, body) = raw_http(&s.base, "GET", target, &[("Authorization", &auth)]).await;
+        assert_eq!(status, 400, "{target}: {body}");
+        refused += 1;
+    }
     println!("credential areas: {refused} proxy requests refused, none sent upstream");
-    assert_eq!(refused, 2 * CREDENTIAL_TARGETS.len() * 5);
+    assert_eq!(refused, 2 * CREDENTIAL_TARGETS.len() * 5 + 3);
     assert!(s.sim.requests().is_empty(), "nothing reached RingCX");
     assert_eq!(
         s.sim.api_tokens_of("admin@example.com").len(),
@@ -135,6 +147,8 @@ async fn paths_allow_and_refuse_per_method_and_keys_stay_in_their_tenant() {
         ("DELETE", "v1/sim/echo/accounts/1/campaigns/7", 403),
         ("PUT", "v1/sim/echo/accounts/1/campaigns/7", 403),
         ("GET", "v1/sim/echo/accounts/1/campaigns", 403),
+        ("GET", "v1/sim/echo/accounts/1/campaigns/", 403),
+        ("GET", "v1/sim/echo/accounts//campaigns/7", 400),
         ("GET", "v1/sim/echo/accounts/1/campaigns/7/x", 403),
         (
             "POST",
@@ -164,6 +178,9 @@ async fn paths_allow_and_refuse_per_method_and_keys_stay_in_their_tenant() {
         let status = r.status().as_u16();
         let body: Value = r.json().await.unwrap_or(Value::Null);
         assert_eq!(status, want, "{method} {path}: {body}");
+        if want == 400 {
+            continue;
+        }
         if want == 403 {
             assert!(
                 matches!(
@@ -181,6 +198,28 @@ async fn paths_allow_and_refuse_per_method_and_keys_stay_in_their_tenant() {
         allowed,
         "only allowed calls went upstream"
     );
+    // Spring's method override cannot turn an allowed POST into a DELETE.
+    let direct = s.url("/v1/engage/v1/sim/echo/accounts/1/campaigns/7/leadLoader/direct");
+    let r = http
+        .post(format!("{direct}?_method=DELETE&x=1"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    let echo: Value = r.json().await.unwrap();
+    assert_eq!(
+        (echo["method"].as_str(), echo["query"].as_str()),
+        (Some("POST"), Some("x=1"))
+    );
+    let r = http
+        .post(&direct)
+        .bearer_auth(&key)
+        .form(&[("_method", "DELETE")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(s.sim.requests().len(), allowed + 1);
     // A key for `second` never acts for `default`, and its calls use `second`'s session.
     let other = s.key("other");
     let r = http
@@ -402,6 +441,22 @@ async fn jwt_refusals_are_401_with_the_error_shape_and_nothing_upstream() {
             ),
         ),
         (
+            "exp at the end of time",
+            sign(
+                Algorithm::HS256,
+                &hs,
+                &json!({"iss": "ringcx-hs", "exp": i64::MAX}),
+            ),
+        ),
+        (
+            "iat at the start of time",
+            sign(
+                Algorithm::HS256,
+                &hs,
+                &json!({"iss": "ringcx-hs", "iat": i64::MIN, "exp": now + 60}),
+            ),
+        ),
+        (
             "older than maxAgeSeconds",
             sign(
                 Algorithm::HS256,
@@ -487,7 +542,10 @@ async fn jwt_refusals_are_401_with_the_error_shape_and_nothing_upstream() {
             let reason = match *case {
                 "expired" => "has expired",
                 "not yet valid (nbf)" | "issued in the future" => "not valid yet",
-                "older than maxAgeSeconds" | "living longer than maxAgeSeconds" => "maxAgeSeconds",
+                "older than maxAgeSeconds"
+                | "living longer than maxAgeSeconds"
+                | "exp at the end of time"
+                | "iat at the start of time" => "maxAgeSeconds",
                 "no exp" => "no numeric exp",
                 "alg none" => "alg none",
                 "HS256 signed with the RS256 entry's public key" | "RS256 for the HS256 caller" => {
@@ -518,4 +576,44 @@ async fn jwt_refusals_are_401_with_the_error_shape_and_nothing_upstream() {
         cases.len()
     );
     let _ = sign_jwt;
+}
+
+#[tokio::test]
+async fn an_unknown_key_rereads_the_callers_at_most_every_five_seconds() {
+    let s = stack(&[("CALLERS_CACHE_SECONDS", "60")]).await;
+    let http = reqwest::Client::new();
+    let get = |key: String| {
+        let http = http.clone();
+        let url = s.url("/v1/engage/v1/sim/echo");
+        async move {
+            http.get(url)
+                .bearer_auth(key)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(
+        get(s.key("proxy").to_owned()).await,
+        200,
+        "the callers are loaded"
+    );
+    let (key, entry) =
+        api::auth::generate_key("late", "default", vec![api::auth::Scope::EngageProxy]).unwrap();
+    s.add_callers(&[serde_json::to_value(&entry).unwrap()])
+        .await;
+    let key = secrecy::ExposeSecret::expose_secret(&key).to_owned();
+    // Within 5 s of the last read, misses (this one, and a burst of strangers) read nothing.
+    assert_eq!(get(key.clone()).await, 401);
+    for i in 0..20 {
+        assert_eq!(get(format!("rcxb_stranger-{i}")).await, 401);
+    }
+    s.clock.advance(chrono::Duration::seconds(5));
+    assert_eq!(
+        get(key.clone()).await,
+        200,
+        "after 5 s a miss reads the callers again"
+    );
 }

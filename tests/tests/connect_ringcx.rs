@@ -141,6 +141,45 @@ async fn connect_ringcx_wires_ringcx_to_the_broker_idempotently_and_rotates_clea
     assert_eq!((status, &answer["error"]), (401, &json!("invalid_client")));
     let (status, _) = fetch_token(&http, &after).await.unwrap();
     assert_eq!(status, 200);
+
+    // A second config (another provider name) leaves the first one's key alone.
+    let second = connect(&s, &["--tenant", "default", "--provider-name", "Second"]);
+    assert!(second.ok, "{}", second.stderr);
+    assert_eq!(ours(&callers_raw(&s).await).len(), 2);
+    let (status, _) = fetch_token(&http, &the_config(&s)).await.unwrap();
+    assert_eq!(status, 200, "the first config still works");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_answer_from_ringcx_still_leaves_exactly_the_key_ringcx_holds() {
+    let store = moto_store().await;
+    let s = ApiStack::start(store, &unique_prefix("connect-lost"), &[]).await;
+    let http = reqwest::Client::new();
+    // RingCX creates the config, then the connection drops before the answer.
+    let one = format!("/voice/api/v1/admin/accounts/{ACCOUNT}/external/authConfigs/");
+    s.sim
+        .fail_next(&one, broker_tests::sim::Fault::DropAfter, 1);
+    let first = connect(&s, &["--tenant", "default"]);
+    assert!(first.ok, "{}{}", first.stdout, first.stderr);
+    assert_eq!(s.sim.token_stats().lost_answers, 1, "the answer was lost");
+    let config = the_config(&s);
+    assert_eq!(
+        ours(&callers_raw(&s).await),
+        [config["clientId"].as_str().unwrap()]
+    );
+    assert_eq!(fetch_token(&http, &config).await.unwrap().0, 200);
+    // The same on a rotation: RingCX took the new key, its answer is lost.
+    s.sim
+        .fail_next(&one, broker_tests::sim::Fault::DropAfter, 1);
+    let rotated = connect(&s, &["--tenant", "default", "--rotate"]);
+    assert!(rotated.ok, "{}{}", rotated.stdout, rotated.stderr);
+    assert_eq!(s.sim.token_stats().lost_answers, 2);
+    let after = the_config(&s);
+    assert_ne!(after["clientId"], config["clientId"]);
+    assert_eq!(
+        ours(&callers_raw(&s).await),
+        [after["clientId"].as_str().unwrap()]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -31,6 +31,8 @@ pub enum AdminError {
     BadInput(String),
     #[error("{0}")]
     RingCx(String),
+    #[error("{0}")]
+    RingCxNotFound(String),
 }
 
 /// Validates and stores a tenant's credentials document; returns the flow it enables.

@@ -49,9 +49,15 @@ const PAGE_ROWS: usize = 100;
 /// Pages read at most (10,000 configs).
 const MAX_PAGES: usize = 100;
 
-/// The caller ids this command makes for `tenant` start with this.
-fn caller_prefix(tenant: &str) -> String {
-    format!("ringcx-{tenant}-")
+/// The caller ids this command makes for one auth config start with this: the tenant and the
+/// config's id, so leftovers of an interrupted run are recognised and other configs' keys are not.
+fn caller_prefix(tenant: &str, auth_config_id: &str) -> String {
+    let short: String = auth_config_id
+        .chars()
+        .filter(char::is_ascii_hexdigit)
+        .take(8)
+        .collect();
+    format!("ringcx-{tenant}-{short}-")
 }
 
 fn token_url(api_url: &str) -> Result<String, AdminError> {
@@ -131,7 +137,7 @@ impl<S: SecretStore + Clone + 'static> App<S> {
             403 => Err(AdminError::RingCx(
                 "RingCX refused: the tenant's RingCX user may not manage external auth configs (it needs an admin role on the account)".into(),
             )),
-            404 => Err(AdminError::RingCx(
+            404 => Err(AdminError::RingCxNotFound(
                 "RingCX does not know that account or auth config: check --account".into(),
             )),
             status => Err(AdminError::RingCx(format!(
@@ -236,6 +242,8 @@ pub async fn connect_ringcx<S: SecretStore + Clone + 'static>(
                 "auth config {id} uses client {client_id:?}, which is not in the callers secret; run again with --rotate to issue a new key"
             )));
         }
+        // A run whose answer from RingCX was lost may have left a second key: RingCX's is kept.
+        remove_leftovers(store, names, tenant, id, client_id, None).await?;
         if config["tokenUrl"].as_str() == Some(token_url.as_str()) {
             return Ok(connected(id, client_id, Action::Unchanged));
         }
@@ -249,7 +257,26 @@ pub async fn connect_ringcx<S: SecretStore + Clone + 'static>(
         .await?;
         return Ok(connected(id, client_id, Action::TokenUrlUpdated));
     }
-    let client_id = new_caller_id(tenant)?;
+    let (method, id, action) = match &existing {
+        Some(config) => (
+            Method::PATCH,
+            config["authConfigId"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            Action::Rotated,
+        ),
+        None => (
+            Method::POST,
+            uuid::Uuid::new_v4().to_string(),
+            Action::Created,
+        ),
+    };
+    let replaced = existing
+        .as_ref()
+        .and_then(|c| c["clientId"].as_str())
+        .map(str::to_owned);
+    let client_id = new_caller_id(tenant, &id)?;
     let (key, _) = add_caller(
         store,
         names,
@@ -270,21 +297,6 @@ pub async fn connect_ringcx<S: SecretStore + Clone + 'static>(
         "grantType": "CLIENT_CREDENTIALS",
         "clientCredentialsSupplyIn": "BODY",
     });
-    let (method, id, action) = match &existing {
-        Some(config) => (
-            Method::PATCH,
-            config["authConfigId"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned(),
-            Action::Rotated,
-        ),
-        None => (
-            Method::POST,
-            uuid::Uuid::new_v4().to_string(),
-            Action::Created,
-        ),
-    };
     if action == Action::Rotated {
         // A rotation changes the client only; the admin's other settings stay.
         body = json!({"clientId": body["clientId"], "secret": body["secret"], "tokenUrl": body["tokenUrl"]});
@@ -299,29 +311,60 @@ pub async fn connect_ringcx<S: SecretStore + Clone + 'static>(
         )
         .await;
     if let Err(e) = written {
-        // RingCX still holds the old client (or nothing): the new key must not stay valid.
-        remove_caller(store, names, &client_id).await?;
-        return Err(e);
+        // The answer may be lost after RingCX applied the change: ask RingCX which client it has.
+        let held = app
+            .ringcx_json(tenant, Method::GET, &format!("{base}/{id}"), None, None)
+            .await;
+        let holds_new =
+            matches!(&held, Ok(c) if c["clientId"].as_str() == Some(client_id.as_str()));
+        let holds_other = matches!(&held, Ok(_) | Err(AdminError::RingCxNotFound(_)));
+        if !holds_new && holds_other {
+            // RingCX holds the old client or nothing: the new key must not stay valid.
+            if let Err(cleanup) = remove_caller(store, names, &client_id).await {
+                return Err(AdminError::RingCx(format!(
+                    "{e}; and the unused key {client_id} could not be removed ({cleanup}): run remove-caller --id {client_id}"
+                )));
+            }
+            return Err(e);
+        }
+        if !holds_new {
+            return Err(AdminError::RingCx(format!(
+                "{e}; RingCX may or may not have taken the new key and the config could not be read back: run connect-ringcx again, which keeps the key RingCX holds and removes the other"
+            )));
+        }
     }
     // Only now is the old key unused: remove it and any key an interrupted run left behind.
-    let prefix = caller_prefix(tenant);
+    remove_leftovers(store, names, tenant, &id, &client_id, replaced.as_deref()).await?;
+    Ok(connected(&id, &client_id, action))
+}
+
+/// Removes the key a rotation replaced, and this config's keys other than the one RingCX holds.
+async fn remove_leftovers(
+    store: &impl SecretStore,
+    names: &SecretNames,
+    tenant: &str,
+    auth_config_id: &str,
+    keep: &str,
+    replaced: Option<&str>,
+) -> Result<(), AdminError> {
+    let prefix = caller_prefix(tenant, auth_config_id);
     for entry in read_callers(store, &names.callers()).await? {
         let Some(old) = entry["id"].as_str() else {
             continue;
         };
-        if old != client_id && old.starts_with(&prefix) && entry["tenant"].as_str() == Some(tenant)
-        {
+        let ours = old.starts_with(&prefix) || Some(old) == replaced;
+        if old != keep && ours && entry["tenant"].as_str() == Some(tenant) {
             remove_caller(store, names, old).await?;
         }
     }
-    Ok(connected(&id, &client_id, action))
+    Ok(())
 }
 
-fn new_caller_id(tenant: &str) -> Result<String, AdminError> {
+fn new_caller_id(tenant: &str, auth_config_id: &str) -> Result<String, AdminError> {
     let mut raw = [0u8; 4];
     getrandom::fill(&mut raw).map_err(|e| AdminError::Random(e.to_string()))?;
     let suffix: String = raw.iter().map(|b| format!("{b:02x}")).collect();
-    let id = format!("{}{suffix}", caller_prefix(tenant));
+    let id = format!("{}{suffix}", caller_prefix(tenant, auth_config_id));
     if id.len() > 64 {
         return Err(AdminError::BadInput(
             "the tenant name is too long for a caller id".into(),

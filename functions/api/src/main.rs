@@ -178,10 +178,13 @@ async fn operator(command: &str, args: &[String]) -> anyhow::Result<()> {
             let jwt = admin::JwtSpec {
                 algorithm: f.get("--jwt").unwrap_or_default().to_owned(),
                 public_key_pem,
-                max_age_seconds: f
-                    .get("--max-age")
-                    .map(|v| v.parse().context("--max-age is whole seconds"))
-                    .transpose()?,
+                // A JWT that leaked (a query string in some log) is worth little after this.
+                max_age_seconds: Some(
+                    f.get("--max-age")
+                        .map(|v| v.parse().context("--max-age is whole seconds"))
+                        .transpose()?
+                        .unwrap_or(300),
+                ),
                 query_param: f.get("--query-param").map(str::to_owned),
             };
             let (config, store) = configured().await?;
@@ -291,9 +294,8 @@ async fn operator(command: &str, args: &[String]) -> anyhow::Result<()> {
             println!("  tokenUrl: {}", done.token_url);
             println!("  clientId: {}", done.client_id);
             println!(
-                "In RingCX admin, on the Remote HTTP Service or IVR WWW node, select the auth config \"{}\" and call {}/v1/engage/... with it.",
-                done.provider_name,
-                request.api_url.trim_end_matches('/')
+                "In RingCX admin, select the auth config \"{}\" on a Remote HTTP Service or IVR WWW node that calls RingCX's own Voice API (https://<RingCX host>/voice/api/...): RingCX fetches the token from the broker and sends it there.",
+                done.provider_name
             );
             Ok(())
         }

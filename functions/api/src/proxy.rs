@@ -60,6 +60,20 @@ pub(crate) async fn proxy<S: SecretStore + Clone + 'static>(
             "send JSON, form-encoded, XML or plain-text bodies",
         ));
     }
+    let is_form = content_type.as_deref().is_some_and(|ct| {
+        ct.to_ascii_lowercase()
+            .starts_with("application/x-www-form-urlencoded")
+    });
+    if is_form
+        && url::form_urlencoded::parse(&body)
+            .any(|(name, _)| name.trim().eq_ignore_ascii_case("_method"))
+    {
+        // Spring's hidden-method filter would read it as the HTTP method, past the key's paths.
+        return Err(ApiError::bad_request(
+            "method_override_refused",
+            "a _method form field is not forwarded: send the HTTP method itself",
+        ));
+    }
     let mut request = VoiceRequest::new(method, path);
     let jwt_params = app.callers.callers().await?;
     request.query = forwarded_query(uri.query(), jwt_params.jwt_params(), presented.secret());

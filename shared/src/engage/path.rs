@@ -54,9 +54,10 @@ impl ApiPath {
             let Some(decoded) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) else {
                 return refuse("a '%' must start a two-digit escape");
             };
-            if !(0x20..0x7f).contains(&decoded) || b"./\\%;?#".contains(&decoded) {
+            // Spaces too: older Spring path matching trims them, so `token%20` would be `token`.
+            if !(0x21..0x7f).contains(&decoded) || b"./\\%;?#".contains(&decoded) {
                 return refuse(
-                    "encoded dots, slashes, backslashes, percents, controls and non-ASCII bytes are not allowed",
+                    "encoded dots, slashes, backslashes, percents, spaces, controls and non-ASCII bytes are not allowed",
                 );
             }
         }
@@ -125,6 +126,8 @@ impl ApiPath {
             && is(5, "authconfigs")
         {
             Some(CredentialArea::AuthConfigs)
+        } else if versioned && is(1, "admin") && is(2, "accounts") && is(4, "httpservicegroups") {
+            Some(CredentialArea::HttpServices)
         } else {
             None
         }
@@ -141,6 +144,9 @@ pub enum CredentialArea {
     /// `v1/admin/accounts/{id}/external/authConfigs...`: auth configs hold client secrets
     /// (the broker's own among them; `connect-ringcx` manages that one).
     AuthConfigs,
+    /// `v1/admin/accounts/{id}/httpServiceGroups...`: Remote HTTP Services say where RingCX sends
+    /// an auth config's credentials (an OAUTH config's token among them) and hold header secrets.
+    HttpServices,
 }
 
 impl CredentialArea {
@@ -154,6 +160,9 @@ impl CredentialArea {
             }
             CredentialArea::AuthConfigs => {
                 "external auth configs hold client secrets and are not reachable through the proxy"
+            }
+            CredentialArea::HttpServices => {
+                "Remote HTTP Services decide where RingCX sends credentials and are not reachable through the proxy"
             }
         }
     }
@@ -183,6 +192,10 @@ mod tests {
             (
                 "v1/admin/accounts/1/external/AUTHCONFIGS/x/oauth",
                 CredentialArea::AuthConfigs,
+            ),
+            (
+                "v1/admin/accounts/1/httpServiceGroups/2/httpServices",
+                CredentialArea::HttpServices,
             ),
         ] {
             assert_eq!(
@@ -235,6 +248,8 @@ mod tests {
             "v1/%252e%252e/x",
             "v1/a%00b",
             "v1/a b",
+            "v1/admin/token%20",
+            "v1/%20admin/token",
             "v1/a?x=1",
             "v1/a#f",
             "v1/a\nb",

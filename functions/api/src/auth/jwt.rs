@@ -174,19 +174,21 @@ impl JwtVerifier {
             }
         })?;
         let t = data.claims;
+        // Saturating arithmetic: the claims are the caller's numbers, any i64 included.
         let exp = t.exp.ok_or(JwtRefusal::NoExpiry)?;
-        if exp + LEEWAY_SECS <= now {
+        let late = now.saturating_sub(LEEWAY_SECS);
+        let early = now.saturating_add(LEEWAY_SECS);
+        if exp <= late {
             return Err(JwtRefusal::Expired);
         }
-        if t.nbf.is_some_and(|nbf| nbf > now + LEEWAY_SECS)
-            || t.iat.is_some_and(|iat| iat > now + LEEWAY_SECS)
-        {
+        if t.nbf.is_some_and(|nbf| nbf > early) || t.iat.is_some_and(|iat| iat > early) {
             return Err(JwtRefusal::NotYetValid);
         }
         if let Some(max_age) = self.max_age {
             // From iat when present; either way a token may not live longer than the maximum.
             let issued = t.iat.unwrap_or(now);
-            if now - issued > max_age + LEEWAY_SECS || exp - issued > max_age + LEEWAY_SECS {
+            let limit = max_age.saturating_add(LEEWAY_SECS);
+            if now.saturating_sub(issued) > limit || exp.saturating_sub(issued) > limit {
                 return Err(JwtRefusal::TooOld);
             }
         }

@@ -51,7 +51,7 @@ impl Scope {
 
 /// One entry of the callers secret, as an administrator writes it. An entry has `keySha256`,
 /// `jwt`, or both.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CallerEntry {
     pub id: String,
@@ -64,6 +64,19 @@ pub struct CallerEntry {
     /// Kept as written (it may hold a shared secret); read into a [`JwtEntry`] when loaded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jwt: Option<serde_json::Value>,
+}
+
+impl std::fmt::Debug for CallerEntry {
+    /// Without `jwt`, which may hold a shared secret.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallerEntry")
+            .field("id", &self.id)
+            .field("tenant", &self.tenant)
+            .field("scopes", &self.scopes)
+            .field("paths", &self.paths)
+            .field("jwt", &self.jwt.as_ref().map(|_| "[redacted]"))
+            .finish_non_exhaustive()
+    }
 }
 
 /// An authenticated caller.
@@ -291,6 +304,8 @@ pub struct CallerCache<S> {
     ttl: Duration,
     clock: SharedClock,
     loaded: std::sync::RwLock<Option<Loaded>>,
+    /// When the secret was last read or tried, failures included.
+    tried: std::sync::Mutex<Option<DateTime<Utc>>>,
     flight: AsyncMutex<()>,
 }
 
@@ -302,6 +317,7 @@ impl<S: SecretStore> CallerCache<S> {
             ttl,
             clock,
             loaded: std::sync::RwLock::new(None),
+            tried: std::sync::Mutex::new(None),
             flight: AsyncMutex::new(()),
         }
     }
@@ -325,27 +341,63 @@ impl<S: SecretStore> CallerCache<S> {
         if let Some(c) = self.fresh() {
             return Ok(c);
         }
-        self.load().await
+        self.load_or_stale().await
     }
 
-    /// After a credential matched nothing: a copy older than [`MISS_RELOAD`] is read again, so
-    /// a key added a moment ago (by `add-caller` or a `connect-ringcx --rotate`) works at once,
-    /// while unknown keys cannot make an instance read the secret more than once per interval.
+    /// After a credential matched nothing: reads the secret again unless it was tried in the last
+    /// [`MISS_RELOAD`], so a key added a moment ago (by `add-caller` or `connect-ringcx --rotate`)
+    /// works at once, while unknown keys cannot make an instance read it more than once per interval.
     async fn reload_after_miss(&self) -> Result<Option<Arc<CallerSet>>, ApiError> {
         let _flight = self.flight.lock().await;
-        let stale = {
-            let guard = self
-                .loaded
-                .read()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            guard.as_ref().is_none_or(|l| {
-                (self.clock.now() - l.at).to_std().unwrap_or_default() >= MISS_RELOAD
-            })
+        if self.tried_within(MISS_RELOAD) {
+            return Ok(None);
+        }
+        self.load_or_stale().await.map(Some)
+    }
+
+    fn tried_within(&self, window: Duration) -> bool {
+        let tried = *self
+            .tried
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        tried.is_some_and(|t| (self.clock.now() - t).to_std().unwrap_or_default() < window)
+    }
+
+    fn stale(&self) -> Option<Arc<CallerSet>> {
+        self.loaded
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_ref()
+            .map(|l| l.callers.clone())
+    }
+
+    /// One read of the secret at most per [`MISS_RELOAD`]; when it fails, the previous list
+    /// (if any) keeps serving, so an outage of Secrets Manager does not refuse known callers.
+    async fn load_or_stale(&self) -> Result<Arc<CallerSet>, ApiError> {
+        let unavailable = || {
+            ApiError::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "callers_unavailable",
+                "the callers list cannot be read right now",
+            )
+            .with_retry_after(5)
         };
-        if stale {
-            self.load().await.map(Some)
-        } else {
-            Ok(None)
+        if self.tried_within(MISS_RELOAD) {
+            return self.stale().ok_or_else(unavailable);
+        }
+        *self
+            .tried
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(self.clock.now());
+        match self.load().await {
+            Ok(callers) => Ok(callers),
+            Err(e) => match self.stale() {
+                Some(previous) => {
+                    tracing::warn!(secret = %self.name, "serving the previous callers list");
+                    Ok(previous)
+                }
+                None => Err(e),
+            },
         }
     }
 

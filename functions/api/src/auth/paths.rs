@@ -70,6 +70,9 @@ fn parse_rule(pattern: &str) -> Result<PathRule, String> {
     if segments.iter().any(|s| s.contains("**") && s != "**") {
         return bad("'**' must be a whole segment");
     }
+    if segments.iter().filter(|s| *s == "**").count() > 1 {
+        return bad("use '**' at most once per pattern");
+    }
     Ok(PathRule { method, segments })
 }
 
@@ -86,8 +89,12 @@ fn matches(pattern: &[String], path: &[&str]) -> bool {
     }
 }
 
-/// `*` within a segment matches any run of characters, the empty one included.
+/// `*` within a segment matches any run of characters; no pattern segment matches an empty
+/// segment (a trailing slash, which Spring may route to the parent's list endpoint).
 fn segment_matches(pattern: &str, segment: &str) -> bool {
+    if segment.is_empty() {
+        return false;
+    }
     let parts: Vec<&str> = pattern.split('*').collect();
     if parts.len() == 1 {
         return pattern == segment;
@@ -139,6 +146,8 @@ mod tests {
         assert!(r.allows(&Method::PUT, "v1/sim/echo"));
         assert!(r.allows(&Method::DELETE, "v1/sim/echo/a/b/c"));
         assert!(!r.allows(&Method::GET, "V1/admin/accounts/1/campaigns/2"));
+        assert!(!r.allows(&Method::GET, "v1/admin/accounts/1/campaigns/"));
+        assert!(!r.allows(&Method::GET, "v1/admin/accounts//campaigns/2"));
         let r = rules(&["GET v1/admin/accounts/*/campaign*"]);
         assert!(r.allows(&Method::GET, "v1/admin/accounts/9/campaigns"));
         assert!(!r.allows(&Method::GET, "v1/admin/accounts/9/users"));
@@ -152,6 +161,7 @@ mod tests {
             "v1//x",
             "v1/../token",
             "v1/a**",
+            "**/x/**",
             "v1/x?y=1",
             "v1/%2e",
             "",
@@ -163,7 +173,8 @@ mod tests {
 
     #[test]
     fn segment_globs() {
-        assert!(segment_matches("*", ""));
+        assert!(!segment_matches("*", ""));
+        assert!(segment_matches("*", "x"));
         assert!(segment_matches("a*b*c", "aXbYc"));
         assert!(segment_matches("a*b*c", "abc"));
         assert!(!segment_matches("a*b*c", "acb"));

@@ -15,14 +15,16 @@ use crate::error::ApiError;
 
 /// The query parameter a caller key may arrive in (when allowed).
 pub const QUERY_KEY_PARAM: &str = "api_key";
-/// Query parameters that carry credentials and are never forwarded, besides the JWT callers'
-/// own parameter names.
-const CREDENTIAL_PARAMS: [&str; 5] = [
+/// Query parameters never forwarded, besides the JWT callers' own parameter names: those that
+/// carry credentials, and `_method`, which Spring's hidden-method filter reads as the HTTP method
+/// (it would turn an allowed POST into a DELETE).
+pub const NEVER_FORWARDED: [&str; 6] = [
     QUERY_KEY_PARAM,
     "jwt",
     "access_token",
     "client_id",
     "client_secret",
+    "_method",
 ];
 
 /// A credential as presented by a request.
@@ -138,9 +140,9 @@ fn from_authorization(value: &str) -> Result<Presented, ApiError> {
     })
 }
 
-/// The query string to send upstream: every pair whose decoded name (any case) is a credential
-/// parameter, or whose decoded value is the presented secret, is dropped; the others are kept
-/// exactly as they came.
+/// The query string to send upstream: every pair whose decoded name (any case) is in
+/// [`NEVER_FORWARDED`] or a JWT parameter, or whose decoded name or value contains the presented
+/// secret, is dropped; the others are kept exactly as they came.
 pub fn forwarded_query(
     query: Option<&str>,
     jwt_params: &BTreeSet<String>,
@@ -156,9 +158,10 @@ pub fn forwarded_query(
                 return false;
             };
             let name = name.trim().to_ascii_lowercase();
-            let credential = CREDENTIAL_PARAMS.contains(&name.as_str())
+            let credential = NEVER_FORWARDED.contains(&name.as_str())
                 || jwt_params.iter().any(|p| p.eq_ignore_ascii_case(&name));
-            let carries_secret = value.len() >= 8 && value.trim() == secret;
+            let carries_secret =
+                secret.len() >= 8 && (value.contains(secret) || name.contains(secret));
             !(credential || carries_secret)
         })
         .collect();
@@ -255,6 +258,10 @@ mod tests {
             ("access_token=x&jwt=y", None),
             ("other=rcxb_secretsecret&c=3", Some("c=3")),
             ("other=rcxb%5Fsecretsecret", None),
+            ("x=Bearer%20rcxb_secretsecret&c=3", Some("c=3")),
+            ("rcxb_secretsecret&c=3", Some("c=3")),
+            ("_method=DELETE&c=3", Some("c=3")),
+            ("_METHOD=DELETE", None),
             ("&&a=1&", Some("a=1")),
         ] {
             assert_eq!(
