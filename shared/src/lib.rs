@@ -1,5 +1,6 @@
 //! The RingCX token broker's library: everything both Lambda functions share.
 //!
+//! - [`api_tokens`]: the registry of permanent API tokens the broker created, and their audit.
 //! - [`engage`]: the RingCX (Engage Voice) and RingCentral platform HTTP client.
 //! - [`credentials`]: the login material a tenant's session can be rebuilt from.
 //! - [`secret`]: secret wrapper types and their serde helpers.
@@ -10,6 +11,7 @@
 //! - [`telemetry`]: logging setup and CloudWatch EMF metrics.
 //! - [`clock`]: an injectable clock, so expiry and renewal can be tested without sleeping.
 
+pub mod api_tokens;
 pub mod clock;
 pub mod config;
 pub mod credentials;

@@ -547,8 +547,9 @@ async fn api_tokens_are_created_listed_masked_and_revoked() {
     .await;
     assert_eq!(status, 200);
     assert_eq!(list["masked"], true);
-    let shown = list["tokens"][0].as_str().unwrap();
+    let shown = list["tokens"][0]["token"].as_str().unwrap();
     assert_eq!(shown, format!("aws80:…{}", &token[token.len() - 4..]));
+    assert_eq!(list["tokens"][0]["managed"], true);
     assert!(
         !list.to_string().contains(&token[6..]),
         "masked listing hides the token"
@@ -562,7 +563,7 @@ async fn api_tokens_are_created_listed_masked_and_revoked() {
             .unwrap(),
     )
     .await;
-    assert_eq!(revealed["tokens"][0], token.as_str());
+    assert_eq!(revealed["tokens"][0]["token"], token.as_str());
     let (status, body) = json_of(
         http()
             .get(s.url("/v1/api-tokens?reveal=maybe"))

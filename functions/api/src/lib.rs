@@ -7,6 +7,7 @@ pub mod auth;
 pub mod connect;
 pub mod error;
 mod oauth;
+mod permanent;
 mod proxy;
 pub mod tokens;
 
@@ -14,19 +15,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes, to_bytes};
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, MethodRouter, on};
 use axum::{Json, Router};
 use broker::clock::SharedClock;
 use broker::config::Config;
-use broker::engage::{EngageClient, EngageError, VoiceAuth};
+use broker::engage::{EngageClient, EngageError};
 use broker::renew::Renewer;
 use broker::store::{SecretStore, SessionRing};
 use chrono::{DateTime, Utc};
-use secrecy::{ExposeSecret, SecretString};
-use serde::Deserialize;
+use secrecy::ExposeSecret;
 use serde_json::json;
 
 use crate::auth::{Caller, CallerCache, Presented, QueryAuth, Scope, presented};
@@ -53,11 +53,16 @@ pub const ROUTES: &[(&str, &[&str])] = &[
     ),
     ("/v1/api-tokens", &["get", "post"]),
     ("/v1/api-tokens/{token}", &["delete"]),
+    ("/v1/api-tokens/{token}/rotate", &["post"]),
 ];
 
 /// What the handlers share, built once per execution environment.
 pub struct App<S> {
     pub engage: EngageClient,
+    /// The tenants' registries of permanent API tokens.
+    pub registries: broker::api_tokens::Registries<S>,
+    /// One registry change at a time per instance (instances race through the fencing token).
+    registry_lock: tokio::sync::Mutex<()>,
     pub tokens: TokenCache<S>,
     pub callers: CallerCache<S>,
     pub clock: SharedClock,
@@ -92,11 +97,13 @@ impl<S: SecretStore + Clone> App<S> {
                 &config.tenants,
             ),
             callers: CallerCache::new(
-                store,
+                store.clone(),
                 config.names().callers(),
                 config.callers_cache,
                 clock.clone(),
             ),
+            registries: broker::api_tokens::Registries::new(store, config.names()),
+            registry_lock: tokio::sync::Mutex::new(()),
             engage,
             clock,
             allow_query_key: config.allow_query_key,
@@ -260,9 +267,10 @@ fn endpoint<S: SecretStore + Clone + 'static>(
         ("/v1/oauth/token", "post") => on(f, oauth::token::<S>),
         ("/v1/token", "get") => on(f, token::<S>),
         ("/v1/engage/{*path}", _) => on(f, proxy::proxy::<S>),
-        ("/v1/api-tokens", "get") => on(f, list_api_tokens::<S>),
-        ("/v1/api-tokens", "post") => on(f, create_api_token::<S>),
-        ("/v1/api-tokens/{token}", "delete") => on(f, delete_api_token::<S>),
+        ("/v1/api-tokens", "get") => on(f, permanent::list::<S>),
+        ("/v1/api-tokens", "post") => on(f, permanent::create::<S>),
+        ("/v1/api-tokens/{token}", "delete") => on(f, permanent::delete::<S>),
+        ("/v1/api-tokens/{token}/rotate", "post") => on(f, permanent::rotate::<S>),
         // A table entry without a handler routes nothing; the OpenAPI test catches it.
         _ => MethodRouter::new(),
     }
@@ -332,127 +340,4 @@ async fn token<S: SecretStore + Clone + 'static>(
     let (caller, _) = app.caller(&headers, &uri, Scope::TokenRead).await?;
     let token = app.tokens.get(&caller.tenant, app.deadline()).await?;
     Ok(token_answer(&token, app.clock.now()))
-}
-
-#[derive(Deserialize)]
-struct ListQuery {
-    reveal: Option<String>,
-}
-
-/// Shows the start and the last four characters of a permanent token.
-fn mask(token: &str) -> String {
-    let (prefix, rest) = token.split_once(':').unwrap_or(("", token));
-    let tail: String = rest
-        .chars()
-        .rev()
-        .take(4)
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .collect();
-    if prefix.is_empty() {
-        format!("…{tail}")
-    } else {
-        format!("{prefix}:…{tail}")
-    }
-}
-
-/// `GET /v1/api-tokens`: the tenant user's permanent API tokens, masked unless `?reveal=true`.
-async fn list_api_tokens<S: SecretStore + Clone + 'static>(
-    State(app): State<AppState<S>>,
-    uri: Uri,
-    headers: HeaderMap,
-    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Response, ApiError> {
-    let (caller, _) = app.caller(&headers, &uri, Scope::ApiTokensAdmin).await?;
-    let reveal = match query.ok().and_then(|Query(q)| q.reveal).as_deref() {
-        None | Some("false") => false,
-        Some("true") => true,
-        Some(_) => {
-            return Err(ApiError::bad_request(
-                "invalid_query",
-                "reveal must be true or false",
-            ));
-        }
-    };
-    let engage = &app.engage;
-    let tokens = app
-        .with_token(&caller.tenant, |t| async move {
-            engage.list_api_tokens(VoiceAuth::Bearer(&t.token)).await
-        })
-        .await?;
-    let shown: Vec<String> = tokens
-        .iter()
-        .map(|t| {
-            if reveal {
-                t.expose_secret().to_owned()
-            } else {
-                mask(t.expose_secret())
-            }
-        })
-        .collect();
-    let response =
-        Json(json!({"tokens": shown, "masked": !reveal, "count": shown.len()})).into_response();
-    Ok(if reveal { no_store(response) } else { response })
-}
-
-/// `POST /v1/api-tokens`: creates a permanent API token; the answer is the only time it is shown.
-async fn create_api_token<S: SecretStore + Clone + 'static>(
-    State(app): State<AppState<S>>,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let (caller, _) = app.caller(&headers, &uri, Scope::ApiTokensAdmin).await?;
-    let engage = &app.engage;
-    let token = app
-        .with_token(&caller.tenant, |t| async move {
-            engage.create_api_token(VoiceAuth::Bearer(&t.token)).await
-        })
-        .await?;
-    tracing::info!(caller = %caller.id, tenant = %caller.tenant, "permanent API token created");
-    let body = Json(json!({"token": token.expose_secret(), "masked": mask(token.expose_secret())}));
-    Ok(no_store((StatusCode::CREATED, body).into_response()))
-}
-
-/// `DELETE /v1/api-tokens/{token}`: revokes one permanent API token.
-async fn delete_api_token<S: SecretStore + Clone + 'static>(
-    State(app): State<AppState<S>>,
-    uri: Uri,
-    headers: HeaderMap,
-    Path(token): Path<String>,
-) -> Result<Response, ApiError> {
-    let (caller, _) = app.caller(&headers, &uri, Scope::ApiTokensAdmin).await?;
-    if token.is_empty()
-        || token.len() > 512
-        || token
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || c == '/')
-    {
-        return Err(ApiError::bad_request(
-            "invalid_token",
-            "that is not a permanent API token",
-        ));
-    }
-    let token = SecretString::from(token);
-    let engage = &app.engage;
-    let target = &token;
-    let result = app
-        .with_token(&caller.tenant, |t| async move {
-            engage
-                .delete_api_token(VoiceAuth::Bearer(&t.token), target)
-                .await
-        })
-        .await;
-    match result {
-        Ok(()) => {
-            tracing::info!(caller = %caller.id, tenant = %caller.tenant, token = %mask(token.expose_secret()), "permanent API token revoked");
-            Ok(StatusCode::NO_CONTENT.into_response())
-        }
-        Err(e) if e.status == StatusCode::NOT_FOUND => Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "api_token_not_found",
-            "no such permanent API token for this tenant's user",
-        )),
-        Err(e) => Err(e),
-    }
 }

@@ -2,6 +2,8 @@
 //! and one EMF metrics document per tenant, and fails when any tenant ends without a usable token
 //! so that the function's Errors metric and its alarm fire.
 
+pub mod sweep;
+
 use std::sync::Arc;
 
 use broker::clock::SharedClock;
@@ -40,6 +42,13 @@ pub struct TenantResult {
     /// Slot secrets that hold no session document, by name (see the README's "Corrupted slots").
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub unreadable_slots: Vec<String>,
+    /// Permanent API tokens revoked by this pass's sweep (expired, or rotated past their grace).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub api_tokens_revoked: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// One pass over every tenant; the function's answer.
@@ -62,6 +71,8 @@ pub struct PassFailed {
 #[derive(Debug, Clone)]
 pub struct Refresher<S> {
     renewer: Renewer<S>,
+    engage: EngageClient,
+    registries: broker::api_tokens::Registries<S>,
     tenants: Vec<String>,
     concurrency: usize,
     min_ttl_secs: i64,
@@ -70,10 +81,17 @@ pub struct Refresher<S> {
 
 impl<S: SecretStore + Clone + 'static> Refresher<S> {
     pub fn new(config: &Config, store: S, clock: SharedClock) -> Result<Self, EngageError> {
-        let ring = SessionRing::new(store, config.names(), config.session_slots, clock.clone());
+        let ring = SessionRing::new(
+            store.clone(),
+            config.names(),
+            config.session_slots,
+            clock.clone(),
+        );
         let engage = EngageClient::new(&config.engage, clock.clone())?;
         Ok(Self {
-            renewer: Renewer::new(ring, engage, clock.clone(), config.renew_settings()),
+            renewer: Renewer::new(ring, engage.clone(), clock.clone(), config.renew_settings()),
+            engage,
+            registries: broker::api_tokens::Registries::new(store, config.names()),
             tenants: config.tenants.clone(),
             concurrency: config.refresh_concurrency,
             min_ttl_secs: config.min_token_ttl.as_secs() as i64,
@@ -110,6 +128,7 @@ impl<S: SecretStore + Clone + 'static> Refresher<S> {
                             usable: false,
                             error: Some("the pass ran out of time".to_owned()),
                             unreadable_slots: Vec::new(),
+                            api_tokens_revoked: 0,
                         })
                         .collect(),
                 }
@@ -211,6 +230,25 @@ impl<S: SecretStore + Clone + 'static> Refresher<S> {
                 tracing::error!(tenant, generation, outcome, seconds_left, usable, error = %e, "renewal failed")
             }
         }
+        let revoked = if usable {
+            let sweeper = sweep::Sweeper {
+                registries: &self.registries,
+                ring: self.renewer.ring(),
+                engage: &self.engage,
+                clock: &self.clock,
+                min_ttl_secs: self.min_ttl_secs,
+                call_time: self.renewer.time_needed(),
+            };
+            match sweep::sweep(&sweeper, tenant, deadline).await {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::error!(tenant, error = %e, "the API token sweep stopped; the next pass retries");
+                    0
+                }
+            }
+        } else {
+            0
+        };
         let flag = |b: bool| if b { 1.0 } else { 0.0 };
         let mut metrics = vec![
             ("Renewals", Unit::Count, flag(renewed)),
@@ -221,6 +259,7 @@ impl<S: SecretStore + Clone + 'static> Refresher<S> {
             ("UpstreamRetries", Unit::Count, f64::from(retries)),
             ("UnreadableSlots", Unit::Count, f64::from(unreadable)),
             ("ForcedRenewals", Unit::Count, flag(forced)),
+            ("ApiTokensRevoked", Unit::Count, f64::from(revoked)),
         ];
         // Never-present tokens report 0 s left so the alarm on the minimum fires.
         metrics.push((
@@ -241,6 +280,7 @@ impl<S: SecretStore + Clone + 'static> Refresher<S> {
             usable,
             error,
             unreadable_slots: result.map(|r| r.unreadable_slots).unwrap_or_default(),
+            api_tokens_revoked: revoked,
         }
     }
 

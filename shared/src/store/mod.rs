@@ -157,6 +157,11 @@ impl SecretNames {
         format!("{}{tenant}/credentials", self.prefix)
     }
 
+    /// `{prefix}{tenant}/api-tokens`: the registry of permanent API tokens the broker created.
+    pub fn api_tokens(&self, tenant: &str) -> String {
+        format!("{}{tenant}/api-tokens", self.prefix)
+    }
+
     pub fn callers(&self) -> String {
         format!("{}callers", self.prefix)
     }

@@ -1,0 +1,388 @@
+//! `/v1/api-tokens`: RingCX permanent API tokens as managed credentials. RingCX keeps the tokens
+//! (bare strings, no metadata); the broker's registry keeps their label, creator, dates and
+//! pending revocations, and every change writes one audit line. The refresher's sweep revokes
+//! tokens past `expiresAt` or past a rotation's grace period.
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use broker::api_tokens::{Registry, TokenRecord, audit, mask, token_sha256};
+use broker::engage::VoiceAuth;
+use broker::store::SecretStore;
+use chrono::{DateTime, Duration, Utc};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::auth::{Caller, Scope};
+use crate::error::ApiError;
+use crate::{App, AppState, no_store, read_body};
+
+/// Longest label accepted.
+const MAX_LABEL: usize = 100;
+/// Longest lifetime and grace accepted.
+const MAX_DAYS: u32 = 3650;
+const MAX_GRACE_HOURS: u32 = 720;
+const DEFAULT_GRACE_HOURS: u32 = 24;
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct CreateBody {
+    label: Option<String>,
+    expires_in_days: Option<u32>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RotateBody {
+    grace_hours: Option<u32>,
+}
+
+/// An optional JSON body: empty is the default, anything else must parse.
+async fn optional_json<T: for<'de> Deserialize<'de> + Default>(
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<T, ApiError> {
+    let bytes = read_body(headers, body).await?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError::bad_request(
+            "invalid_body",
+            format!(
+                "the body must be a JSON object with the documented fields ({})",
+                classify_name(&e)
+            ),
+        )
+    })
+}
+
+/// What kind of JSON problem, without echoing any of the body.
+fn classify_name(e: &serde_json::Error) -> &'static str {
+    match e.classify() {
+        serde_json::error::Category::Io => "unreadable",
+        serde_json::error::Category::Syntax => "not JSON",
+        serde_json::error::Category::Data => "unknown field or wrong type",
+        serde_json::error::Category::Eof => "cut short",
+    }
+}
+
+fn check_label(label: Option<String>) -> Result<Option<String>, ApiError> {
+    match label {
+        Some(l) if l.chars().count() > MAX_LABEL || l.chars().any(char::is_control) => {
+            Err(ApiError::bad_request(
+                "invalid_label",
+                format!("a label is at most {MAX_LABEL} characters, without control characters"),
+            ))
+        }
+        Some(l) if l.trim().is_empty() => Ok(None),
+        other => Ok(other.map(|l| l.trim().to_owned())),
+    }
+}
+
+fn registry_unavailable(e: &broker::api_tokens::RegistryError) -> ApiError {
+    tracing::error!(error = %e, "the API token registry cannot be used");
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "registry_unavailable",
+        "the API token registry cannot be read or written right now; retry",
+    )
+    .with_retry_after(5)
+}
+
+fn described(record: Option<&TokenRecord>, shown: String) -> Value {
+    match record {
+        Some(r) => json!({
+            "token": shown, "managed": true, "label": r.label, "createdBy": r.created_by,
+            "createdAt": r.created_at, "expiresAt": r.expires_at, "revokeAfter": r.revoke_after,
+            "rotated": r.rotated_to.is_some(),
+        }),
+        None => json!({"token": shown, "managed": false}),
+    }
+}
+
+impl<S: SecretStore + Clone + 'static> App<S> {
+    /// The tenant user's tokens as RingCX lists them.
+    async fn ringcx_tokens(&self, tenant: &str) -> Result<Vec<SecretString>, ApiError> {
+        let engage = &self.engage;
+        self.with_token(tenant, |t| async move {
+            engage.list_api_tokens(VoiceAuth::Bearer(&t.token)).await
+        })
+        .await
+    }
+
+    async fn new_ringcx_token(&self, tenant: &str) -> Result<SecretString, ApiError> {
+        let engage = &self.engage;
+        self.with_token(tenant, |t| async move {
+            engage.create_api_token(VoiceAuth::Bearer(&t.token)).await
+        })
+        .await
+    }
+
+    /// One registry change, serialised within this instance.
+    async fn change_registry<F: Fn(&mut Registry)>(
+        &self,
+        tenant: &str,
+        change: F,
+    ) -> Result<Registry, broker::api_tokens::RegistryError> {
+        let _one = self.registry_lock.lock().await;
+        self.registries.update(tenant, change).await
+    }
+
+    /// Creates a token in RingCX and registers it. The token is returned even if the registry
+    /// cannot take it (it then shows as unmanaged): a created token is never lost.
+    async fn create_managed(
+        &self,
+        caller: &Caller,
+        label: Option<String>,
+        expires_at: Option<DateTime<Utc>>,
+    ) -> Result<(SecretString, TokenRecord, bool), ApiError> {
+        let token = self.new_ringcx_token(&caller.tenant).await?;
+        let record = TokenRecord {
+            sha256: token_sha256(&token),
+            masked: mask(token.expose_secret()),
+            label,
+            created_at: self.clock.now(),
+            created_by: caller.id.clone(),
+            expires_at,
+            rotated_to: None,
+            revoke_after: None,
+        };
+        let registered = self
+            .change_registry(&caller.tenant, |r| {
+                if r.find(&record.sha256).is_none() {
+                    r.tokens.push(record.clone());
+                }
+            })
+            .await;
+        if let Err(e) = &registered {
+            tracing::error!(tenant = %caller.tenant, token = %record.masked, error = %e, "a created token could not be registered: it is unmanaged");
+        }
+        Ok((token, record, registered.is_ok()))
+    }
+}
+
+/// `GET /v1/api-tokens`: RingCX's list merged with the registry, masked unless `?reveal=true`.
+pub(crate) async fn list<S: SecretStore + Clone + 'static>(
+    State(app): State<AppState<S>>,
+    uri: Uri,
+    headers: HeaderMap,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let (caller, _) = app.caller(&headers, &uri, Scope::ApiTokensAdmin).await?;
+    let reveal = match query.ok().and_then(|Query(q)| q.reveal).as_deref() {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                "reveal must be true or false",
+            ));
+        }
+    };
+    let tokens = app.ringcx_tokens(&caller.tenant).await?;
+    let registry = app
+        .registries
+        .read(&caller.tenant)
+        .await
+        .map_err(|e| registry_unavailable(&e))?;
+    let shown: Vec<Value> = tokens
+        .iter()
+        .map(|t| {
+            let text = if reveal {
+                t.expose_secret().to_owned()
+            } else {
+                mask(t.expose_secret())
+            };
+            described(registry.find(&token_sha256(t)), text)
+        })
+        .collect();
+    let response =
+        Json(json!({"tokens": shown, "masked": !reveal, "count": shown.len()})).into_response();
+    Ok(if reveal { no_store(response) } else { response })
+}
+
+#[derive(Deserialize)]
+pub(crate) struct ListQuery {
+    reveal: Option<String>,
+}
+
+/// `POST /v1/api-tokens`: creates a token (optional `{"label", "expiresInDays"}`); the answer is
+/// the only time it is shown.
+pub(crate) async fn create<S: SecretStore + Clone + 'static>(
+    State(app): State<AppState<S>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let (caller, _) = app.caller(&headers, &uri, Scope::ApiTokensAdmin).await?;
+    let body: CreateBody = optional_json(&headers, body).await?;
+    let label = check_label(body.label)?;
+    let days = match body.expires_in_days {
+        Some(d) if d == 0 || d > MAX_DAYS => {
+            return Err(ApiError::bad_request(
+                "invalid_expiry",
+                format!("expiresInDays is 1 to {MAX_DAYS}"),
+            ));
+        }
+        other => other,
+    };
+    let expires_at = days.map(|d| app.clock.now() + Duration::days(i64::from(d)));
+    let (token, record, managed) = app.create_managed(&caller, label, expires_at).await?;
+    audit(&caller.tenant, &caller.id, "create", &record, "requested");
+    let body = Json(json!({
+        "token": token.expose_secret(), "masked": record.masked, "label": record.label,
+        "createdAt": record.created_at, "expiresAt": record.expires_at, "managed": managed,
+    }));
+    Ok(no_store((StatusCode::CREATED, body).into_response()))
+}
+
+fn target_token(token: String) -> Result<SecretString, ApiError> {
+    if token.is_empty()
+        || token.len() > 512
+        || token
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '/')
+    {
+        return Err(ApiError::bad_request(
+            "invalid_token",
+            "that is not a permanent API token",
+        ));
+    }
+    Ok(SecretString::from(token))
+}
+
+fn not_found() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "api_token_not_found",
+        "no such permanent API token for this tenant's user",
+    )
+}
+
+/// `POST /v1/api-tokens/{token}/rotate`: a new token with the same label and lifetime; the old one
+/// is revoked by the refresher after `graceHours` (default 24).
+pub(crate) async fn rotate<S: SecretStore + Clone + 'static>(
+    State(app): State<AppState<S>>,
+    uri: Uri,
+    headers: HeaderMap,
+    Path(token): Path<String>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let (caller, _) = app.caller(&headers, &uri, Scope::ApiTokensAdmin).await?;
+    let old = target_token(token)?;
+    let body: RotateBody = optional_json(&headers, body).await?;
+    let grace = body.grace_hours.unwrap_or(DEFAULT_GRACE_HOURS);
+    if grace > MAX_GRACE_HOURS {
+        return Err(ApiError::bad_request(
+            "invalid_grace",
+            format!("graceHours is 0 to {MAX_GRACE_HOURS}"),
+        ));
+    }
+    let listed = app.ringcx_tokens(&caller.tenant).await?;
+    if !listed
+        .iter()
+        .any(|t| t.expose_secret() == old.expose_secret())
+    {
+        return Err(not_found());
+    }
+    let old_sha = token_sha256(&old);
+    let registry = app
+        .registries
+        .read(&caller.tenant)
+        .await
+        .map_err(|e| registry_unavailable(&e))?;
+    let previous = registry.find(&old_sha).cloned();
+    if previous.as_ref().is_some_and(|p| p.rotated_to.is_some()) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "already_rotated",
+            "that token was already rotated; rotate its successor instead",
+        ));
+    }
+    let now = app.clock.now();
+    let label = previous.as_ref().and_then(|p| p.label.clone());
+    let expires_at = previous
+        .as_ref()
+        .and_then(|p| p.expires_at.map(|e| now + (e - p.created_at)));
+    let (new, record, _) = app.create_managed(&caller, label, expires_at).await?;
+    let revoke_after = now + Duration::hours(i64::from(grace));
+    let old_record = TokenRecord {
+        rotated_to: Some(record.sha256.clone()),
+        revoke_after: Some(revoke_after),
+        ..previous.unwrap_or_else(|| TokenRecord {
+            sha256: old_sha.clone(),
+            masked: mask(old.expose_secret()),
+            label: None,
+            created_at: now,
+            created_by: "outside the broker".into(),
+            expires_at: None,
+            rotated_to: None,
+            revoke_after: None,
+        })
+    };
+    app.change_registry(&caller.tenant, |r| {
+        r.tokens.retain(|t| t.sha256 != old_record.sha256);
+        r.tokens.push(old_record.clone());
+    })
+    .await
+    .map_err(|e| registry_unavailable(&e))?;
+    audit(&caller.tenant, &caller.id, "rotate", &old_record, "requested");
+    let body = Json(json!({
+        "token": new.expose_secret(), "masked": record.masked, "label": record.label,
+        "createdAt": record.created_at, "expiresAt": record.expires_at,
+        "previous": {"token": old_record.masked, "revokeAfter": revoke_after},
+    }));
+    Ok(no_store((StatusCode::CREATED, body).into_response()))
+}
+
+/// `DELETE /v1/api-tokens/{token}`: revokes one token; its registry entry goes with it.
+pub(crate) async fn delete<S: SecretStore + Clone + 'static>(
+    State(app): State<AppState<S>>,
+    uri: Uri,
+    headers: HeaderMap,
+    Path(token): Path<String>,
+) -> Result<Response, ApiError> {
+    let (caller, _) = app.caller(&headers, &uri, Scope::ApiTokensAdmin).await?;
+    let token = target_token(token)?;
+    let engage = &app.engage;
+    let target = &token;
+    let result = app
+        .with_token(&caller.tenant, |t| async move {
+            engage
+                .delete_api_token(VoiceAuth::Bearer(&t.token), target)
+                .await
+        })
+        .await;
+    match result {
+        Ok(()) => {}
+        Err(e) if e.status == StatusCode::NOT_FOUND => return Err(not_found()),
+        Err(e) => return Err(e),
+    }
+    let sha = token_sha256(&token);
+    let known = app.registries.read(&caller.tenant).await.ok();
+    let record = known
+        .as_ref()
+        .and_then(|r| r.find(&sha).cloned())
+        .unwrap_or_else(|| TokenRecord {
+            sha256: sha.clone(),
+            masked: mask(token.expose_secret()),
+            label: None,
+            created_at: app.clock.now(),
+            created_by: "outside the broker".into(),
+            expires_at: None,
+            rotated_to: None,
+            revoke_after: None,
+        });
+    let registry = app
+        .change_registry(&caller.tenant, |r| r.tokens.retain(|t| t.sha256 != sha))
+        .await;
+    if let Err(e) = registry {
+        tracing::error!(tenant = %caller.tenant, token = %record.masked, error = %e, "a revoked token stays in the registry; the refresher's sweep drops it");
+    }
+    audit(&caller.tenant, &caller.id, "revoke", &record, "requested");
+    Ok(StatusCode::NO_CONTENT.into_response())
+}

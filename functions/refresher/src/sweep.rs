@@ -1,0 +1,98 @@
+//! The refresher's sweep of permanent API tokens: managed tokens past `expiresAt`, and rotated
+//! ones past their grace period, are revoked in RingCX and dropped from the registry, a few per
+//! pass, each with an audit line. The registry holds only hashes, so RingCX's list supplies the
+//! tokens themselves; one found nowhere in RingCX is already gone and is just dropped.
+
+use broker::api_tokens::{Registries, TokenRecord, audit, token_sha256};
+use broker::clock::SharedClock;
+use broker::engage::{EngageClient, EngageError, VoiceAuth};
+use broker::store::{SecretStore, SessionRing, fits};
+use chrono::{DateTime, Utc};
+
+/// Revocations per tenant per pass, so a backlog cannot eat the pass's time.
+pub const MAX_REVOCATIONS_PER_PASS: usize = 3;
+
+/// Why the sweep stopped early; the tenant's renewal result is unaffected.
+#[derive(Debug, thiserror::Error)]
+pub enum SweepError {
+    #[error("the API token registry: {0}")]
+    Registry(#[from] broker::api_tokens::RegistryError),
+    #[error("RingCX, while revoking API tokens: {0}")]
+    Engage(#[from] EngageError),
+    #[error("the session ring: {0}")]
+    Ring(#[from] broker::store::StoreError),
+}
+
+/// What the sweep works with.
+pub struct Sweeper<'a, S> {
+    pub registries: &'a Registries<S>,
+    pub ring: &'a SessionRing<S>,
+    pub engage: &'a EngageClient,
+    pub clock: &'a SharedClock,
+    pub min_ttl_secs: i64,
+    /// Time one RingCX call and one registry write may take.
+    pub call_time: std::time::Duration,
+}
+
+/// Revokes what is due for `tenant`; returns how many tokens RingCX revoked. The ring is read
+/// (for an access token) only when something is due.
+pub async fn sweep<S: SecretStore>(
+    w: &Sweeper<'_, S>,
+    tenant: &str,
+    deadline: DateTime<Utc>,
+) -> Result<u32, SweepError> {
+    let (registries, engage, clock, call_time) = (w.registries, w.engage, w.clock, w.call_time);
+    let now = clock.now();
+    let registry = registries.read(tenant).await?;
+    let due: Vec<(TokenRecord, &'static str)> = registry
+        .tokens
+        .iter()
+        .filter_map(|t| t.due(now).map(|why| (t.clone(), why)))
+        .take(MAX_REVOCATIONS_PER_PASS)
+        .collect();
+    if due.is_empty() || !fits(clock.now(), call_time, deadline) {
+        return Ok(0);
+    }
+    let newest = w.ring.read(tenant).await?.newest;
+    let Some(access) = newest
+        .as_ref()
+        .and_then(|s| s.usable_token(clock.now(), w.min_ttl_secs))
+    else {
+        return Ok(0);
+    };
+    let listed = engage.list_api_tokens(VoiceAuth::Bearer(access)).await?;
+    let mut done: Vec<String> = Vec::new();
+    for (record, why) in &due {
+        let live = listed.iter().find(|t| token_sha256(t) == record.sha256);
+        if let Some(token) = live {
+            if !fits(clock.now(), call_time, deadline) {
+                break;
+            }
+            match engage
+                .delete_api_token(VoiceAuth::Bearer(access), token)
+                .await
+            {
+                Ok(()) | Err(EngageError::NotFound { .. }) => {}
+                Err(e) => {
+                    tracing::error!(tenant, token = %record.masked, error = %e, "could not revoke a due API token; next pass retries");
+                    continue;
+                }
+            }
+            audit(tenant, "refresher", "revoke", record, why);
+        } else {
+            tracing::info!(tenant, token = %record.masked, "a due API token is no longer in RingCX; dropping its entry");
+        }
+        done.push(record.sha256.clone());
+    }
+    if !done.is_empty() {
+        registries
+            .update(tenant, |r| r.tokens.retain(|t| !done.contains(&t.sha256)))
+            .await?;
+    }
+    let revoked = due
+        .iter()
+        .filter(|(r, _)| done.contains(&r.sha256))
+        .filter(|(r, _)| listed.iter().any(|t| token_sha256(t) == r.sha256))
+        .count();
+    Ok(u32::try_from(revoked).unwrap_or(u32::MAX))
+}

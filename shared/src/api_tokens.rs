@@ -1,0 +1,234 @@
+//! The registry of permanent API tokens the broker created, `{prefix}{tenant}/api-tokens`: for
+//! each token its SHA-256 (never the token), a masked form, label, creator, dates, and what a
+//! rotation or an expiry will revoke. RingCX lists tokens as bare strings; this is where they get
+//! names and lifetimes. Written only by the broker, read-modify-write under a fencing token (the
+//! document's revision) with bounded retries, so concurrent writers never lose an entry.
+//! Every change also writes one audit line (target `audit`) that names the token only masked.
+
+use std::time::Duration as StdDuration;
+
+use chrono::{DateTime, Utc};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::store::{SecretNames, SecretStore, StoreError};
+
+/// Namespace of the registry's fencing tokens (fixed: changing it would re-enable old tokens).
+const REGISTRY_NAMESPACE: Uuid = Uuid::from_u128(0x2b8e_91d4_0c7a_4e55_a1f3_6d2c_9e07_b3f8);
+/// Attempts at one change before giving up (each lost race re-reads and re-applies).
+pub const MAX_ATTEMPTS: u32 = 24;
+
+/// One token the broker created.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenRecord {
+    pub sha256: String,
+    pub masked: String,
+    #[serde(default)]
+    pub label: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub created_by: String,
+    #[serde(default)]
+    pub expires_at: Option<DateTime<Utc>>,
+    /// The SHA-256 of the token that replaced this one.
+    #[serde(default)]
+    pub rotated_to: Option<String>,
+    /// When a rotated token's grace period ends.
+    #[serde(default)]
+    pub revoke_after: Option<DateTime<Utc>>,
+}
+
+impl TokenRecord {
+    /// Why the broker must revoke this token at `now`, if it must.
+    pub fn due(&self, now: DateTime<Utc>) -> Option<&'static str> {
+        if self.revoke_after.is_some_and(|t| t <= now) {
+            Some("rotated")
+        } else if self.expires_at.is_some_and(|t| t <= now) {
+            Some("expired")
+        } else {
+            None
+        }
+    }
+}
+
+/// The registry document.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Registry {
+    /// Bumped by every write; the next write's fencing token is derived from it.
+    #[serde(default)]
+    pub revision: u64,
+    #[serde(default)]
+    pub tokens: Vec<TokenRecord>,
+}
+
+impl Registry {
+    pub fn find(&self, sha256: &str) -> Option<&TokenRecord> {
+        self.tokens.iter().find(|t| t.sha256 == sha256)
+    }
+}
+
+/// What went wrong with the registry.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RegistryError {
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error(
+        "the API token registry {name} is not a registry document; fix or delete it (the broker recreates it)"
+    )]
+    Corrupt { name: String },
+    #[error("the API token registry {name} kept changing under {attempts} attempts; retry")]
+    Contended { name: String, attempts: u32 },
+}
+
+/// SHA-256 of a token, hex: how the registry names it.
+pub fn token_sha256(token: &SecretString) -> String {
+    Sha256::digest(token.expose_secret().as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The start and the last four characters of a permanent token: `aws80:…c0a9`.
+pub fn mask(token: &str) -> String {
+    let (prefix, rest) = token.split_once(':').unwrap_or(("", token));
+    let tail: String = rest
+        .chars()
+        .rev()
+        .take(4)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    if prefix.is_empty() {
+        format!("…{tail}")
+    } else {
+        format!("{prefix}:…{tail}")
+    }
+}
+
+/// One audit line (target `audit`, JSON under Lambda): who did what to which token, masked.
+pub fn audit(tenant: &str, actor: &str, action: &str, record: &TokenRecord, reason: &str) {
+    tracing::info!(
+        target: "audit",
+        audit = "api_token",
+        tenant,
+        actor,
+        action,
+        label = record.label.as_deref().unwrap_or(""),
+        token = %record.masked,
+        reason,
+        "api token {action}"
+    );
+}
+
+/// Reads and changes tenants' registries.
+#[derive(Debug, Clone)]
+pub struct Registries<S> {
+    store: S,
+    names: SecretNames,
+}
+
+impl<S: SecretStore> Registries<S> {
+    pub fn new(store: S, names: SecretNames) -> Self {
+        Self { store, names }
+    }
+
+    /// The tenant's registry (empty when it does not exist yet).
+    pub async fn read(&self, tenant: &str) -> Result<Registry, RegistryError> {
+        let name = self.names.api_tokens(tenant);
+        match self.store.get(&name).await? {
+            None => Ok(Registry::default()),
+            Some(raw) => serde_json::from_str(raw.expose_secret())
+                .map_err(|_| RegistryError::Corrupt { name }),
+        }
+    }
+
+    /// Applies `change` to the newest registry and writes it as the next revision; a writer that
+    /// got there first makes this re-read and re-apply. Returns what was written (or, when
+    /// `change` left the registry as it was, what was read, without writing).
+    pub async fn update<F>(&self, tenant: &str, change: F) -> Result<Registry, RegistryError>
+    where
+        F: Fn(&mut Registry),
+    {
+        let name = self.names.api_tokens(tenant);
+        for attempt in 0..MAX_ATTEMPTS {
+            let current = self.read(tenant).await?;
+            let mut next = current.clone();
+            change(&mut next);
+            if next == current {
+                return Ok(current);
+            }
+            next.revision = current.revision + 1;
+            let token = Uuid::new_v5(
+                &REGISTRY_NAMESPACE,
+                format!("{name}:{}", next.revision).as_bytes(),
+            )
+            .to_string();
+            let value = SecretString::from(
+                serde_json::to_string(&next).map_err(|_| RegistryError::Corrupt {
+                    name: name.clone(),
+                })?,
+            );
+            let written = if current.revision == 0 {
+                match self.store.create(&name, &value, &token).await {
+                    Err(StoreError::AlreadyExists { .. }) => {
+                        self.store.put(&name, &value, &token).await
+                    }
+                    other => other,
+                }
+            } else {
+                self.store.put(&name, &value, &token).await
+            };
+            match written {
+                Ok(()) => return Ok(next),
+                Err(StoreError::VersionConflict { .. } | StoreError::AlreadyExists { .. }) => {
+                    // Lost the race: back off a little (jittered) and re-apply on the newest.
+                    let ms = fastrand::u64(5..(20 + 10 * u64::from(attempt)));
+                    tokio::time::sleep(StdDuration::from_millis(ms)).await;
+                }
+                Err(e) if e.is_transient() => {
+                    tokio::time::sleep(StdDuration::from_millis(50)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(RegistryError::Contended {
+            name,
+            attempts: MAX_ATTEMPTS,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks_show_only_the_prefix_and_the_last_four() {
+        assert_eq!(mask("aws80:c2353445-bc74-af1a-2850-1d55a371c0a9"), "aws80:…c0a9");
+        assert_eq!(mask("abcdef"), "…cdef");
+    }
+
+    #[test]
+    fn due_says_why() {
+        let now = Utc::now();
+        let mut r = TokenRecord {
+            sha256: "x".into(),
+            masked: "m".into(),
+            label: None,
+            created_at: now,
+            created_by: "t".into(),
+            expires_at: None,
+            rotated_to: None,
+            revoke_after: None,
+        };
+        assert_eq!(r.due(now), None);
+        r.expires_at = Some(now);
+        assert_eq!(r.due(now), Some("expired"));
+        r.revoke_after = Some(now - chrono::Duration::seconds(1));
+        assert_eq!(r.due(now), Some("rotated"));
+    }
+}
