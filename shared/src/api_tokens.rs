@@ -168,9 +168,8 @@ impl<S: SecretStore> Registries<S> {
             )
             .to_string();
             let value = SecretString::from(
-                serde_json::to_string(&next).map_err(|_| RegistryError::Corrupt {
-                    name: name.clone(),
-                })?,
+                serde_json::to_string(&next)
+                    .map_err(|_| RegistryError::Corrupt { name: name.clone() })?,
             );
             let written = if current.revision == 0 {
                 match self.store.create(&name, &value, &token).await {
@@ -208,7 +207,10 @@ mod tests {
 
     #[test]
     fn masks_show_only_the_prefix_and_the_last_four() {
-        assert_eq!(mask("aws80:c2353445-bc74-af1a-2850-1d55a371c0a9"), "aws80:…c0a9");
+        assert_eq!(
+            mask("aws80:c2353445-bc74-af1a-2850-1d55a371c0a9"),
+            "aws80:…c0a9"
+        );
         assert_eq!(mask("abcdef"), "…cdef");
     }
 

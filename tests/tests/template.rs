@@ -193,8 +193,10 @@ fn the_internet_facing_function_can_never_read_credentials() {
                 assert!(!allowed.is_empty(), "{resource}");
                 for a in allowed {
                     assert!(
-                        a.starts_with("*/session-*") || a.starts_with("callers-*"),
-                        "the api may read more than the ring and the callers: {resource}"
+                        a.starts_with("*/session-*")
+                            || a.starts_with("callers-*")
+                            || a.starts_with("*/api-tokens-*"),
+                        "the api may read more than the ring, the callers and the registry: {resource}"
                     );
                 }
             }
@@ -227,4 +229,18 @@ fn the_api_can_be_given_reserved_concurrency_but_is_not_by_default() {
         assert!(shown.contains(part), "{part} missing in {shown}");
     }
     assert!(text(&t["Conditions"]["HasApiReservedConcurrency"]).contains("ApiReservedConcurrency"));
+}
+
+#[test]
+fn both_functions_may_keep_the_api_token_registry_and_create_it_only_tagged() {
+    let t = template();
+    for (name, resource) in functions(&t) {
+        let policies = text(&resource["Properties"]["Policies"]);
+        assert!(policies.contains("ApiTokenRegistry"), "{name}");
+        assert!(policies.contains("*/api-tokens-*"), "{name}");
+        assert!(
+            policies.contains("aws:RequestTag/ringcx-broker: api-tokens"),
+            "{name} creates the registry only with its tag"
+        );
+    }
 }

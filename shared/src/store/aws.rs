@@ -14,6 +14,23 @@ use super::{CALL_TIMEOUT, SecretStore, StoreError};
 /// Tag put on every slot secret the broker creates (IAM scopes `CreateSecret` to it).
 pub const MANAGED_TAG_KEY: &str = "ringcx-broker";
 pub const MANAGED_TAG_VALUE: &str = "session";
+/// The tag value on a tenant's API token registry (IAM scopes its `CreateSecret` to it).
+pub const REGISTRY_TAG_VALUE: &str = "api-tokens";
+
+/// The tag value and description for a secret the broker creates, by what its name says it is.
+fn created_kind(name: &str) -> (&'static str, &'static str) {
+    if name.ends_with("/api-tokens") {
+        (
+            REGISTRY_TAG_VALUE,
+            "RingCX token broker: registry of the permanent API tokens it created (written by the broker only)",
+        )
+    } else {
+        (
+            MANAGED_TAG_VALUE,
+            "RingCX token broker session slot (written by the broker only)",
+        )
+    }
+}
 
 /// Secrets Manager via the AWS SDK; clone freely (the SDK client is shared).
 #[derive(Debug, Clone)]
@@ -208,19 +225,15 @@ impl SecretStore for SecretsManagerStore {
         value: &SecretString,
         token: &str,
     ) -> Result<(), StoreError> {
+        let (tag, description) = created_kind(name);
         self.client
             .create_secret()
             .name(name)
             .secret_string(value.expose_secret())
             .client_request_token(token)
             .set_kms_key_id(self.kms_key_id.clone())
-            .description("RingCX token broker session slot (written by the broker only)")
-            .tags(
-                Tag::builder()
-                    .key(MANAGED_TAG_KEY)
-                    .value(MANAGED_TAG_VALUE)
-                    .build(),
-            )
+            .description(description)
+            .tags(Tag::builder().key(MANAGED_TAG_KEY).value(tag).build())
             .send()
             .await
             .map(|_| ())
