@@ -129,11 +129,22 @@ pub fn audit(tenant: &str, actor: &str, action: &str, record: &TokenRecord, reas
 pub struct Registries<S> {
     store: S,
     names: SecretNames,
+    /// Writes lost to another writer and re-applied, since this value was made.
+    conflicts: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl<S: SecretStore> Registries<S> {
     pub fn new(store: S, names: SecretNames) -> Self {
-        Self { store, names }
+        Self {
+            store,
+            names,
+            conflicts: Default::default(),
+        }
+    }
+
+    /// Writes lost to another writer and re-applied so far (a figure for tests and benchmarks).
+    pub fn conflicts(&self) -> u64 {
+        self.conflicts.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The tenant's registry (empty when it does not exist yet).
@@ -185,6 +196,8 @@ impl<S: SecretStore> Registries<S> {
                 Ok(()) => return Ok(next),
                 Err(StoreError::VersionConflict { .. } | StoreError::AlreadyExists { .. }) => {
                     // Lost the race: back off a little (jittered) and re-apply on the newest.
+                    self.conflicts
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     let ms = fastrand::u64(5..(20 + 10 * u64::from(attempt)));
                     tokio::time::sleep(StdDuration::from_millis(ms)).await;
                 }

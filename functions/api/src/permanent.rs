@@ -330,13 +330,8 @@ pub(crate) async fn rotate<S: SecretStore + Clone + 'static>(
     })
     .await
     .map_err(|e| registry_unavailable(&e))?;
-    audit(
-        &caller.tenant,
-        &caller.id,
-        "rotate",
-        &old_record,
-        "requested",
-    );
+    let reason = format!("requested; replaced by {}", record.masked);
+    audit(&caller.tenant, &caller.id, "rotate", &old_record, &reason);
     let body = Json(json!({
         "token": new.expose_secret(), "masked": record.masked, "label": record.label,
         "createdAt": record.created_at, "expiresAt": record.expires_at,

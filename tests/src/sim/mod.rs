@@ -160,6 +160,13 @@ impl Simulator {
             .collect()
     }
 
+    /// A permanent API token made for `username` outside the broker (in RingCX's own UI).
+    pub fn issue_api_token(&self, username: &str) -> Option<String> {
+        let mut w = self.shared.world();
+        let user = w.users.iter().position(|u| u.username == username)?;
+        Some(w.issue_api_token(user))
+    }
+
     /// Every request received so far, in arrival order.
     pub fn requests(&self) -> Vec<RecordedRequest> {
         self.shared.world().log.clone()
