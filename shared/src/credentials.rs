@@ -14,6 +14,10 @@ pub enum Credentials {
     /// Username, password and platform id against RingCX directly (deprecated by RingCentral).
     #[serde(rename = "engage-login")]
     EngageLogin(EngageLoginCredentials),
+    /// A permanent API token alone, for accounts that cannot use the RingEX flow: sent as
+    /// `X-Auth-Token`, never renewed, checked by the refresher on every run.
+    #[serde(rename = "api-token")]
+    ApiToken(ApiTokenCredentials),
 }
 
 impl Credentials {
@@ -22,8 +26,20 @@ impl Credentials {
         match self {
             Credentials::RingExJwt(_) => "ringex-exchange",
             Credentials::EngageLogin(_) => "engage-login",
+            Credentials::ApiToken(_) => API_TOKEN_FLOW,
         }
     }
+}
+
+/// The `obtainedBy` word of a session that is a permanent API token.
+pub const API_TOKEN_FLOW: &str = "api-token";
+
+/// A permanent API token (`aws80:...`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiTokenCredentials {
+    #[serde(with = "crate::secret::string")]
+    pub token: SecretString,
 }
 
 /// A RingCentral app's client credentials and a user's JWT credential.

@@ -30,8 +30,8 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::Mutex as AsyncMutex;
 
 use crate::clock::{SharedClock, later, remaining};
-use crate::credentials::Credentials;
-use crate::engage::{EngageClient, EngageError, EngageSession};
+use crate::credentials::{API_TOKEN_FLOW, Credentials};
+use crate::engage::{EngageClient, EngageError, EngageSession, VoiceAuth};
 use crate::session::SessionState;
 use crate::store::{PublishOutcome, RingView, SecretStore, SessionRing, StoreError, fits};
 
@@ -76,6 +76,9 @@ impl Default for RenewSettings {
     }
 }
 
+/// How far ahead a permanent API token's session says it expires (it does not; RingCX revokes).
+const PERMANENT_DAYS: i64 = 3650;
+
 /// What a renewal did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -119,6 +122,8 @@ pub struct Report {
     pub unreadable_slots: Vec<String>,
     /// Whether this was a forced renewal (RingCX refused a token before its time).
     pub forced: bool,
+    /// The tenant's newest session is a permanent API token (nothing to renew).
+    pub permanent: bool,
 }
 
 /// Why a tenant ended a renewal without a new token.
@@ -156,6 +161,16 @@ pub enum RenewError {
     },
     #[error("tenant {tenant}: RingCX refused the credentials, fix {secret}: {source}")]
     CredentialsRejected {
+        tenant: String,
+        secret: String,
+        #[source]
+        source: EngageError,
+    },
+    #[error(
+        "tenant {tenant}: RingCX no longer accepts the permanent API token in {secret} (revoked?): \
+         create a new token and store it with `make seed-credentials TENANT={tenant}`: {source}"
+    )]
+    PermanentTokenRefused {
         tenant: String,
         secret: String,
         #[source]
@@ -220,6 +235,9 @@ enum Trigger {
     Due,
     /// RingCX refused this generation's access token before its time.
     Refused(u64),
+    /// The credentials no longer match the session (a permanent token replaced, or the tenant
+    /// moved to another type): log in from them now.
+    CredentialsChanged,
 }
 
 impl<S: SecretStore> Renewer<S> {
@@ -269,6 +287,13 @@ impl<S: SecretStore> Renewer<S> {
             .await
     }
 
+    /// Logs in from the credentials now, whatever the ring holds: for a tenant whose credentials
+    /// changed under a permanent-token session (see [`Renewer::credentials`]).
+    pub async fn relogin(&self, tenant: &str, deadline: DateTime<Utc>) -> Result<Report, RenewError> {
+        self.run(tenant, deadline, Trigger::CredentialsChanged)
+            .await
+    }
+
     async fn run(
         &self,
         tenant: &str,
@@ -300,6 +325,7 @@ impl<S: SecretStore> Renewer<S> {
                 .map(str::to_owned)
                 .collect(),
             forced: false,
+            permanent: current.is_some_and(|s| s.permanent),
         };
         let margin = self.settings.refresh_margin.as_secs() as i64;
         let due = report.seconds_left.is_none_or(|left| left <= margin);
@@ -314,6 +340,7 @@ impl<S: SecretStore> Renewer<S> {
                 report.outcome = Outcome::RenewedElsewhere;
                 return Ok(report);
             }
+            Trigger::CredentialsChanged => {}
             _ if !due => return Ok(report),
             _ => {}
         }
@@ -321,7 +348,11 @@ impl<S: SecretStore> Renewer<S> {
         let upstream_deadline = deadline - chrono_duration(self.settings.write_reserve);
         self.check_time(tenant, deadline)?;
 
-        let (session, obtained_by) = match current.and_then(|s| s.refresh_token.clone()) {
+        let refresh_token = match trigger {
+            Trigger::CredentialsChanged => None,
+            _ => current.and_then(|s| s.refresh_token.clone()),
+        };
+        let (session, obtained_by) = match refresh_token {
             Some(token) => match self.refresh(&token, upstream_deadline, &mut report).await {
                 Ok(session) => (session, "refresh"),
                 Err(EngageError::RefreshTokenRejected { .. }) => {
@@ -351,10 +382,12 @@ impl<S: SecretStore> Renewer<S> {
         let has_refresh_token = session.refresh_token.is_some();
         let mut state = SessionState::next(current, session, obtained_by);
         state.forced_renewals = forced_renewals;
+        state.permanent = obtained_by == API_TOKEN_FLOW;
+        report.permanent = state.permanent;
         let generation = self
             .publish(tenant, base, &state, deadline, &mut report)
             .await?;
-        if !has_refresh_token && report.outcome != Outcome::RenewedElsewhere {
+        if !has_refresh_token && !state.permanent && report.outcome != Outcome::RenewedElsewhere {
             let err = RenewError::RefreshTokenMissing {
                 tenant: tenant.to_owned(),
                 flow: obtained_by,
@@ -546,6 +579,31 @@ impl<S: SecretStore> Renewer<S> {
     }
 
     /// A full login from the tenant's credentials secret, if this renewer may log in.
+    /// The tenant's credentials document, or `None` when there is none.
+    pub async fn credentials(
+        &self,
+        tenant: &str,
+        deadline: DateTime<Utc>,
+    ) -> Result<Option<Credentials>, RenewError> {
+        let secret = self.ring.names().credentials(tenant);
+        let stored = self
+            .store_retrying(tenant, deadline, || self.ring.store().get(&secret))
+            .await?;
+        let Some(raw) = stored else {
+            return Ok(None);
+        };
+        serde_json::from_str(raw.expose_secret())
+            .map(Some)
+            .map_err(|e| {
+                // Position only: serde's message could quote a secret value.
+                RenewError::CredentialsUnreadable {
+                    tenant: tenant.to_owned(),
+                    secret: secret.clone(),
+                    reason: format!("{:?} error at line {} column {}; expected a \"type\" of ringex-jwt, engage-login or api-token", e.classify(), e.line(), e.column()),
+                }
+            })
+    }
+
     async fn login(
         &self,
         tenant: &str,
@@ -561,10 +619,7 @@ impl<S: SecretStore> Renewer<S> {
         self.check_time(tenant, deadline)?;
         let upstream_deadline = deadline - chrono_duration(self.settings.write_reserve);
         let secret = self.ring.names().credentials(tenant);
-        let stored = self
-            .store_retrying(tenant, deadline, || self.ring.store().get(&secret))
-            .await?;
-        let Some(raw) = stored else {
+        let Some(credentials) = self.credentials(tenant, deadline).await? else {
             let err = if had_session {
                 RenewError::Unrecoverable {
                     tenant: tenant.to_owned(),
@@ -579,14 +634,6 @@ impl<S: SecretStore> Renewer<S> {
             tracing::error!(tenant, error = %err, "no way to obtain a session");
             return Err(err);
         };
-        let credentials: Credentials = serde_json::from_str(raw.expose_secret()).map_err(|e| {
-            // Position only: serde's message could quote a secret value.
-            RenewError::CredentialsUnreadable {
-                tenant: tenant.to_owned(),
-                secret: secret.clone(),
-                reason: format!("{:?} error at line {} column {}; expected a \"type\" of ringex-jwt or engage-login", e.classify(), e.line(), e.column()),
-            }
-        })?;
         let flow = credentials.flow();
         let limit = Some(self.settings.max_login_attempts);
         let result = match &credentials {
@@ -619,6 +666,23 @@ impl<S: SecretStore> Renewer<S> {
                     }
                     Err(e) => Err(e),
                 }
+            }
+            Credentials::ApiToken(c) => {
+                // Nothing to log in to: a cheap call proves the token works before it is kept.
+                let check = || self.engage.accounts(VoiceAuth::ApiToken(&c.token));
+                let now = self.clock.now();
+                self.retrying(tenant, "API token check", None, upstream_deadline, report, check)
+                    .await
+                    .map(|accounts| EngageSession {
+                        access_token: c.token.clone(),
+                        refresh_token: None,
+                        token_type: "X-Auth-Token".to_owned(),
+                        expires_at: now + chrono::Duration::days(PERMANENT_DAYS),
+                        expiry_source: crate::engage::ExpirySource::Assumed,
+                        obtained_at: now,
+                        account_id: accounts.first().map(|a| a.account_id.clone()),
+                        main_account_id: None,
+                    })
             }
             Credentials::EngageLogin(c) => {
                 let login = || self.engage.login_engage(c);

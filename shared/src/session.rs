@@ -44,6 +44,10 @@ pub struct SessionState {
     /// sees one daily budget for them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub forced_renewals: Vec<DateTime<Utc>>,
+    /// The access token is a permanent API token (an `api-token` tenant): sent as
+    /// `X-Auth-Token`, never renewed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub permanent: bool,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
@@ -80,6 +84,7 @@ impl SessionState {
             account_id: session.account_id.or(account_id),
             main_account_id: session.main_account_id.or(main_account_id),
             forced_renewals,
+            permanent: false,
             extra,
         }
     }

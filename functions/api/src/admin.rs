@@ -44,7 +44,7 @@ pub async fn seed_credentials(
 ) -> Result<&'static str, AdminError> {
     let parsed: Credentials = serde_json::from_str(document.expose_secret()).map_err(|e| {
         AdminError::BadCredentials(format!(
-            "{:?} error at line {} column {}: expected {{\"type\": \"ringex-jwt\", \"clientId\", \"clientSecret\", \"jwt\"}} or {{\"type\": \"engage-login\", \"username\", \"password\", \"platformId\"}}",
+            "{:?} error at line {} column {}: expected {{\"type\": \"ringex-jwt\", \"clientId\", \"clientSecret\", \"jwt\"}} or {{\"type\": \"engage-login\", \"username\", \"password\", \"platformId\"}} or {{\"type\": \"api-token\", \"token\"}}",
             e.classify(),
             e.line(),
             e.column()

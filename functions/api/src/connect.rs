@@ -4,7 +4,7 @@
 //! Run again, it finds the config by `providerName` and changes nothing (or only a changed token
 //! URL); `--rotate` issues a new key, updates the config, and only then removes the old key.
 
-use broker::engage::{ApiPath, Method, VoiceAuth, VoiceRequest, VoiceResponse};
+use broker::engage::{ApiPath, Method, VoiceRequest, VoiceResponse};
 use broker::store::{SecretNames, SecretStore};
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
@@ -93,7 +93,7 @@ impl<S: SecretStore + Clone + 'static> App<S> {
             let answer = self
                 .with_token(tenant, |t| async move {
                     engage
-                        .voice(VoiceAuth::Bearer(&t.token), request.clone())
+                        .voice(t.auth(), request.clone())
                         .await
                 })
                 .await

@@ -331,6 +331,15 @@ pub(crate) fn token_answer(token: &CachedToken, now: DateTime<Utc>) -> Response 
     )
 }
 
+/// A tenant served by a permanent API token has no short-lived token to hand out.
+pub(crate) fn permanent_tenant() -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "permanent_token_tenant",
+        "this tenant is served by a permanent API token: there is no short-lived token to hand out; call RingCX through /v1/engage/ instead",
+    )
+}
+
 /// `GET /v1/token`: the current access token for clients that send a key header.
 async fn token<S: SecretStore + Clone + 'static>(
     State(app): State<AppState<S>>,
@@ -339,5 +348,8 @@ async fn token<S: SecretStore + Clone + 'static>(
 ) -> Result<Response, ApiError> {
     let (caller, _) = app.caller(&headers, &uri, Scope::TokenRead).await?;
     let token = app.tokens.get(&caller.tenant, app.deadline()).await?;
+    if token.permanent {
+        return Err(permanent_tenant());
+    }
     Ok(token_answer(&token, app.clock.now()))
 }

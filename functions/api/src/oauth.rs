@@ -212,5 +212,13 @@ async fn grant<S: SecretStore + Clone + 'static>(
         .get(&caller.tenant, app.deadline())
         .await
         .map_err(IntoResponse::into_response)?;
+    if token.permanent {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            "unauthorized_client",
+            "this client's tenant is served by a permanent API token: there is no short-lived token to hand out",
+        )
+        .into());
+    }
     Ok(token_answer(&token, app.clock.now()))
 }

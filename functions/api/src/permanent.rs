@@ -9,7 +9,6 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use broker::api_tokens::{Registry, TokenRecord, audit, mask, token_sha256};
-use broker::engage::VoiceAuth;
 use broker::store::SecretStore;
 use chrono::{DateTime, Duration, Utc};
 use secrecy::{ExposeSecret, SecretString};
@@ -109,7 +108,7 @@ impl<S: SecretStore + Clone + 'static> App<S> {
     async fn ringcx_tokens(&self, tenant: &str) -> Result<Vec<SecretString>, ApiError> {
         let engage = &self.engage;
         self.with_token(tenant, |t| async move {
-            engage.list_api_tokens(VoiceAuth::Bearer(&t.token)).await
+            engage.list_api_tokens(t.auth()).await
         })
         .await
     }
@@ -117,7 +116,7 @@ impl<S: SecretStore + Clone + 'static> App<S> {
     async fn new_ringcx_token(&self, tenant: &str) -> Result<SecretString, ApiError> {
         let engage = &self.engage;
         self.with_token(tenant, |t| async move {
-            engage.create_api_token(VoiceAuth::Bearer(&t.token)).await
+            engage.create_api_token(t.auth()).await
         })
         .await
     }
@@ -354,7 +353,7 @@ pub(crate) async fn delete<S: SecretStore + Clone + 'static>(
     let result = app
         .with_token(&caller.tenant, |t| async move {
             engage
-                .delete_api_token(VoiceAuth::Bearer(&t.token), target)
+                .delete_api_token(t.auth(), target)
                 .await
         })
         .await;

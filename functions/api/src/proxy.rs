@@ -10,7 +10,7 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use broker::engage::{ApiPath, EngageError, VoiceAuth, VoiceRequest, VoiceResponse};
+use broker::engage::{ApiPath, EngageError, VoiceRequest, VoiceResponse};
 use broker::store::SecretStore;
 
 use crate::auth::{Scope, forwarded_query};
@@ -84,7 +84,7 @@ pub(crate) async fn proxy<S: SecretStore + Clone + 'static>(
     let answer = app
         .with_token(&caller.tenant, |token| async move {
             let answer = engage
-                .voice(VoiceAuth::Bearer(&token.token), request.clone())
+                .voice(token.auth(), request.clone())
                 .await?;
             // An expired token goes back to `with_token`, which retries with a newer one; any
             // other answer, other 401s included, is RingCX's and is relayed as it came.

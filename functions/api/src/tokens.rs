@@ -29,9 +29,20 @@ pub struct CachedToken {
     pub expires_at: DateTime<Utc>,
     pub generation: u64,
     pub account_id: Option<String>,
+    /// A permanent API token (an `api-token` tenant): sent as `X-Auth-Token`, never handed out.
+    pub permanent: bool,
 }
 
 impl CachedToken {
+    /// How RingCX is to be shown this token.
+    pub fn auth(&self) -> broker::engage::VoiceAuth<'_> {
+        if self.permanent {
+            broker::engage::VoiceAuth::ApiToken(&self.token)
+        } else {
+            broker::engage::VoiceAuth::Bearer(&self.token)
+        }
+    }
+
     fn from_state(state: &SessionState, now: DateTime<Utc>, min_ttl: i64) -> Option<Self> {
         Some(Self {
             token: state.usable_token(now, min_ttl)?.clone(),
@@ -39,6 +50,7 @@ impl CachedToken {
             expires_at: state.access_token_expires_at?,
             generation: state.generation,
             account_id: state.account_id.clone(),
+            permanent: state.permanent,
         })
     }
 

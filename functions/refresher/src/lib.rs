@@ -8,12 +8,14 @@ use std::sync::Arc;
 
 use broker::clock::SharedClock;
 use broker::config::Config;
-use broker::engage::{EngageClient, EngageError};
+use broker::credentials::Credentials;
+use broker::engage::{EngageClient, EngageError, VoiceAuth};
 use broker::renew::{Outcome, RenewError, Renewer};
 use broker::store::{SecretStore, SessionRing, fits};
 use broker::telemetry::{self, Unit};
 use chrono::{DateTime, Duration, Utc};
 use lambda_runtime::LambdaEvent;
+use secrecy::ExposeSecret as _;
 use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::Semaphore;
@@ -172,6 +174,10 @@ impl<S: SecretStore + Clone + 'static> Refresher<S> {
                 needed_ms: broker::store::CALL_TIMEOUT.as_millis(),
             })
         };
+        let result = match result {
+            Ok(report) if report.permanent => self.check_permanent(tenant, deadline, report).await,
+            other => other,
+        };
         let now = self.clock.now();
         let (outcome, generation, seconds_left, retries, cas, quota, error) = match &result {
             Ok(r) => (
@@ -197,7 +203,12 @@ impl<S: SecretStore + Clone + 'static> Refresher<S> {
                     None
                 };
                 let generation = newest.as_ref().map_or(0, |s| s.generation);
-                let left = newest.as_ref().and_then(|s| s.seconds_left(now));
+                // A refused permanent token is unusable whatever its session says.
+                let refused = matches!(e, RenewError::PermanentTokenRefused { .. });
+                let left = newest
+                    .as_ref()
+                    .and_then(|s| s.seconds_left(now))
+                    .filter(|_| !refused);
                 let outcome = if matches!(e, RenewError::NoTime { .. }) {
                     "deferred"
                 } else {
@@ -281,6 +292,49 @@ impl<S: SecretStore + Clone + 'static> Refresher<S> {
             error,
             unreadable_slots: result.map(|r| r.unreadable_slots).unwrap_or_default(),
             api_tokens_revoked: revoked,
+        }
+    }
+
+    /// A permanent-token tenant: the token in the ring must still be the credentials' and still
+    /// work (one cheap call); new credentials are taken up at once.
+    async fn check_permanent(
+        &self,
+        tenant: &str,
+        deadline: DateTime<Utc>,
+        report: broker::renew::Report,
+    ) -> Result<broker::renew::Report, RenewError> {
+        let credentials = self.renewer.credentials(tenant, deadline).await?;
+        let newest = self
+            .renewer
+            .ring()
+            .read(tenant)
+            .await
+            .map_err(|source| RenewError::Store {
+                tenant: tenant.to_owned(),
+                source,
+            })?
+            .newest;
+        let held = newest.as_ref().and_then(|s| s.access_token.clone());
+        let token = match (&credentials, &held) {
+            (Some(Credentials::ApiToken(c)), Some(held))
+                if c.token.expose_secret() == held.expose_secret() =>
+            {
+                held.clone()
+            }
+            // Replaced, or another type now: take the credentials up.
+            _ => return self.renewer.relogin(tenant, deadline).await,
+        };
+        match self.engage.accounts(VoiceAuth::ApiToken(&token)).await {
+            Ok(_) => Ok(report),
+            Err(e) if e.is_transient() => {
+                tracing::warn!(tenant, error = %e, "could not check the permanent API token this run");
+                Ok(report)
+            }
+            Err(source) => Err(RenewError::PermanentTokenRefused {
+                tenant: tenant.to_owned(),
+                secret: self.renewer.ring().names().credentials(tenant),
+                source,
+            }),
         }
     }
 

@@ -54,13 +54,20 @@ pub async fn sweep<S: SecretStore>(
         return Ok(0);
     }
     let newest = w.ring.read(tenant).await?.newest;
-    let Some(access) = newest
-        .as_ref()
-        .and_then(|s| s.usable_token(clock.now(), w.min_ttl_secs))
-    else {
+    let Some(state) = newest.as_ref() else {
         return Ok(0);
     };
-    let listed = engage.list_api_tokens(VoiceAuth::Bearer(access)).await?;
+    let Some(token) = state.usable_token(clock.now(), w.min_ttl_secs) else {
+        return Ok(0);
+    };
+    let access = || {
+        if state.permanent {
+            VoiceAuth::ApiToken(token)
+        } else {
+            VoiceAuth::Bearer(token)
+        }
+    };
+    let listed = engage.list_api_tokens(access()).await?;
     let mut done: Vec<String> = Vec::new();
     for (record, why) in &due {
         let live = listed.iter().find(|t| token_sha256(t) == record.sha256);
@@ -69,7 +76,7 @@ pub async fn sweep<S: SecretStore>(
                 break;
             }
             match engage
-                .delete_api_token(VoiceAuth::Bearer(access), token)
+                .delete_api_token(access(), token)
                 .await
             {
                 Ok(()) | Err(EngageError::NotFound { .. }) => {}
