@@ -289,7 +289,11 @@ impl<S: SecretStore> Renewer<S> {
 
     /// Logs in from the credentials now, whatever the ring holds: for a tenant whose credentials
     /// changed under a permanent-token session (see [`Renewer::credentials`]).
-    pub async fn relogin(&self, tenant: &str, deadline: DateTime<Utc>) -> Result<Report, RenewError> {
+    pub async fn relogin(
+        &self,
+        tenant: &str,
+        deadline: DateTime<Utc>,
+    ) -> Result<Report, RenewError> {
         self.run(tenant, deadline, Trigger::CredentialsChanged)
             .await
     }
@@ -671,18 +675,25 @@ impl<S: SecretStore> Renewer<S> {
                 // Nothing to log in to: a cheap call proves the token works before it is kept.
                 let check = || self.engage.accounts(VoiceAuth::ApiToken(&c.token));
                 let now = self.clock.now();
-                self.retrying(tenant, "API token check", None, upstream_deadline, report, check)
-                    .await
-                    .map(|accounts| EngageSession {
-                        access_token: c.token.clone(),
-                        refresh_token: None,
-                        token_type: "X-Auth-Token".to_owned(),
-                        expires_at: now + chrono::Duration::days(PERMANENT_DAYS),
-                        expiry_source: crate::engage::ExpirySource::Assumed,
-                        obtained_at: now,
-                        account_id: accounts.first().map(|a| a.account_id.clone()),
-                        main_account_id: None,
-                    })
+                self.retrying(
+                    tenant,
+                    "API token check",
+                    None,
+                    upstream_deadline,
+                    report,
+                    check,
+                )
+                .await
+                .map(|accounts| EngageSession {
+                    access_token: c.token.clone(),
+                    refresh_token: None,
+                    token_type: "X-Auth-Token".to_owned(),
+                    expires_at: now + chrono::Duration::days(PERMANENT_DAYS),
+                    expiry_source: crate::engage::ExpirySource::Assumed,
+                    obtained_at: now,
+                    account_id: accounts.first().map(|a| a.account_id.clone()),
+                    main_account_id: None,
+                })
             }
             Credentials::EngageLogin(c) => {
                 let login = || self.engage.login_engage(c);

@@ -273,3 +273,143 @@ async fn twenty_concurrent_creates_on_two_instances_lose_no_registry_entry() {
     );
     server.abort();
 }
+
+#[tokio::test]
+async fn a_tenant_served_by_a_permanent_token_alone() {
+    let store = MemoryStore::new(Arc::new(ManualClock::starting_now()));
+    let s = ApiStack::start(
+        store.clone(),
+        "ringcx/",
+        &[
+            ("TENANTS", "default,second,perm"),
+            ("CALLERS_CACHE_SECONDS", "0"),
+        ],
+    )
+    .await;
+    let names = SecretNames::new("ringcx/");
+    let seed = |token: &str| {
+        let (store, name) = (store.clone(), names.credentials("perm"));
+        let doc = json!({"type": "api-token", "token": token}).to_string();
+        async move {
+            broker::store::upsert(&store, &name, &SecretString::from(doc))
+                .await
+                .unwrap();
+        }
+    };
+    let first = s.sim.issue_api_token("agent@example.com").unwrap();
+    seed(&first).await;
+    let vars: std::collections::HashMap<&str, String> = [
+        ("ENGAGE_BASE_URL", s.sim.base_url()),
+        ("RINGCENTRAL_SERVER_URL", s.sim.base_url()),
+        ("SECRET_PREFIX", "ringcx/".to_owned()),
+        ("TENANTS", "perm".to_owned()),
+        ("ENGAGE_TIMEOUT_MS", "2000".to_owned()),
+    ]
+    .into_iter()
+    .collect();
+    let config = broker::config::Config::from_lookup(|k| vars.get(k).cloned()).unwrap();
+    let refresher = Refresher::new(
+        &config,
+        store.clone(),
+        Arc::new(s.clock.clone()) as SharedClock,
+    )
+    .unwrap();
+    let pass = refresher
+        .run_pass(s.clock.now() + Duration::seconds(40))
+        .await;
+    assert!(pass.ok, "{pass:?}");
+    let generation = pass.tenants[0].generation;
+
+    let (key, entry) = api::auth::generate_key(
+        "perm-ivr",
+        "perm",
+        vec![api::auth::Scope::EngageProxy, api::auth::Scope::TokenRead],
+    )
+    .unwrap();
+    s.add_callers(&[serde_json::to_value(&entry).unwrap()])
+        .await;
+    let key = secrecy::ExposeSecret::expose_secret(&key).to_owned();
+    let http = reqwest::Client::new();
+    let proxied = |http: reqwest::Client, key: String| {
+        let url = s.url("/v1/engage/v1/admin/accounts");
+        async move { http.get(url).bearer_auth(key).send().await.unwrap() }
+    };
+    s.sim.clear_requests();
+    let r = proxied(http.clone(), key.clone()).await;
+    assert_eq!(r.status(), 200);
+    let accounts: Value = r.json().await.unwrap();
+    assert_eq!(accounts[0]["accountId"], "333334", "the token's own user");
+    let upstream = s.sim.requests();
+    assert_eq!(upstream.len(), 1);
+    assert!(upstream[0].headers.contains(&"x-auth-token".to_owned()));
+    assert!(
+        !upstream[0].headers.contains(&"authorization".to_owned()),
+        "no Bearer"
+    );
+    // No short-lived token to hand out.
+    let r = http
+        .get(s.url("/v1/token"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "permanent_token_tenant");
+    let r = http
+        .post(s.url("/v1/oauth/token"))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", "perm-ivr"),
+            ("client_secret", key.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    // Nothing is renewed: the next pass writes nothing.
+    s.clock.advance(Duration::minutes(10));
+    let pass = refresher
+        .run_pass(s.clock.now() + Duration::seconds(40))
+        .await;
+    assert!(
+        pass.ok && pass.tenants[0].generation == generation,
+        "{pass:?}"
+    );
+
+    // RingCX revokes the token: the refresher fails loudly.
+    let revoked = http
+        .delete(format!(
+            "{}/voice/api/v1/admin/token/{first}",
+            s.sim.base_url()
+        ))
+        .header("X-Auth-Token", &first)
+        .send()
+        .await
+        .unwrap();
+    assert!(revoked.status().is_success());
+    let pass = refresher
+        .run_pass(s.clock.now() + Duration::seconds(40))
+        .await;
+    assert!(!pass.ok);
+    let error = pass.tenants[0].error.clone().unwrap_or_default();
+    assert!(
+        error.contains("no longer accepts the permanent API token"),
+        "{error}"
+    );
+    assert!(
+        !error.contains(&first[6..]),
+        "the token is not in the error"
+    );
+
+    // A new token seeded: taken up at the next pass, and by the HTTP function within a minute.
+    let second = s.sim.issue_api_token("agent@example.com").unwrap();
+    seed(&second).await;
+    let pass = refresher
+        .run_pass(s.clock.now() + Duration::seconds(40))
+        .await;
+    assert!(pass.ok, "{pass:?}");
+    assert_eq!(pass.tenants[0].generation, generation + 1);
+    s.clock.advance(Duration::seconds(91));
+    assert_eq!(proxied(http.clone(), key.clone()).await.status(), 200);
+}

@@ -92,9 +92,7 @@ impl<S: SecretStore + Clone + 'static> App<S> {
             let request = &request;
             let answer = self
                 .with_token(tenant, |t| async move {
-                    engage
-                        .voice(t.auth(), request.clone())
-                        .await
+                    engage.voice(t.auth(), request.clone()).await
                 })
                 .await
                 .map_err(|e| AdminError::RingCx(e.message))?;

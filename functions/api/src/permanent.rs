@@ -107,9 +107,10 @@ impl<S: SecretStore + Clone + 'static> App<S> {
     /// The tenant user's tokens as RingCX lists them.
     async fn ringcx_tokens(&self, tenant: &str) -> Result<Vec<SecretString>, ApiError> {
         let engage = &self.engage;
-        self.with_token(tenant, |t| async move {
-            engage.list_api_tokens(t.auth()).await
-        })
+        self.with_token(
+            tenant,
+            |t| async move { engage.list_api_tokens(t.auth()).await },
+        )
         .await
     }
 
@@ -352,9 +353,7 @@ pub(crate) async fn delete<S: SecretStore + Clone + 'static>(
     let target = &token;
     let result = app
         .with_token(&caller.tenant, |t| async move {
-            engage
-                .delete_api_token(t.auth(), target)
-                .await
+            engage.delete_api_token(t.auth(), target).await
         })
         .await;
     match result {

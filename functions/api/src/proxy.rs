@@ -83,9 +83,7 @@ pub(crate) async fn proxy<S: SecretStore + Clone + 'static>(
     let (engage, request) = (&app.engage, &request);
     let answer = app
         .with_token(&caller.tenant, |token| async move {
-            let answer = engage
-                .voice(token.auth(), request.clone())
-                .await?;
+            let answer = engage.voice(token.auth(), request.clone()).await?;
             // An expired token goes back to `with_token`, which retries with a newer one; any
             // other answer, other 401s included, is RingCX's and is relayed as it came.
             if answer.is_jwt_expired() {

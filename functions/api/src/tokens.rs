@@ -44,10 +44,17 @@ impl CachedToken {
     }
 
     fn from_state(state: &SessionState, now: DateTime<Utc>, min_ttl: i64) -> Option<Self> {
+        // A permanent token never expires, but it can be revoked and replaced: the instance
+        // reads the ring again after a minute to take a replacement up.
+        let expires_at = if state.permanent {
+            now + chrono::Duration::seconds(min_ttl + PERMANENT_RECHECK_SECS)
+        } else {
+            state.access_token_expires_at?
+        };
         Some(Self {
             token: state.usable_token(now, min_ttl)?.clone(),
             token_type: state.token_type.clone(),
-            expires_at: state.access_token_expires_at?,
+            expires_at,
             generation: state.generation,
             account_id: state.account_id.clone(),
             permanent: state.permanent,
@@ -74,6 +81,8 @@ struct TenantSlot {
     login_needed: Mutex<Option<(u64, DateTime<Utc>)>>,
 }
 
+/// How long an instance keeps a permanent API token before reading the ring again.
+const PERMANENT_RECHECK_SECS: i64 = 60;
 const HEALTH_PROBE_INTERVAL: chrono::Duration = chrono::Duration::seconds(10);
 const REFUSAL_MEMORY: chrono::Duration = chrono::Duration::seconds(5);
 const LOGIN_NEEDED_MEMORY: chrono::Duration = chrono::Duration::seconds(10);

@@ -75,10 +75,7 @@ pub async fn sweep<S: SecretStore>(
             if !fits(clock.now(), call_time, deadline) {
                 break;
             }
-            match engage
-                .delete_api_token(access(), token)
-                .await
-            {
+            match engage.delete_api_token(access(), token).await {
                 Ok(()) | Err(EngageError::NotFound { .. }) => {}
                 Err(e) => {
                     tracing::error!(tenant, token = %record.masked, error = %e, "could not revoke a due API token; next pass retries");
