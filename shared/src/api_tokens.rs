@@ -149,11 +149,20 @@ impl<S: SecretStore> Registries<S> {
 
     /// The tenant's registry (empty when it does not exist yet).
     pub async fn read(&self, tenant: &str) -> Result<Registry, RegistryError> {
+        Ok(self.read_raw(tenant).await?.0)
+    }
+
+    /// The registry and the exact text it was read from (`None`: no secret yet).
+    async fn read_raw(&self, tenant: &str) -> Result<(Registry, Option<String>), RegistryError> {
         let name = self.names.api_tokens(tenant);
         match self.store.get(&name).await? {
-            None => Ok(Registry::default()),
-            Some(raw) => serde_json::from_str(raw.expose_secret())
-                .map_err(|_| RegistryError::Corrupt { name }),
+            None => Ok((Registry::default(), None)),
+            Some(raw) => {
+                let text = raw.expose_secret().to_owned();
+                let registry =
+                    serde_json::from_str(&text).map_err(|_| RegistryError::Corrupt { name })?;
+                Ok((registry, Some(text)))
+            }
         }
     }
 
@@ -166,23 +175,27 @@ impl<S: SecretStore> Registries<S> {
     {
         let name = self.names.api_tokens(tenant);
         for attempt in 0..MAX_ATTEMPTS {
-            let current = self.read(tenant).await?;
+            let (current, raw) = self.read_raw(tenant).await?;
             let mut next = current.clone();
             change(&mut next);
             if next == current {
                 return Ok(current);
             }
-            next.revision = current.revision + 1;
+            next.revision = current.revision.saturating_add(1);
+            // The fencing token names the state this change was made on (its revision and exact
+            // bytes): writers that read the same state race for one version; a hand-edited
+            // document cannot collide with an old version's token.
+            let basis = Sha256::digest(raw.as_deref().unwrap_or("").as_bytes());
             let token = Uuid::new_v5(
                 &REGISTRY_NAMESPACE,
-                format!("{name}:{}", next.revision).as_bytes(),
+                format!("{name}:{}:{basis:x}", next.revision).as_bytes(),
             )
             .to_string();
             let value = SecretString::from(
                 serde_json::to_string(&next)
                     .map_err(|_| RegistryError::Corrupt { name: name.clone() })?,
             );
-            let written = if current.revision == 0 {
+            let written = if raw.is_none() {
                 match self.store.create(&name, &value, &token).await {
                     Err(StoreError::AlreadyExists { .. }) => {
                         self.store.put(&name, &value, &token).await

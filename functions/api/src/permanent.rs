@@ -308,7 +308,17 @@ pub(crate) async fn rotate<S: SecretStore + Clone + 'static>(
     let expires_at = previous
         .as_ref()
         .and_then(|p| p.expires_at.map(|e| now + (e - p.created_at)));
-    let (new, record, _) = app.create_managed(&caller, label, expires_at).await?;
+    let new = app.new_ringcx_token(&caller.tenant).await?;
+    let record = TokenRecord {
+        sha256: token_sha256(&new),
+        masked: mask(new.expose_secret()),
+        label,
+        created_at: now,
+        created_by: caller.id.clone(),
+        expires_at,
+        rotated_to: None,
+        revoke_after: None,
+    };
     let revoke_after = now + Duration::hours(i64::from(grace));
     let old_record = TokenRecord {
         rotated_to: Some(record.sha256.clone()),
@@ -324,18 +334,29 @@ pub(crate) async fn rotate<S: SecretStore + Clone + 'static>(
             revoke_after: None,
         })
     };
-    app.change_registry(&caller.tenant, |r| {
-        r.tokens.retain(|t| t.sha256 != old_record.sha256);
-        r.tokens.push(old_record.clone());
-    })
-    .await
-    .map_err(|e| registry_unavailable(&e))?;
+    // One change for both records: the new token is never registered without the old one's
+    // revocation, nor the other way round.
+    let registered = app
+        .change_registry(&caller.tenant, |r| {
+            r.tokens
+                .retain(|t| t.sha256 != old_record.sha256 && t.sha256 != record.sha256);
+            r.tokens.push(old_record.clone());
+            r.tokens.push(record.clone());
+        })
+        .await;
+    if let Err(e) = &registered {
+        // The new token exists in RingCX: it is returned (never lost), unmanaged, and the old
+        // one is not scheduled for revocation; the caller is told.
+        tracing::error!(tenant = %caller.tenant, token = %record.masked, error = %e, "a rotation could not be registered");
+    }
+    let managed = registered.is_ok();
     let reason = format!("requested; replaced by {}", record.masked);
     audit(&caller.tenant, &caller.id, "rotate", &old_record, &reason);
     let body = Json(json!({
         "token": new.expose_secret(), "masked": record.masked, "label": record.label,
-        "createdAt": record.created_at, "expiresAt": record.expires_at,
-        "previous": {"token": old_record.masked, "revokeAfter": revoke_after},
+        "createdAt": record.created_at, "expiresAt": record.expires_at, "managed": managed,
+        "previous": {"token": old_record.masked,
+                     "revokeAfter": if managed { Some(revoke_after) } else { None }},
     }));
     Ok(no_store((StatusCode::CREATED, body).into_response()))
 }
