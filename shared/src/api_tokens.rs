@@ -79,7 +79,9 @@ pub enum RegistryError {
         "the API token registry {name} is not a registry document; fix or delete it (the broker recreates it)"
     )]
     Corrupt { name: String },
-    #[error("the API token registry {name} kept changing under {attempts} attempts; retry")]
+    #[error(
+        "the API token registry {name} kept changing under {attempts} attempts, or time ran out; retry"
+    )]
     Contended { name: String, attempts: u32 },
 }
 
@@ -167,15 +169,35 @@ impl<S: SecretStore> Registries<S> {
     }
 
     /// Applies `change` to the newest registry and writes it as the next revision; a writer that
-    /// got there first makes this re-read and re-apply. Returns what was written (or, when
-    /// `change` left the registry as it was, what was read, without writing).
-    pub async fn update<F>(&self, tenant: &str, change: F) -> Result<Registry, RegistryError>
+    /// got there first makes this re-read and re-apply. Gives up when `budget` is spent (a Lambda
+    /// must answer in time). Returns what was written (or, when `change` left the registry as it
+    /// was, what was read, without writing).
+    pub async fn update<F>(
+        &self,
+        tenant: &str,
+        budget: StdDuration,
+        change: F,
+    ) -> Result<Registry, RegistryError>
     where
         F: Fn(&mut Registry),
     {
         let name = self.names.api_tokens(tenant);
+        let started = tokio::time::Instant::now();
+        // Conflicts on a state nobody moved: a version of an older state (a restored or
+        // hand-edited registry) holds the token; a salt steps past it.
+        let (mut last_raw, mut salt) = (None::<Option<String>>, 0u32);
         for attempt in 0..MAX_ATTEMPTS {
+            // A read and a write must still fit.
+            if started.elapsed() + 2 * crate::store::CALL_TIMEOUT > budget {
+                break;
+            }
             let (current, raw) = self.read_raw(tenant).await?;
+            if last_raw.as_ref() == Some(&raw) {
+                salt += 1;
+            } else {
+                salt = 0;
+            }
+            last_raw = Some(raw.clone());
             let mut next = current.clone();
             change(&mut next);
             if next == current {
@@ -188,7 +210,7 @@ impl<S: SecretStore> Registries<S> {
             let basis = Sha256::digest(raw.as_deref().unwrap_or("").as_bytes());
             let token = Uuid::new_v5(
                 &REGISTRY_NAMESPACE,
-                format!("{name}:{}:{basis:x}", next.revision).as_bytes(),
+                format!("{name}:{}:{basis:x}:{salt}", next.revision).as_bytes(),
             )
             .to_string();
             let value = SecretString::from(

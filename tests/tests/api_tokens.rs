@@ -92,6 +92,8 @@ fn tokens_are_created_listed_rotated_swept_and_deleted_with_their_registry_and_a
             json!({"label": "a".repeat(101)}),
             json!({"lable": "typo"}),
             json!({"label": 7}),
+            json!([]),
+            json!("label"),
         ] {
             let (status, body) = send(&s, post.clone(), "/v1/api-tokens", Some(bad.clone())).await;
             assert_eq!(status, 400, "{bad}: {body}");
@@ -141,6 +143,27 @@ fn tokens_are_created_listed_rotated_swept_and_deleted_with_their_registry_and_a
         )
         .await;
         assert_eq!(status, 409, "a rotated token is not rotated twice");
+        for bad in [
+            json!({"graceHours": 721}),
+            json!({"graceHours": -1}),
+            json!({"graceHours": "x"}),
+        ] {
+            let (status, _) = send(
+                &s,
+                post.clone(),
+                &format!("/v1/api-tokens/{plain_token}/rotate"),
+                Some(bad.clone()),
+            )
+            .await;
+            assert_eq!(status, 400, "{bad}");
+        }
+        let (status, _) = send(&s, reqwest::Method::DELETE, "/v1/api-tokens/..", None).await;
+        assert!(status == 400 || status == 404, "{status}");
+        assert_eq!(
+            s.sim.api_tokens_of(ADMIN_USER).len(),
+            4,
+            "nothing revoked by bad input"
+        );
         let refresher = Refresher::new(
             &config_for(&s),
             store.clone(),
@@ -323,7 +346,11 @@ async fn a_tenant_served_by_a_permanent_token_alone() {
     let (key, entry) = api::auth::generate_key(
         "perm-ivr",
         "perm",
-        vec![api::auth::Scope::EngageProxy, api::auth::Scope::TokenRead],
+        vec![
+            api::auth::Scope::EngageProxy,
+            api::auth::Scope::TokenRead,
+            api::auth::Scope::ApiTokensAdmin,
+        ],
     )
     .unwrap();
     s.add_callers(&[serde_json::to_value(&entry).unwrap()])
@@ -367,6 +394,42 @@ async fn a_tenant_served_by_a_permanent_token_alone() {
         .await
         .unwrap();
     assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "unauthorized_client");
+    // The token the tenant runs on can be neither rotated nor deleted through the broker.
+    for (method, path) in [
+        (
+            reqwest::Method::POST,
+            format!("/v1/api-tokens/{first}/rotate"),
+        ),
+        (reqwest::Method::DELETE, format!("/v1/api-tokens/{first}")),
+    ] {
+        let r = http
+            .request(method, s.url(&path))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 409, "{path}");
+    }
+    // Managed tokens work with X-Auth-Token too, and the sweep revokes an expired one.
+    let r = http
+        .post(s.url("/v1/api-tokens"))
+        .bearer_auth(&key)
+        .json(&json!({"label": "short", "expiresInDays": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let short: Value = r.json().await.unwrap();
+    let short = short["token"].as_str().unwrap().to_owned();
+    s.clock.advance(Duration::days(1) + Duration::seconds(1));
+    let pass = refresher
+        .run_pass(s.clock.now() + Duration::seconds(40))
+        .await;
+    assert!(pass.ok, "{pass:?}");
+    assert_eq!(pass.tenants[0].api_tokens_revoked, 1);
+    assert!(!works(&s, &short).await && works(&s, &first).await);
     // Nothing is renewed: the next pass writes nothing.
     s.clock.advance(Duration::minutes(10));
     let pass = refresher
@@ -401,8 +464,11 @@ async fn a_tenant_served_by_a_permanent_token_alone() {
         !error.contains(&first[6..]),
         "the token is not in the error"
     );
+    // The HTTP function loads the (revoked) token; RingCX's refusal is relayed.
+    assert_eq!(proxied(http.clone(), key.clone()).await.status(), 401);
 
-    // A new token seeded: taken up at the next pass, and by the HTTP function within a minute.
+    // A new token seeded: taken up at the next pass, and by the HTTP function within a minute
+    // (until then its instance keeps the token it loaded).
     let second = s.sim.issue_api_token("agent@example.com").unwrap();
     seed(&second).await;
     let pass = refresher
@@ -410,6 +476,11 @@ async fn a_tenant_served_by_a_permanent_token_alone() {
         .await;
     assert!(pass.ok, "{pass:?}");
     assert_eq!(pass.tenants[0].generation, generation + 1);
+    assert_eq!(
+        proxied(http.clone(), key.clone()).await.status(),
+        401,
+        "still cached"
+    );
     s.clock.advance(Duration::seconds(91));
     assert_eq!(proxied(http.clone(), key.clone()).await.status(), 200);
 }

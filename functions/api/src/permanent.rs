@@ -25,6 +25,8 @@ const MAX_LABEL: usize = 100;
 const MAX_DAYS: u32 = 3650;
 const MAX_GRACE_HOURS: u32 = 720;
 const DEFAULT_GRACE_HOURS: u32 = 24;
+/// Time a request may spend on one registry change (the function's timeout is 20 s).
+const REGISTRY_BUDGET: std::time::Duration = std::time::Duration::from_secs(8);
 
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -122,6 +124,33 @@ impl<S: SecretStore + Clone + 'static> App<S> {
         .await
     }
 
+    /// Revokes a token in RingCX (a missing one counts as revoked).
+    async fn revoke_upstream(&self, tenant: &str, token: &SecretString) -> Result<(), ApiError> {
+        let engage = &self.engage;
+        match self
+            .with_token(tenant, |t| async move {
+                engage.delete_api_token(t.auth(), token).await
+            })
+            .await
+        {
+            Err(e) if e.status != StatusCode::NOT_FOUND => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// 409 when `token` is the permanent token this api-token tenant runs on.
+    async fn refuse_if_in_use(&self, tenant: &str, token: &SecretString) -> Result<(), ApiError> {
+        let current = self.tokens.get(tenant, self.deadline()).await?;
+        if current.permanent && current.token.expose_secret() == token.expose_secret() {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "token_in_use",
+                "this is the permanent token the tenant runs on: seed a new one with `make seed-credentials` first",
+            ));
+        }
+        Ok(())
+    }
+
     /// One registry change, serialised within this instance.
     async fn change_registry<F: Fn(&mut Registry)>(
         &self,
@@ -129,7 +158,9 @@ impl<S: SecretStore + Clone + 'static> App<S> {
         change: F,
     ) -> Result<Registry, broker::api_tokens::RegistryError> {
         let _one = self.registry_lock.lock().await;
-        self.registries.update(tenant, change).await
+        self.registries
+            .update(tenant, REGISTRY_BUDGET, change)
+            .await
     }
 
     /// Creates a token in RingCX and registers it. The token is returned even if the registry
@@ -232,6 +263,16 @@ pub(crate) async fn create<S: SecretStore + Clone + 'static>(
     };
     let expires_at = days.map(|d| app.clock.now() + Duration::days(i64::from(d)));
     let (token, record, managed) = app.create_managed(&caller, label, expires_at).await?;
+    if !managed && expires_at.is_some() {
+        // An expiry nobody would enforce is worse than no token: withdraw it.
+        app.revoke_upstream(&caller.tenant, &token).await?;
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "registry_unavailable",
+            "the token's expiry could not be recorded, so it was not kept; retry",
+        )
+        .with_retry_after(5));
+    }
     audit(&caller.tenant, &caller.id, "create", &record, "requested");
     let body = Json(json!({
         "token": token.expose_secret(), "masked": record.masked, "label": record.label,
@@ -242,6 +283,7 @@ pub(crate) async fn create<S: SecretStore + Clone + 'static>(
 
 fn target_token(token: String) -> Result<SecretString, ApiError> {
     if token.is_empty()
+        || token.chars().all(|c| c == '.')
         || token.len() > 512
         || token
             .chars()
@@ -282,6 +324,7 @@ pub(crate) async fn rotate<S: SecretStore + Clone + 'static>(
             format!("graceHours is 0 to {MAX_GRACE_HOURS}"),
         ));
     }
+    app.refuse_if_in_use(&caller.tenant, &old).await?;
     let listed = app.ringcx_tokens(&caller.tenant).await?;
     if !listed
         .iter()
@@ -319,7 +362,12 @@ pub(crate) async fn rotate<S: SecretStore + Clone + 'static>(
         rotated_to: None,
         revoke_after: None,
     };
-    let revoke_after = now + Duration::hours(i64::from(grace));
+    // A token that expires sooner is revoked at its expiry, grace or not.
+    let grace_end = now + Duration::hours(i64::from(grace));
+    let revoke_after = previous
+        .as_ref()
+        .and_then(|p| p.expires_at)
+        .map_or(grace_end, |e| e.min(grace_end));
     let old_record = TokenRecord {
         rotated_to: Some(record.sha256.clone()),
         revoke_after: Some(revoke_after),
@@ -338,12 +386,30 @@ pub(crate) async fn rotate<S: SecretStore + Clone + 'static>(
     // revocation, nor the other way round.
     let registered = app
         .change_registry(&caller.tenant, |r| {
+            // A concurrent rotation of the same token that got there first wins.
+            let raced = r
+                .find(&old_record.sha256)
+                .is_some_and(|o| o.rotated_to.as_ref().is_some_and(|to| *to != record.sha256));
+            if raced {
+                return;
+            }
             r.tokens
                 .retain(|t| t.sha256 != old_record.sha256 && t.sha256 != record.sha256);
             r.tokens.push(old_record.clone());
             r.tokens.push(record.clone());
         })
         .await;
+    if registered
+        .as_ref()
+        .is_ok_and(|r| r.find(&record.sha256).is_none())
+    {
+        app.revoke_upstream(&caller.tenant, &new).await?;
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "already_rotated",
+            "that token was rotated by another request meanwhile; rotate its successor instead",
+        ));
+    }
     if let Err(e) = &registered {
         // The new token exists in RingCX: it is returned (never lost), unmanaged, and the old
         // one is not scheduled for revocation; the caller is told.
@@ -370,6 +436,7 @@ pub(crate) async fn delete<S: SecretStore + Clone + 'static>(
 ) -> Result<Response, ApiError> {
     let (caller, _) = app.caller(&headers, &uri, Scope::ApiTokensAdmin).await?;
     let token = target_token(token)?;
+    app.refuse_if_in_use(&caller.tenant, &token).await?;
     let engage = &app.engage;
     let target = &token;
     let result = app

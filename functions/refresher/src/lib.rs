@@ -330,9 +330,17 @@ impl<S: SecretStore + Clone + 'static> Refresher<S> {
                 tracing::warn!(tenant, error = %e, "could not check the permanent API token this run");
                 Ok(report)
             }
-            Err(source) => Err(RenewError::PermanentTokenRefused {
+            // Only an authentication refusal says the token is dead; anything else (a 403, an
+            // odd page) is reported without declaring the tenant unusable.
+            Err(source @ (EngageError::Unauthorized { .. } | EngageError::AccessTokenExpired)) => {
+                Err(RenewError::PermanentTokenRefused {
+                    tenant: tenant.to_owned(),
+                    secret: self.renewer.ring().names().credentials(tenant),
+                    source,
+                })
+            }
+            Err(source) => Err(RenewError::Upstream {
                 tenant: tenant.to_owned(),
-                secret: self.renewer.ring().names().credentials(tenant),
                 source,
             }),
         }

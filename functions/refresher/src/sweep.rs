@@ -69,7 +69,13 @@ pub async fn sweep<S: SecretStore>(
     };
     let listed = engage.list_api_tokens(access()).await?;
     let mut done: Vec<String> = Vec::new();
+    // The token an api-token tenant runs on is never revoked by the broker.
+    let in_use = state.permanent.then(|| token_sha256(token));
     for (record, why) in &due {
+        if in_use.as_deref() == Some(record.sha256.as_str()) {
+            tracing::error!(tenant, token = %record.masked, "a due API token is the one this tenant runs on; not revoking it: seed a new token first");
+            continue;
+        }
         let live = listed.iter().find(|t| token_sha256(t) == record.sha256);
         if let Some(token) = live {
             if !fits(clock.now(), call_time, deadline) {
@@ -90,7 +96,11 @@ pub async fn sweep<S: SecretStore>(
     }
     if !done.is_empty() {
         registries
-            .update(tenant, |r| r.tokens.retain(|t| !done.contains(&t.sha256)))
+            .update(
+                tenant,
+                broker::clock::remaining(clock.now(), deadline),
+                |r| r.tokens.retain(|t| !done.contains(&t.sha256)),
+            )
             .await?;
     }
     let revoked = due
