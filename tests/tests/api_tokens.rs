@@ -484,3 +484,48 @@ async fn a_tenant_served_by_a_permanent_token_alone() {
     s.clock.advance(Duration::seconds(91));
     assert_eq!(proxied(http.clone(), key.clone()).await.status(), 200);
 }
+
+#[tokio::test]
+async fn a_restored_registry_is_written_past_not_wedged() {
+    use broker::api_tokens::TokenRecord;
+    use broker::store::SecretStore as _;
+    let clock = ManualClock::starting_now();
+    let store = MemoryStore::new(Arc::new(clock.clone()));
+    let registries = Registries::new(store.clone(), SecretNames::new("ringcx/"));
+    let record = |n: u8| TokenRecord {
+        sha256: format!("{n:064x}"),
+        masked: format!("aws80:…{n:04}"),
+        label: None,
+        created_at: clock.now(),
+        created_by: "test".into(),
+        expires_at: None,
+        rotated_to: None,
+        revoke_after: None,
+    };
+    let budget = std::time::Duration::from_secs(8);
+    registries
+        .update("t", budget, |r| r.tokens.push(record(1)))
+        .await
+        .unwrap();
+    let name = SecretNames::new("ringcx/").api_tokens("t");
+    let first = store.get(&name).await.unwrap().unwrap();
+    registries
+        .update("t", budget, |r| r.tokens.push(record(2)))
+        .await
+        .unwrap();
+    // An operator restores the first version (a new version with the old bytes).
+    store
+        .put(&name, &first, &uuid::Uuid::new_v4().to_string())
+        .await
+        .unwrap();
+    let written = registries
+        .update("t", budget, |r| r.tokens.push(record(3)))
+        .await
+        .expect("the change goes through");
+    let shas: Vec<&str> = written.tokens.iter().map(|t| t.masked.as_str()).collect();
+    assert_eq!(shas, ["aws80:…0001", "aws80:…0003"]);
+    assert!(
+        registries.conflicts() >= 1,
+        "it did collide with the old version"
+    );
+}
