@@ -470,3 +470,29 @@ pub fn rsa_pems() -> (String, String) {
         pem("PUBLIC KEY", public.as_ref()),
     )
 }
+
+/// The configuration an HTTP function or refresher of `stack`'s world runs with, for `tenants`.
+pub fn config_for<S>(stack: &ApiStack<S>, tenants: &str) -> broker::config::Config {
+    let vars: std::collections::HashMap<&str, String> = [
+        ("ENGAGE_BASE_URL", stack.sim.base_url()),
+        ("RINGCENTRAL_SERVER_URL", stack.sim.base_url()),
+        ("SECRET_PREFIX", stack.prefix.clone()),
+        ("TENANTS", tenants.to_owned()),
+        ("ENGAGE_TIMEOUT_MS", "2000".to_owned()),
+    ]
+    .into_iter()
+    .collect();
+    broker::config::Config::from_lookup(|k| vars.get(k).cloned()).expect("valid configuration")
+}
+
+/// Whether RingCX accepts `token` as `X-Auth-Token` on a Voice API.
+pub async fn token_works(sim: &Simulator, token: &str) -> bool {
+    reqwest::Client::new()
+        .get(format!("{}/voice/api/v1/admin/accounts", sim.base_url()))
+        .header("X-Auth-Token", token)
+        .send()
+        .await
+        .expect("the simulator answers")
+        .status()
+        == 200
+}
