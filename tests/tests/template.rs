@@ -244,3 +244,107 @@ fn both_functions_may_keep_the_api_token_registry_and_create_it_only_tagged() {
         );
     }
 }
+
+/// The dashboard body as JSON, with `${...}` placeholders filled.
+fn dashboard(t: &Value) -> serde_json::Value {
+    let body = text(&t["Resources"]["Dashboard"]["Properties"]["DashboardBody"]);
+    let body = body.trim_start_matches("!Sub").trim();
+    let body: String = serde_norway::from_str::<String>(body).unwrap_or_else(|_| body.to_owned());
+    let mut filled = String::new();
+    let mut rest = body.as_str();
+    while let Some(at) = rest.find("${") {
+        filled.push_str(&rest[..at]);
+        let end = rest[at..].find('}').expect("a closed placeholder");
+        filled.push_str("placeholder");
+        rest = &rest[at + end + 1..];
+    }
+    filled.push_str(rest);
+    serde_json::from_str(&filled)
+        .unwrap_or_else(|e| panic!("the dashboard is not JSON: {e}\n{filled}"))
+}
+
+#[test]
+fn the_dashboard_shows_metrics_the_code_emits() {
+    let t = template();
+    let board = dashboard(&t);
+    let refresher = include_str!("../../functions/refresher/src/lib.rs");
+    let url_metrics = [
+        "UrlRequestCount",
+        "Url4xxCount",
+        "Url5xxCount",
+        "UrlRequestLatency",
+        "Errors",
+    ];
+    let mut shown = BTreeSet::new();
+    assert_eq!(board["widgets"].as_array().map(Vec::len), Some(5));
+    for widget in board["widgets"].as_array().expect("widgets") {
+        for line in widget["properties"]["metrics"].as_array().expect("metrics") {
+            let line = line.as_array().unwrap();
+            if let Some(expr) = line[0]["expression"].as_str() {
+                // Per-tenant lines: the metric and its Tenant dimension, as the refresher emits them.
+                assert!(
+                    expr.contains("{RingCxBroker,Tenant}") && expr.contains("SecondsLeft"),
+                    "{expr}"
+                );
+                assert!(refresher.contains("(\"Tenant\", tenant)"));
+                shown.insert("SecondsLeft".to_owned());
+                continue;
+            }
+            let (ns, name) = (line[0].as_str().unwrap(), line[1].as_str().unwrap());
+            match ns {
+                broker::telemetry::NAMESPACE => assert!(
+                    refresher.contains(&format!("(\"{name}\", Unit::")),
+                    "the refresher never emits {name}"
+                ),
+                "AWS/Lambda" => {
+                    assert!(url_metrics.contains(&name), "{name}");
+                    assert_eq!(line[2].as_str(), Some("FunctionName"));
+                }
+                other => panic!("unexpected namespace {other}"),
+            }
+            shown.insert(name.to_owned());
+        }
+    }
+    for needed in [
+        "SecondsLeft",
+        "Renewals",
+        "FallbackLogins",
+        "RenewalFailures",
+        "QuotaPressure",
+        "Url5xxCount",
+        "UrlRequestLatency",
+    ] {
+        assert!(shown.contains(needed), "the dashboard lacks {needed}");
+    }
+    assert!(text(&t["Outputs"]["DashboardName"]).contains("Dashboard"));
+}
+
+#[test]
+fn an_alarm_email_creates_a_topic_and_subscription_only_when_set() {
+    let t = template();
+    assert_eq!(t["Parameters"]["AlarmEmail"]["Default"].as_str(), Some(""));
+    let topic = &t["Resources"]["AlarmEmailTopic"];
+    assert_eq!(topic["Type"].as_str(), Some("AWS::SNS::Topic"));
+    assert_eq!(topic["Condition"].as_str(), Some("HasAlarmEmail"));
+    let sub = &topic["Properties"]["Subscription"][0];
+    assert_eq!(sub["Protocol"].as_str(), Some("email"));
+    assert!(text(&sub["Endpoint"]).contains("AlarmEmail"));
+    assert!(text(&t["Conditions"]["HasAlarmEmail"]).contains("AlarmEmail"));
+    for (name, alarm) in t["Resources"].as_mapping().unwrap() {
+        if alarm["Type"].as_str() != Some("AWS::CloudWatch::Alarm") {
+            continue;
+        }
+        let actions = text(&alarm["Properties"]["AlarmActions"]);
+        for target in [
+            "AlarmTopicArn",
+            "AlarmEmailTopic",
+            "HasAlarmEmail",
+            "HasAlarmTopic",
+        ] {
+            assert!(
+                actions.contains(target),
+                "{name:?} does not notify {target}"
+            );
+        }
+    }
+}
