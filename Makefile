@@ -14,7 +14,7 @@ ARCH ?= arm64
 # One target dir for the workspace, the functions and every tool that builds them.
 export CARGO_TARGET_DIR ?= $(CURDIR)/target
 
-.PHONY: help test lint fmt fmt-check clippy unit build sim venv bench template dev package deploy seed-credentials add-caller remove-caller connect-ringcx
+.PHONY: help test lint fmt fmt-check clippy unit build sim venv bench template dev package deploy seed-credentials add-caller remove-caller connect-ringcx status
 
 help: ## List the tasks
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -82,6 +82,9 @@ add-caller: ## ID=ivr-main TENANT=default SCOPES=engage:proxy [PATHS="GET v1/...
 connect-ringcx: ## TENANT=default API_URL=https://... [ACCOUNT=] [ROTATE=1]: the OAuth auth config in RingCX that points at the broker
 	@test -n "$(API_URL)" || { echo "API_URL is required: the broker's public URL (the stack's ApiUrl output)"; exit 2; }
 	$(CARGO) run --quiet -p api -- connect-ringcx --tenant $(or $(TENANT),default) --api-url "$(API_URL)" $(if $(ACCOUNT),--account $(ACCOUNT)) $(if $(ROTATE),--rotate)
+
+status: ## [JSON=1]: one line per tenant: generation, time left, how obtained, slot writes in 24 h, verdict
+	$(CARGO) run --quiet -p api -- status $(if $(JSON),--json)
 
 remove-caller: ## ID=ivr-main: revoke a caller key
 	$(CARGO) run --quiet -p api -- remove-caller --id $(ID)

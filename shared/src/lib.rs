@@ -5,6 +5,7 @@
 //! - [`credentials`]: the login material a tenant's session can be rebuilt from.
 //! - [`secret`]: secret wrapper types and their serde helpers.
 //! - [`session`]: the session document kept in the ring.
+//! - [`status`]: the per-tenant health view behind `make status`.
 //! - [`store`]: Secrets Manager (real and modelled) and the session ring with fenced writes.
 //! - [`renew`]: the renewal protocol, in one place.
 //! - [`config`]: settings from the environment.
@@ -19,5 +20,6 @@ pub mod engage;
 pub mod renew;
 pub mod secret;
 pub mod session;
+pub mod status;
 pub mod store;
 pub mod telemetry;

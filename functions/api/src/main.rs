@@ -9,6 +9,8 @@
 //!   [--max-age S] [--query-param N]` a caller that authenticates with RingCX-signed JWTs instead;
 //! - `api remove-caller --id ID`;
 //! - `api seed-credentials --tenant T --file F` (`-` for standard input);
+//! - `api status [--json]`: one line per tenant (generation, time left, verdict); exits 1 when
+//!   a tenant is failing;
 //! - `api connect-ringcx --tenant T --api-url URL [--account ID] [--provider-name N] [--rotate]`:
 //!   the OAuth auth config in the tenant's RingCX account that points RingCX at the broker.
 
@@ -60,7 +62,7 @@ async fn main() -> anyhow::Result<()> {
 }
 
 /// Flags that take no value.
-const SWITCHES: [&str; 1] = ["--rotate"];
+const SWITCHES: [&str; 2] = ["--rotate", "--json"];
 
 /// `--flag value` pairs (and switches).
 struct Flags(Vec<(String, String)>);
@@ -250,6 +252,29 @@ async fn operator(command: &str, args: &[String]) -> anyhow::Result<()> {
             println!("stored {} ({flow})", config.names().credentials(tenant));
             Ok(())
         }
+        "status" => {
+            let f = Flags::parse(args, &["--json"])?;
+            let (config, store) = configured().await?;
+            let clock: SharedClock = Arc::new(SystemClock);
+            let tenants = broker::status::status(&config, &store, clock)
+                .await
+                .context("reading the tenants' rings")?;
+            if f.get("--json").is_some() {
+                println!("{}", serde_json::to_string_pretty(&tenants)?);
+            } else {
+                for t in &tenants {
+                    println!("{}", broker::status::line(t));
+                }
+            }
+            let failing = tenants
+                .iter()
+                .filter(|t| t.verdict == broker::status::Verdict::Failing)
+                .count();
+            if failing > 0 {
+                bail!("{failing} of {} tenants are failing", tenants.len());
+            }
+            Ok(())
+        }
         "connect-ringcx" => {
             let f = Flags::parse(
                 args,
@@ -300,7 +325,7 @@ async fn operator(command: &str, args: &[String]) -> anyhow::Result<()> {
             Ok(())
         }
         other => bail!(
-            "unknown command {other:?}: run without arguments to serve, or use keygen, add-caller, remove-caller, seed-credentials, connect-ringcx"
+            "unknown command {other:?}: run without arguments to serve, or use keygen, add-caller, remove-caller, seed-credentials, connect-ringcx, status"
         ),
     }
 }

@@ -195,6 +195,43 @@ impl SecretStore for SecretsManagerStore {
         Ok(names.iter().map(|n| found.remove(n)).collect())
     }
 
+    async fn version_dates(
+        &self,
+        name: &str,
+    ) -> Result<Vec<chrono::DateTime<chrono::Utc>>, StoreError> {
+        let mut dates = Vec::new();
+        let mut next_token: Option<String> = None;
+        loop {
+            let out = match self
+                .client
+                .list_secret_version_ids()
+                .secret_id(name)
+                .include_deprecated(true)
+                .max_results(100)
+                .set_next_token(next_token.take())
+                .send()
+                .await
+            {
+                Ok(out) => out,
+                Err(e) => {
+                    return match classify("ListSecretVersionIds", name, e) {
+                        StoreError::NotFound { .. } => Ok(Vec::new()),
+                        other => Err(other),
+                    };
+                }
+            };
+            dates.extend(out.versions().iter().filter_map(|v| {
+                let created = v.created_date()?;
+                chrono::DateTime::from_timestamp(created.secs(), created.subsec_nanos())
+            }));
+            match out.next_token() {
+                Some(t) if !t.is_empty() => next_token = Some(t.to_owned()),
+                _ => break,
+            }
+        }
+        Ok(dates)
+    }
+
     async fn get(&self, name: &str) -> Result<Option<SecretString>, StoreError> {
         match self.client.get_secret_value().secret_id(name).send().await {
             Ok(out) => Ok(out

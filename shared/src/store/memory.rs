@@ -253,6 +253,16 @@ impl SecretStore for MemoryStore {
             .collect())
     }
 
+    async fn version_dates(&self, name: &str) -> Result<Vec<DateTime<Utc>>, StoreError> {
+        tokio::task::yield_now().await;
+        let inner = self.lock();
+        Ok(inner
+            .secrets
+            .get(name)
+            .map(|s| s.versions.iter().map(|v| v.created).collect())
+            .unwrap_or_default())
+    }
+
     async fn get(&self, name: &str) -> Result<Option<SecretString>, StoreError> {
         tokio::task::yield_now().await;
         let mut inner = self.lock();

@@ -44,6 +44,13 @@ pub trait SecretStore: Send + Sync {
         token: &str,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// When each version of a secret still kept was created (none when it does not exist): how
+    /// close a slot is to the version quota. Operators' `status` only; the functions never call it.
+    fn version_dates(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<Vec<chrono::DateTime<chrono::Utc>>, StoreError>> + Send;
+
     /// A new secret whose first version is `token`. [`StoreError::AlreadyExists`] when the name is
     /// taken (whatever its value).
     fn create(
