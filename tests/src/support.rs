@@ -496,3 +496,39 @@ pub async fn token_works(sim: &Simulator, token: &str) -> bool {
         .status()
         == 200
 }
+
+/// Seeds `count` tenants (`t0000`...) whose sessions are all due: generation 1 in slot 1, an access
+/// token with 60 s left and a live refresh token, as if the refresher had run three minutes ago.
+/// Returns their names.
+pub async fn seed_due_tenants<S: broker::store::SecretStore + Clone>(
+    store: &S,
+    prefix: &str,
+    sim: &Simulator,
+    count: usize,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Vec<String> {
+    let names = broker::store::SecretNames::new(prefix);
+    let mut tenants = Vec::with_capacity(count);
+    for i in 0..count {
+        let tenant = format!("t{i:04}");
+        let (access, refresh) = sim
+            .mint_session("admin@example.com")
+            .expect("the fixture user exists");
+        let doc = serde_json::json!({
+            "generation": 1, "accessToken": access, "refreshToken": refresh,
+            "accessTokenExpiresAt": now + chrono::Duration::seconds(60),
+            "obtainedAt": now - chrono::Duration::seconds(240), "obtainedBy": "refresh",
+            "accountId": "333333"
+        });
+        store
+            .create(
+                &names.slot(&tenant, 1),
+                &secrecy::SecretString::from(doc.to_string()),
+                &broker::store::SessionRing::<S>::fencing_token(&tenant, 1),
+            )
+            .await
+            .expect("seed a slot");
+        tenants.push(tenant);
+    }
+    tenants
+}

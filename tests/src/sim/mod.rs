@@ -160,6 +160,18 @@ impl Simulator {
             .collect()
     }
 
+    /// An access and a refresh token for `username`, as an earlier login would have left them
+    /// (a fixture for seeding many tenants without the exchange's rate limit).
+    pub fn mint_session(&self, username: &str) -> Option<(String, String)> {
+        let mut w = self.shared.world();
+        let user = w.users.iter().position(|u| u.username == username)?;
+        let now = w.now(&self.shared.clock);
+        let family = w.new_family();
+        let access = w.issue_access_token(user, now, family);
+        let refresh = w.issue_refresh_token(user, family);
+        Some((access, refresh))
+    }
+
     /// A permanent API token made for `username` outside the broker (in RingCX's own UI).
     pub fn issue_api_token(&self, username: &str) -> Option<String> {
         let mut w = self.shared.world();
