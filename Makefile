@@ -52,8 +52,9 @@ $(VENV)/.installed: tests/requirements.txt
 build: ## Build every crate (debug)
 	$(CARGO) build --workspace --locked
 
-bench: ## Proxy overhead, throughput and Secrets Manager reads (prints figures)
+bench: ## Proxy overhead and throughput; a refresher pass over 10/100/1,000 due tenants (prints figures)
 	$(CARGO) run --locked --profile perf -p broker-tests --bin bench-proxy
+	$(CARGO) run --locked --profile perf -p broker-tests --bin bench-refresher
 
 template: venv ## cfn-lint and sam validate --lint on template.yaml (offline)
 	$(VENV)/bin/cfn-lint template.yaml
