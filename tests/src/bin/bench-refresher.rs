@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use broker::clock::{Clock as _, SharedClock, SystemClock};
+use broker::clock::{SharedClock, SystemClock};
 use broker::store::memory::MemoryStore;
 use broker_tests::sim::{Faults, Simulator};
 use broker_tests::support::seed_due_tenants;
