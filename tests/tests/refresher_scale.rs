@@ -65,3 +65,80 @@ async fn a_pass_over_many_due_tenants_renews_each_exactly_once() {
     assert!(again.ok && again.tenants.iter().all(|t| t.outcome == "fresh"));
     assert_eq!(sim.token_stats().refreshes, TENANTS as u64);
 }
+
+#[tokio::test]
+async fn a_warm_refresher_skips_reads_but_never_misses_a_generation_written_behind_its_back() {
+    use broker::store::memory::Op;
+    let clock = ManualClock::starting_now();
+    let shared: SharedClock = Arc::new(clock.clone());
+    let sim = Simulator::start(shared.clone()).await.unwrap();
+    sim.set_behaviour(broker_tests::sim::Behaviour {
+        refresh_reuse_detection: true,
+        ..sim.behaviour()
+    });
+    let store = MemoryStore::new(shared.clone());
+    let tenants = seed_due_tenants(&store, "ringcx/", &sim, 1, clock.now()).await;
+    let tenant = tenants[0].as_str();
+    let vars: std::collections::HashMap<&str, String> = [
+        ("ENGAGE_BASE_URL", sim.base_url()),
+        ("RINGCENTRAL_SERVER_URL", sim.base_url()),
+        ("SECRET_PREFIX", "ringcx/".to_owned()),
+        ("TENANTS", tenant.to_owned()),
+    ]
+    .into_iter()
+    .collect();
+    let config = broker::config::Config::from_lookup(|k| vars.get(k).cloned()).unwrap();
+    let refresher = Refresher::new(&config, store.clone(), shared.clone()).unwrap();
+    let pass = |at: Duration| {
+        clock.advance(at);
+        refresher.run_pass(clock.now() + Duration::seconds(50))
+    };
+    let reads = || store.stats().calls.get(&Op::BatchGet).copied().unwrap_or(0);
+    let first = pass(Duration::zero()).await;
+    assert_eq!(first.tenants[0].generation, 2);
+    // Another writer (the HTTP function's bounded forced renewal) publishes generation 3,
+    // spending generation 2's refresh token, behind the refresher's back.
+    clock.advance(Duration::seconds(40));
+    let other = broker::renew::Renewer::new(
+        SessionRing::new(
+            store.clone(),
+            SecretNames::new("ringcx/"),
+            6,
+            shared.clone(),
+        ),
+        broker_tests::support::client_for(&sim, shared.clone(), std::time::Duration::from_secs(5)),
+        shared.clone(),
+        config.api_renew_settings(),
+    );
+    let forced = other
+        .renew_replacing(tenant, clock.now() + Duration::seconds(10), 2)
+        .await
+        .unwrap();
+    assert!(forced.forced && forced.generation == 3);
+    // The runs at +60 s and +120 s cannot be due: no ring read at all.
+    let before = reads();
+    for step in [20, 60] {
+        let p = pass(Duration::seconds(step)).await;
+        assert!(p.ok && p.tenants[0].outcome == "fresh");
+    }
+    assert_eq!(reads(), before, "two runs, no ring read");
+    // At +180 s the remembered expiry is within the margin: the ring is read and generation 3,
+    // written behind the refresher's back, is found (not yet due itself).
+    let seen = pass(Duration::seconds(60)).await;
+    assert!(reads() > before);
+    assert_eq!(
+        (seen.tenants[0].outcome.as_str(), seen.tenants[0].generation),
+        ("fresh", 3)
+    );
+    // When it is due, its refresh token (not the spent one) is used.
+    let due = pass(Duration::seconds(30)).await;
+    assert!(due.ok, "{due:?}");
+    assert_eq!(due.tenants[0].outcome, "refreshed");
+    assert_eq!(due.tenants[0].generation, 4);
+    let stats = sim.token_stats();
+    assert_eq!(
+        (stats.reuses, stats.families_revoked),
+        (0, 0),
+        "no spent token reused"
+    );
+}

@@ -79,7 +79,13 @@ pub struct Refresher<S> {
     concurrency: usize,
     min_ttl_secs: i64,
     clock: SharedClock,
+    /// What the last pass of this warm instance saw per tenant: (generation, token expiry).
+    known: Arc<std::sync::Mutex<std::collections::HashMap<String, (u64, DateTime<Utc>)>>>,
 }
+
+/// Seconds kept between a remembered expiry and the margin before a ring read is skipped (clock
+/// and scheduling slack).
+const SKIP_SLACK_SECS: i64 = 5;
 
 impl<S: SecretStore + Clone + 'static> Refresher<S> {
     pub fn new(config: &Config, store: S, clock: SharedClock) -> Result<Self, EngageError> {
@@ -98,6 +104,7 @@ impl<S: SecretStore + Clone + 'static> Refresher<S> {
             concurrency: config.refresh_concurrency,
             min_ttl_secs: config.min_token_ttl.as_secs() as i64,
             clock,
+            known: Arc::default(),
         })
     }
 
@@ -163,9 +170,61 @@ impl<S: SecretStore + Clone + 'static> Refresher<S> {
         PassSummary { ok, tenants }
     }
 
+    /// A report without reading the ring, when this warm instance knows the tenant's token cannot
+    /// be due yet. Safe against other writers: a newer generation only moves expiry later, and
+    /// the ring is read again (before any refresh token is spent) once the remembered expiry is
+    /// within the margin.
+    fn remembered(&self, tenant: &str) -> Option<broker::renew::Report> {
+        let (generation, expires_at) = *self
+            .known
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(tenant)?;
+        let left = (expires_at - self.clock.now()).num_seconds();
+        let margin = self.renewer.settings().refresh_margin.as_secs() as i64;
+        (left > margin + SKIP_SLACK_SECS).then(|| broker::renew::Report {
+            tenant: tenant.to_owned(),
+            outcome: Outcome::Fresh,
+            generation,
+            seconds_left: Some(left),
+            retries: 0,
+            cas_conflicts: 0,
+            quota_skips: 0,
+            unreadable_slots: Vec::new(),
+            forced: false,
+            permanent: false,
+        })
+    }
+
+    fn remember(&self, tenant: &str, result: &Result<broker::renew::Report, RenewError>) {
+        let mut known = self
+            .known
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match result {
+            // Only tokens that expire: a permanent one is checked with RingCX on every run.
+            Ok(r) if !r.permanent && r.unreadable_slots.is_empty() => match r.seconds_left {
+                Some(left) => {
+                    known.insert(
+                        tenant.to_owned(),
+                        (r.generation, self.clock.now() + Duration::seconds(left)),
+                    );
+                }
+                None => {
+                    known.remove(tenant);
+                }
+            },
+            _ => {
+                known.remove(tenant);
+            }
+        }
+    }
+
     async fn renew_one(&self, tenant: &str, deadline: DateTime<Utc>) -> TenantResult {
         // A tenant that waited for a concurrency slot does not start once the budget is gone.
-        let result = if fits(self.clock.now(), std::time::Duration::ZERO, deadline) {
+        let result = if let Some(report) = self.remembered(tenant) {
+            Ok(report)
+        } else if fits(self.clock.now(), std::time::Duration::ZERO, deadline) {
             self.renewer.renew(tenant, deadline).await
         } else {
             Err(RenewError::NoTime {
@@ -178,6 +237,7 @@ impl<S: SecretStore + Clone + 'static> Refresher<S> {
             Ok(report) if report.permanent => self.check_permanent(tenant, deadline, report).await,
             other => other,
         };
+        self.remember(tenant, &result);
         let now = self.clock.now();
         let (outcome, generation, seconds_left, retries, cas, quota, error) = match &result {
             Ok(r) => (
