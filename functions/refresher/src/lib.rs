@@ -80,8 +80,11 @@ pub struct Refresher<S> {
     min_ttl_secs: i64,
     clock: SharedClock,
     /// What the last pass of this warm instance saw per tenant: (generation, token expiry).
-    known: Arc<std::sync::Mutex<std::collections::HashMap<String, (u64, DateTime<Utc>)>>>,
+    known: Arc<std::sync::Mutex<Known>>,
 }
+
+/// Per tenant: the newest generation seen and its token's expiry.
+type Known = std::collections::HashMap<String, (u64, DateTime<Utc>)>;
 
 /// Seconds kept between a remembered expiry and the margin before a ring read is skipped (clock
 /// and scheduling slack).
