@@ -10,13 +10,14 @@ use std::time::Duration as StdDuration;
 use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::store::{SecretNames, SecretStore, StoreError};
 
 /// Namespace of the registry's fencing tokens (fixed: changing it would re-enable old tokens).
 const REGISTRY_NAMESPACE: Uuid = Uuid::from_u128(0x2b8e_91d4_0c7a_4e55_a1f3_6d2c_9e07_b3f8);
+/// `createdBy` of a token the broker did not create.
+pub const OUTSIDE: &str = "outside the broker";
 /// Attempts at one change before giving up (each lost race re-reads and re-applies).
 pub const MAX_ATTEMPTS: u32 = 24;
 
@@ -41,6 +42,31 @@ pub struct TokenRecord {
 }
 
 impl TokenRecord {
+    /// The record of a token the broker just created.
+    pub fn created(
+        token: &SecretString,
+        label: Option<String>,
+        created_at: DateTime<Utc>,
+        created_by: &str,
+        expires_at: Option<DateTime<Utc>>,
+    ) -> Self {
+        Self {
+            sha256: token_sha256(token),
+            masked: mask(token.expose_secret()),
+            label,
+            created_at,
+            created_by: created_by.to_owned(),
+            expires_at,
+            rotated_to: None,
+            revoke_after: None,
+        }
+    }
+
+    /// A record for a token made outside the broker (first seen at `now`).
+    pub fn outside(token: &SecretString, now: DateTime<Utc>) -> Self {
+        Self::created(token, None, now, OUTSIDE, None)
+    }
+
     /// Why the broker must revoke this token at `now`, if it must.
     pub fn due(&self, now: DateTime<Utc>) -> Option<&'static str> {
         if self.revoke_after.is_some_and(|t| t <= now) {
@@ -87,10 +113,7 @@ pub enum RegistryError {
 
 /// SHA-256 of a token, hex: how the registry names it.
 pub fn token_sha256(token: &SecretString) -> String {
-    Sha256::digest(token.expose_secret().as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::secret::sha256_hex(token.expose_secret().as_bytes())
 }
 
 /// The start and the last four characters of a permanent token: `aws80:…c0a9`.
@@ -207,10 +230,10 @@ impl<S: SecretStore> Registries<S> {
             // The fencing token names the state this change was made on (its revision and exact
             // bytes): writers that read the same state race for one version; a hand-edited
             // document cannot collide with an old version's token.
-            let basis = Sha256::digest(raw.as_deref().unwrap_or("").as_bytes());
+            let basis = crate::secret::sha256_hex(raw.as_deref().unwrap_or("").as_bytes());
             let token = Uuid::new_v5(
                 &REGISTRY_NAMESPACE,
-                format!("{name}:{}:{basis:x}:{salt}", next.revision).as_bytes(),
+                format!("{name}:{}:{basis}:{salt}", next.revision).as_bytes(),
             )
             .to_string();
             let value = SecretString::from(

@@ -5,6 +5,22 @@
 //! serde read and write such fields in the documents the broker stores.
 
 pub use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
+
+/// Lower-case hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// SHA-256 of `bytes`: how caller keys and permanent API tokens are recorded without keeping them.
+pub fn sha256(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
+/// [`sha256`] as lower-case hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&sha256(bytes))
+}
 
 /// `#[serde(with = "crate::secret::string")]` for a `SecretString` field.
 pub mod string {

@@ -361,7 +361,7 @@ async fn remove_leftovers(
 fn new_caller_id(tenant: &str, auth_config_id: &str) -> Result<String, AdminError> {
     let mut raw = [0u8; 4];
     getrandom::fill(&mut raw).map_err(|e| AdminError::Random(e.to_string()))?;
-    let suffix: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+    let suffix = broker::secret::hex(&raw);
     let id = format!("{}{suffix}", caller_prefix(tenant, auth_config_id));
     if id.len() > 64 {
         return Err(AdminError::BadInput(

@@ -124,8 +124,8 @@ impl<S: SecretStore + Clone + 'static> App<S> {
         .await
     }
 
-    /// Revokes a token in RingCX (a missing one counts as revoked).
-    async fn revoke_upstream(&self, tenant: &str, token: &SecretString) -> Result<(), ApiError> {
+    /// Revokes a token in RingCX; `false` when RingCX had no such token.
+    async fn revoke_upstream(&self, tenant: &str, token: &SecretString) -> Result<bool, ApiError> {
         let engage = &self.engage;
         match self
             .with_token(tenant, |t| async move {
@@ -133,8 +133,9 @@ impl<S: SecretStore + Clone + 'static> App<S> {
             })
             .await
         {
-            Err(e) if e.status != StatusCode::NOT_FOUND => Err(e),
-            _ => Ok(()),
+            Ok(()) => Ok(true),
+            Err(e) if e.status == StatusCode::NOT_FOUND => Ok(false),
+            Err(e) => Err(e),
         }
     }
 
@@ -172,16 +173,7 @@ impl<S: SecretStore + Clone + 'static> App<S> {
         expires_at: Option<DateTime<Utc>>,
     ) -> Result<(SecretString, TokenRecord, bool), ApiError> {
         let token = self.new_ringcx_token(&caller.tenant).await?;
-        let record = TokenRecord {
-            sha256: token_sha256(&token),
-            masked: mask(token.expose_secret()),
-            label,
-            created_at: self.clock.now(),
-            created_by: caller.id.clone(),
-            expires_at,
-            rotated_to: None,
-            revoke_after: None,
-        };
+        let record = TokenRecord::created(&token, label, self.clock.now(), &caller.id, expires_at);
         let registered = self
             .change_registry(&caller.tenant, |r| {
                 if r.find(&record.sha256).is_none() {
@@ -352,16 +344,7 @@ pub(crate) async fn rotate<S: SecretStore + Clone + 'static>(
         .as_ref()
         .and_then(|p| p.expires_at.map(|e| now + (e - p.created_at)));
     let new = app.new_ringcx_token(&caller.tenant).await?;
-    let record = TokenRecord {
-        sha256: token_sha256(&new),
-        masked: mask(new.expose_secret()),
-        label,
-        created_at: now,
-        created_by: caller.id.clone(),
-        expires_at,
-        rotated_to: None,
-        revoke_after: None,
-    };
+    let record = TokenRecord::created(&new, label, now, &caller.id, expires_at);
     // A token that expires sooner is revoked at its expiry, grace or not.
     let grace_end = now + Duration::hours(i64::from(grace));
     let revoke_after = previous
@@ -371,16 +354,7 @@ pub(crate) async fn rotate<S: SecretStore + Clone + 'static>(
     let old_record = TokenRecord {
         rotated_to: Some(record.sha256.clone()),
         revoke_after: Some(revoke_after),
-        ..previous.unwrap_or_else(|| TokenRecord {
-            sha256: old_sha.clone(),
-            masked: mask(old.expose_secret()),
-            label: None,
-            created_at: now,
-            created_by: "outside the broker".into(),
-            expires_at: None,
-            rotated_to: None,
-            revoke_after: None,
-        })
+        ..previous.unwrap_or_else(|| TokenRecord::outside(&old, now))
     };
     // One change for both records: the new token is never registered without the old one's
     // revocation, nor the other way round.
@@ -437,38 +411,20 @@ pub(crate) async fn delete<S: SecretStore + Clone + 'static>(
     let (caller, _) = app.caller(&headers, &uri, Scope::ApiTokensAdmin).await?;
     let token = target_token(token)?;
     app.refuse_if_in_use(&caller.tenant, &token).await?;
-    let engage = &app.engage;
-    let target = &token;
-    let result = app
-        .with_token(&caller.tenant, |t| async move {
-            engage.delete_api_token(t.auth(), target).await
-        })
-        .await;
-    match result {
-        Ok(()) => {}
-        Err(e) if e.status == StatusCode::NOT_FOUND => return Err(not_found()),
-        Err(e) => return Err(e),
+    if !app.revoke_upstream(&caller.tenant, &token).await? {
+        return Err(not_found());
     }
     let sha = token_sha256(&token);
     let known = app.registries.read(&caller.tenant).await.ok();
     let record = known
         .as_ref()
         .and_then(|r| r.find(&sha).cloned())
-        .unwrap_or_else(|| TokenRecord {
-            sha256: sha.clone(),
-            masked: mask(token.expose_secret()),
-            label: None,
-            created_at: app.clock.now(),
-            created_by: "outside the broker".into(),
-            expires_at: None,
-            rotated_to: None,
-            revoke_after: None,
-        });
+        .unwrap_or_else(|| TokenRecord::outside(&token, app.clock.now()));
     let registry = app
         .change_registry(&caller.tenant, |r| r.tokens.retain(|t| t.sha256 != sha))
         .await;
     if let Err(e) = registry {
-        tracing::error!(tenant = %caller.tenant, token = %record.masked, error = %e, "a revoked token stays in the registry; the refresher's sweep drops it");
+        tracing::error!(tenant = %caller.tenant, token = %record.masked, error = %e, "a revoked token stays in the registry (harmless: it is listed nowhere and the sweep drops it if it comes due)");
     }
     audit(&caller.tenant, &caller.id, "revoke", &record, "requested");
     Ok(StatusCode::NO_CONTENT.into_response())

@@ -19,7 +19,6 @@ use broker::store::SecretStore;
 use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tokio::sync::Mutex as AsyncMutex;
 
@@ -118,13 +117,7 @@ impl Caller {
     }
 }
 
-fn sha256(bytes: &[u8]) -> [u8; 32] {
-    Sha256::digest(bytes).into()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+use broker::secret::{hex, sha256};
 
 fn unhex(text: &str) -> Option<[u8; 32]> {
     let text = text.trim();
