@@ -156,6 +156,20 @@ impl<S: SecretStore + Clone> App<S> {
         Ok(())
     }
 
+    /// The tenant's short-lived token, for `/v1/token` and `/v1/oauth/token`. A permanent API
+    /// token is never handed out: there is nothing short-lived to give.
+    async fn handout_token(&self, tenant: &str) -> Result<CachedToken, ApiError> {
+        let token = self.tokens.get(tenant, self.deadline()).await?;
+        if token.permanent {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                PERMANENT_TOKEN_TENANT,
+                "this tenant is served by a permanent API token: there is no short-lived token to hand out; call RingCX through /v1/engage/ instead",
+            ));
+        }
+        Ok(token)
+    }
+
     /// Runs `call` with the tenant's token; if RingCX refuses it, again with a newer one (at most
     /// [`MAX_TOKEN_RETRIES`] times).
     async fn with_token<T, F, Fut>(&self, tenant: &str, call: F) -> Result<T, ApiError>
@@ -183,6 +197,16 @@ impl<S: SecretStore + Clone> App<S> {
             }
         }
     }
+}
+
+/// The media type of a `Content-Type` value, lower-cased, without parameters.
+pub(crate) fn media_type(content_type: &str) -> String {
+    content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
 }
 
 /// Reads a body up to [`MAX_BODY_BYTES`], answering 413 beyond.
@@ -331,14 +355,8 @@ pub(crate) fn token_answer(token: &CachedToken, now: DateTime<Utc>) -> Response 
     )
 }
 
-/// A tenant served by a permanent API token has no short-lived token to hand out.
-pub(crate) fn permanent_tenant() -> ApiError {
-    ApiError::new(
-        StatusCode::CONFLICT,
-        "permanent_token_tenant",
-        "this tenant is served by a permanent API token: there is no short-lived token to hand out; call RingCX through /v1/engage/ instead",
-    )
-}
+/// The code of the error a permanent-token tenant gets from the token routes.
+pub(crate) const PERMANENT_TOKEN_TENANT: &str = "permanent_token_tenant";
 
 /// `GET /v1/token`: the current access token for clients that send a key header.
 async fn token<S: SecretStore + Clone + 'static>(
@@ -347,9 +365,6 @@ async fn token<S: SecretStore + Clone + 'static>(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let (caller, _) = app.caller(&headers, &uri, Scope::TokenRead).await?;
-    let token = app.tokens.get(&caller.tenant, app.deadline()).await?;
-    if token.permanent {
-        return Err(permanent_tenant());
-    }
+    let token = app.handout_token(&caller.tenant).await?;
     Ok(token_answer(&token, app.clock.now()))
 }

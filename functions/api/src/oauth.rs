@@ -14,7 +14,7 @@ use secrecy::SecretString;
 use serde_json::json;
 
 use crate::auth::{Presented, QueryAuth, Scope, presented};
-use crate::{AppState, no_store, read_body, token_answer};
+use crate::{AppState, PERMANENT_TOKEN_TENANT, media_type, no_store, read_body, token_answer};
 
 /// An RFC 6749 error answer (this route speaks OAuth, not the broker's error shape).
 #[derive(Debug)]
@@ -124,12 +124,7 @@ async fn grant<S: SecretStore + Clone + 'static>(
     let is_form = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| {
-            ct.split(';').next().is_some_and(|m| {
-                m.trim()
-                    .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-            })
-        });
+        .is_some_and(|ct| media_type(ct) == "application/x-www-form-urlencoded");
     if !body.is_empty() && !is_form {
         return Err(invalid_request(
             "send an application/x-www-form-urlencoded body (or parameters in the query string)",
@@ -207,18 +202,14 @@ async fn grant<S: SecretStore + Clone + 'static>(
         )
         .into());
     }
-    let token = app
-        .tokens
-        .get(&caller.tenant, app.deadline())
-        .await
-        .map_err(IntoResponse::into_response)?;
-    if token.permanent {
-        return Err(error(
+    match app.handout_token(&caller.tenant).await {
+        Ok(token) => Ok(token_answer(&token, app.clock.now())),
+        Err(e) if e.code == PERMANENT_TOKEN_TENANT => Err(error(
             StatusCode::BAD_REQUEST,
             "unauthorized_client",
             "this client's tenant is served by a permanent API token: there is no short-lived token to hand out",
         )
-        .into());
+        .into()),
+        Err(e) => Err(e.into_response()),
     }
-    Ok(token_answer(&token, app.clock.now()))
 }

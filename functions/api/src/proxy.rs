@@ -15,18 +15,13 @@ use broker::store::SecretStore;
 
 use crate::auth::{Scope, forwarded_query};
 use crate::error::ApiError;
-use crate::{AppState, read_body};
+use crate::{AppState, media_type, read_body};
 
 const PREFIX: &str = "/v1/engage/";
 
 /// Body types an IVR, a webhook or a script sends.
 fn acceptable_content_type(ct: &str) -> bool {
-    let essence = ct
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
+    let essence = media_type(ct);
     matches!(
         essence.as_str(),
         "application/json"
@@ -60,10 +55,9 @@ pub(crate) async fn proxy<S: SecretStore + Clone + 'static>(
             "send JSON, form-encoded, XML or plain-text bodies",
         ));
     }
-    let is_form = content_type.as_deref().is_some_and(|ct| {
-        ct.to_ascii_lowercase()
-            .starts_with("application/x-www-form-urlencoded")
-    });
+    let is_form = content_type
+        .as_deref()
+        .is_some_and(|ct| media_type(ct) == "application/x-www-form-urlencoded");
     if is_form
         && url::form_urlencoded::parse(&body)
             .any(|(name, _)| name.trim().eq_ignore_ascii_case("_method"))
