@@ -219,21 +219,7 @@ impl<S: broker::store::SecretStore + Clone + 'static> ApiStack<S> {
         let sim = Simulator::start(shared.clone())
             .await
             .expect("simulator starts");
-        let mut vars: std::collections::HashMap<String, String> = [
-            ("ENGAGE_BASE_URL", sim.base_url()),
-            ("RINGCENTRAL_SERVER_URL", sim.base_url()),
-            ("SECRET_PREFIX", prefix.to_owned()),
-            ("TENANTS", "default,second,empty".to_owned()),
-            ("ENGAGE_TIMEOUT_MS", "2000".to_owned()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect();
-        for (k, v) in extra {
-            vars.insert((*k).to_owned(), (*v).to_owned());
-        }
-        let config = broker::config::Config::from_lookup(|k| vars.get(k).cloned())
-            .expect("valid test configuration");
+        let config = config(&sim, prefix, "default,second,empty", extra);
         let names = config.names();
         let put = |name: String, doc: String| {
             let store = store.clone();
@@ -419,6 +405,38 @@ pub fn function_env(sim: &Simulator, prefix: &str, tenants: &str) -> Vec<(&'stat
 }
 
 impl<S: broker::store::SecretStore + Clone + 'static> ApiStack<S> {
+    /// The real `api` binary run as an operator command (`args`) against this stack's world
+    /// (moto and the simulator; tenants `default`, `second`, `empty`), environment cleared.
+    pub fn api_command(&self, args: &[&str]) -> std::process::Output {
+        std::process::Command::new(crate::lambda::binary("api"))
+            .env_clear()
+            .envs(function_env(
+                &self.sim,
+                &self.prefix,
+                "default,second,empty",
+            ))
+            .args(args)
+            .output()
+            .expect("the api binary runs")
+    }
+
+    /// A new caller key for `tenant` with `scopes` (and `paths`), added to the callers secret.
+    pub async fn add_key(
+        &self,
+        id: &str,
+        tenant: &str,
+        scopes: &[api::auth::Scope],
+        paths: Option<&[&str]>,
+    ) -> String {
+        use secrecy::ExposeSecret as _;
+        let (key, mut entry) =
+            api::auth::generate_key(id, tenant, scopes.to_vec()).expect("random key");
+        entry.paths = paths.map(|p| p.iter().map(|s| (*s).to_owned()).collect());
+        self.add_callers(&[serde_json::to_value(&entry).expect("an entry serialises")])
+            .await;
+        key.expose_secret().to_owned()
+    }
+
     /// Appends entries to the callers secret (instances see them within `CALLERS_CACHE_SECONDS`,
     /// or at once after an unknown credential, see `MISS_RELOAD`).
     pub async fn add_callers(&self, entries: &[serde_json::Value]) {
@@ -471,18 +489,33 @@ pub fn rsa_pems() -> (String, String) {
     )
 }
 
-/// The configuration an HTTP function or refresher of `stack`'s world runs with, for `tenants`.
-pub fn config_for<S>(stack: &ApiStack<S>, tenants: &str) -> broker::config::Config {
-    let vars: std::collections::HashMap<&str, String> = [
-        ("ENGAGE_BASE_URL", stack.sim.base_url()),
-        ("RINGCENTRAL_SERVER_URL", stack.sim.base_url()),
-        ("SECRET_PREFIX", stack.prefix.clone()),
+/// The configuration a function runs with against `sim`: `prefix`, `tenants`, a 2 s RingCX
+/// timeout, and `extra` variables on top (later ones win).
+pub fn config(
+    sim: &Simulator,
+    prefix: &str,
+    tenants: &str,
+    extra: &[(&str, &str)],
+) -> broker::config::Config {
+    let mut vars: std::collections::HashMap<String, String> = [
+        ("ENGAGE_BASE_URL", sim.base_url()),
+        ("RINGCENTRAL_SERVER_URL", sim.base_url()),
+        ("SECRET_PREFIX", prefix.to_owned()),
         ("TENANTS", tenants.to_owned()),
         ("ENGAGE_TIMEOUT_MS", "2000".to_owned()),
     ]
     .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
     .collect();
-    broker::config::Config::from_lookup(|k| vars.get(k).cloned()).expect("valid configuration")
+    for (k, v) in extra {
+        vars.insert((*k).to_owned(), (*v).to_owned());
+    }
+    broker::config::Config::from_lookup(|k| vars.get(k).cloned()).expect("valid test configuration")
+}
+
+/// The configuration an HTTP function or refresher of `stack`'s world runs with, for `tenants`.
+pub fn config_for<S>(stack: &ApiStack<S>, tenants: &str) -> broker::config::Config {
+    config(&stack.sim, &stack.prefix, tenants, &[])
 }
 
 /// Whether RingCX accepts `token` as `X-Auth-Token` on a Voice API.

@@ -9,16 +9,15 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use broker::clock::{Clock as _, ManualClock};
 use broker::store::memory::MemoryStore;
-use broker_tests::sim::outbound::{fetch_token, sign_jwt};
+use broker_tests::sim::outbound::fetch_token;
 use broker_tests::support::{ApiStack, raw_http, rsa_pems};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 
 async fn stack(extra: &[(&str, &str)]) -> ApiStack<MemoryStore> {
     let store = MemoryStore::new(Arc::new(ManualClock::starting_now()));
-    let mut vars = vec![("CALLERS_CACHE_SECONDS", "0")];
-    vars.extend_from_slice(extra);
-    ApiStack::start(store, "ringcx/", &vars).await
+    // Callers are added before a stack's first request, so every instance reads them once.
+    ApiStack::start(store, "ringcx/", extra).await
 }
 
 /// Spellings RingCX could route to a credential area, as raw request targets.
@@ -130,16 +129,17 @@ async fn credential_query_parameters_never_reach_ringcx_however_spelled() {
 #[tokio::test]
 async fn paths_allow_and_refuse_per_method_and_keys_stay_in_their_tenant() {
     let s = stack(&[]).await;
-    let (key, mut entry) =
-        api::auth::generate_key("campaigns", "default", vec![api::auth::Scope::EngageProxy])
-            .unwrap();
-    entry.paths = Some(vec![
-        "GET v1/sim/echo/accounts/*/campaigns/*".into(),
-        "POST v1/sim/echo/accounts/*/campaigns/*/leadLoader/direct".into(),
-    ]);
-    s.add_callers(&[serde_json::to_value(&entry).unwrap()])
+    let key = s
+        .add_key(
+            "campaigns",
+            "default",
+            &[api::auth::Scope::EngageProxy],
+            Some(&[
+                "GET v1/sim/echo/accounts/*/campaigns/*",
+                "POST v1/sim/echo/accounts/*/campaigns/*/leadLoader/direct",
+            ]),
+        )
         .await;
-    let key = secrecy::ExposeSecret::expose_secret(&key).to_owned();
     let http = reqwest::Client::new();
     let cases = [
         ("GET", "v1/sim/echo/accounts/1/campaigns/7", 200),
@@ -391,7 +391,6 @@ async fn jwt_callers_are_accepted_as_ringcx_signs_them_in_a_header_or_the_query(
     }
     assert_eq!(s.sim.requests().len(), configs.len());
     println!("jwt: {} accepted placements", configs.len());
-    let _ = &k.rsa_public;
 }
 
 #[tokio::test]
@@ -575,7 +574,6 @@ async fn jwt_refusals_are_401_with_the_error_shape_and_nothing_upstream() {
         "jwt: {} refusals, each in a header and in the query",
         cases.len()
     );
-    let _ = sign_jwt;
 }
 
 #[tokio::test]
@@ -600,11 +598,9 @@ async fn an_unknown_key_rereads_the_callers_at_most_every_five_seconds() {
         200,
         "the callers are loaded"
     );
-    let (key, entry) =
-        api::auth::generate_key("late", "default", vec![api::auth::Scope::EngageProxy]).unwrap();
-    s.add_callers(&[serde_json::to_value(&entry).unwrap()])
+    let key = s
+        .add_key("late", "default", &[api::auth::Scope::EngageProxy], None)
         .await;
-    let key = secrecy::ExposeSecret::expose_secret(&key).to_owned();
     // Within 5 s of the last read, misses (this one, and a burst of strangers) read nothing.
     assert_eq!(get(key.clone()).await, 401);
     for i in 0..20 {

@@ -3,12 +3,9 @@
 //! config (a client-credentials request to the broker, as `clientCredentialsSupplyIn` says) and
 //! calls a Voice API with the token. Re-running changes nothing; `--rotate` leaves one working key.
 
-use std::process::Command;
-
 use broker::store::{SecretNames, SecretStore};
-use broker_tests::lambda::binary;
 use broker_tests::sim::outbound::fetch_token;
-use broker_tests::support::{ApiStack, function_env, moto_store, unique_prefix};
+use broker_tests::support::{ApiStack, moto_store, unique_prefix};
 use chrono::Duration;
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
@@ -23,13 +20,15 @@ struct Run {
 }
 
 fn connect(s: &ApiStack<broker::store::aws::SecretsManagerStore>, args: &[&str]) -> Run {
-    let mut cmd = Command::new(binary("api"));
-    cmd.env_clear()
-        .envs(function_env(&s.sim, &s.prefix, "default,second,empty"))
-        .arg("connect-ringcx")
-        .args(["--api-url", &s.base, "--provider-name", PROVIDER])
-        .args(args);
-    let out = cmd.output().expect("the api binary runs");
+    let mut all = vec![
+        "connect-ringcx",
+        "--api-url",
+        &s.base,
+        "--provider-name",
+        PROVIDER,
+    ];
+    all.extend_from_slice(args);
+    let out = s.api_command(&all);
     Run {
         ok: out.status.success(),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -188,19 +187,13 @@ async fn connect_ringcx_fails_clearly_and_leaves_no_key_behind() {
     let s = ApiStack::start(store, &unique_prefix("connect-fail"), &[]).await;
     let callers_before = callers_raw(&s).await;
     // An API URL RingCX would send the secret to in clear.
-    let plain = {
-        let mut cmd = Command::new(binary("api"));
-        cmd.env_clear()
-            .envs(function_env(&s.sim, &s.prefix, "default,second,empty"))
-            .args([
-                "connect-ringcx",
-                "--tenant",
-                "default",
-                "--api-url",
-                "http://broker.example.com",
-            ]);
-        cmd.output().unwrap()
-    };
+    let plain = s.api_command(&[
+        "connect-ringcx",
+        "--tenant",
+        "default",
+        "--api-url",
+        "http://broker.example.com",
+    ]);
     assert!(!plain.status.success());
     assert!(String::from_utf8_lossy(&plain.stderr).contains("https"));
     // The second tenant's RingCX user is not an admin: RingCX refuses, the new key is withdrawn.
@@ -221,20 +214,15 @@ async fn connect_ringcx_fails_clearly_and_leaves_no_key_behind() {
 async fn add_caller_makes_a_jwt_caller_that_ringcx_can_sign_for() {
     let store = moto_store().await;
     let s = ApiStack::start(store, &unique_prefix("jwt-caller"), &[]).await;
-    let out = Command::new(binary("api"))
-        .env_clear()
-        .envs(function_env(&s.sim, &s.prefix, "default,second,empty"))
-        .args([
-            "add-caller",
-            "--id",
-            "ringcx-ivr",
-            "--jwt",
-            "HS256",
-            "--paths",
-            "GET v1/sim/echo/**",
-        ])
-        .output()
-        .unwrap();
+    let out = s.api_command(&[
+        "add-caller",
+        "--id",
+        "ringcx-ivr",
+        "--jwt",
+        "HS256",
+        "--paths",
+        "GET v1/sim/echo/**",
+    ]);
     assert!(
         out.status.success(),
         "{}",
@@ -270,12 +258,7 @@ async fn add_caller_makes_a_jwt_caller_that_ringcx_can_sign_for() {
         403,
         "outside its paths"
     );
-    let refused = Command::new(binary("api"))
-        .env_clear()
-        .envs(function_env(&s.sim, &s.prefix, "default,second,empty"))
-        .args(["add-caller", "--id", "ringcx-rsa", "--jwt", "RS256"])
-        .output()
-        .unwrap();
+    let refused = s.api_command(&["add-caller", "--id", "ringcx-rsa", "--jwt", "RS256"]);
     assert!(
         !refused.status.success(),
         "RS256 without a public key is refused"

@@ -1,5 +1,6 @@
 //! A pass over many tenants is correct, not just fast: every due tenant is renewed exactly once,
-//! none is skipped, nobody logs in, with the simulator's rate limits on.
+//! none is skipped, nobody logs in, with refresh-token reuse detection on (a token presented twice
+//! would revoke its family). RingCX documents no rate limit on the refresh call, so none applies.
 
 use std::sync::Arc;
 
@@ -7,7 +8,7 @@ use broker::clock::{Clock as _, ManualClock, SharedClock};
 use broker::store::memory::MemoryStore;
 use broker::store::{SecretNames, SessionRing};
 use broker_tests::sim::Simulator;
-use broker_tests::support::seed_due_tenants;
+use broker_tests::support::{config, seed_due_tenants};
 use chrono::Duration;
 use refresher::Refresher;
 
@@ -20,16 +21,16 @@ async fn a_pass_over_many_due_tenants_renews_each_exactly_once() {
     let sim = Simulator::start(shared.clone()).await.unwrap();
     let store = MemoryStore::new(shared.clone());
     let tenants = seed_due_tenants(&store, "ringcx/", &sim, TENANTS, clock.now()).await;
-    let vars: std::collections::HashMap<&str, String> = [
-        ("ENGAGE_BASE_URL", sim.base_url()),
-        ("RINGCENTRAL_SERVER_URL", sim.base_url()),
-        ("SECRET_PREFIX", "ringcx/".to_owned()),
-        ("TENANTS", tenants.join(",")),
-        ("REFRESH_CONCURRENCY", "16".to_owned()),
-    ]
-    .into_iter()
-    .collect();
-    let config = broker::config::Config::from_lookup(|k| vars.get(k).cloned()).unwrap();
+    sim.set_behaviour(broker_tests::sim::Behaviour {
+        refresh_reuse_detection: true,
+        ..sim.behaviour()
+    });
+    let config = config(
+        &sim,
+        "ringcx/",
+        &tenants.join(","),
+        &[("REFRESH_CONCURRENCY", "16")],
+    );
     let refresher = Refresher::new(&config, store.clone(), shared.clone()).unwrap();
     sim.clear_requests();
     let pass = refresher
@@ -79,15 +80,7 @@ async fn a_warm_refresher_skips_reads_but_never_misses_a_generation_written_behi
     let store = MemoryStore::new(shared.clone());
     let tenants = seed_due_tenants(&store, "ringcx/", &sim, 1, clock.now()).await;
     let tenant = tenants[0].as_str();
-    let vars: std::collections::HashMap<&str, String> = [
-        ("ENGAGE_BASE_URL", sim.base_url()),
-        ("RINGCENTRAL_SERVER_URL", sim.base_url()),
-        ("SECRET_PREFIX", "ringcx/".to_owned()),
-        ("TENANTS", tenant.to_owned()),
-    ]
-    .into_iter()
-    .collect();
-    let config = broker::config::Config::from_lookup(|k| vars.get(k).cloned()).unwrap();
+    let config = config(&sim, "ringcx/", tenant, &[]);
     let refresher = Refresher::new(&config, store.clone(), shared.clone()).unwrap();
     let pass = |at: Duration| {
         clock.advance(at);

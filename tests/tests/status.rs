@@ -1,14 +1,12 @@
 //! `make status` (`api status`) against moto and the simulator: a healthy tenant, one whose
 //! renewal is late, and one without credentials, in text and `--json`.
 
-use std::process::Command;
 use std::sync::Arc;
 
 use broker::clock::{SharedClock, SystemClock};
 use broker::session::SessionState;
 use broker::store::{SecretNames, SessionRing};
-use broker_tests::lambda::binary;
-use broker_tests::support::{ApiStack, function_env, moto_store, unique_prefix};
+use broker_tests::support::{ApiStack, moto_store, unique_prefix};
 use serde_json::{Value, json};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -41,14 +39,11 @@ async fn status_gives_each_tenant_its_verdict_in_text_and_json() {
     .await
     .unwrap();
     let run = |json: bool| {
-        let mut cmd = Command::new(binary("api"));
-        cmd.env_clear()
-            .envs(function_env(&s.sim, &s.prefix, "default,second,empty"))
-            .arg("status");
         if json {
-            cmd.arg("--json");
+            s.api_command(&["status", "--json"])
+        } else {
+            s.api_command(&["status"])
         }
-        cmd.output().unwrap()
     };
     let text = run(false);
     assert!(

@@ -294,7 +294,13 @@ async fn a_slot_scheduled_for_deletion_fails_the_read_with_the_repair() {
         .create(&slot, &value(r#"{"generation":2}"#), TOKEN)
         .await
         .unwrap();
-    let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    // Explicit test credentials: nothing from the machine's own AWS profile goes anywhere.
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .credentials_provider(aws_sdk_secretsmanager::config::Credentials::new(
+            "testing", "testing", None, None, "test",
+        ))
+        .load()
+        .await;
     aws_sdk_secretsmanager::Client::new(&config)
         .delete_secret()
         .secret_id(&slot)

@@ -42,17 +42,12 @@ async fn main() {
             latency_ms: LATENCY_MS,
             ..Faults::default()
         });
-        let vars: std::collections::HashMap<&str, String> = [
-            ("ENGAGE_BASE_URL", sim.base_url()),
-            ("RINGCENTRAL_SERVER_URL", sim.base_url()),
-            ("SECRET_PREFIX", prefix.clone()),
-            ("TENANTS", tenants.join(",")),
-            ("REFRESH_CONCURRENCY", CONCURRENCY.to_owned()),
-        ]
-        .into_iter()
-        .collect();
-        let config =
-            broker::config::Config::from_lookup(|k| vars.get(k).cloned()).expect("configuration");
+        let config = broker_tests::support::config(
+            &sim,
+            &prefix,
+            &tenants.join(","),
+            &[("REFRESH_CONCURRENCY", CONCURRENCY)],
+        );
         let refresher = Refresher::new(&config, store.clone(), clock.clone()).expect("refresher");
         let started = Instant::now();
         let pass = refresher
@@ -66,7 +61,7 @@ async fn main() {
             .count();
         println!(
             "  {size:>5} tenants: {secs:>6.2} s, {:>7.1} tenants/s, {renewed} renewed, ok={}, peak RSS {} KiB",
-            size as f64 / secs,
+            renewed as f64 / secs,
             pass.ok,
             peak_rss_kib()
         );
