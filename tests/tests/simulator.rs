@@ -202,3 +202,53 @@ async fn random_faults_follow_their_ratio_and_scope() {
         client.ringex_jwt_token(&ringex(&sim)).await.unwrap();
     }
 }
+
+#[tokio::test]
+async fn auth_configs_are_typed_as_the_openapi_says() {
+    let (_clock, sim, _client) = start().await;
+    let (admin, _) = sim.mint_session("admin@example.com").unwrap();
+    let (agent, _) = sim.mint_session("agent@example.com").unwrap();
+    let http = reqwest::Client::new();
+    let url = |kind: &str| {
+        format!(
+            "{}/voice/api/v1/admin/accounts/333333/external/authConfigs/{}/{kind}",
+            sim.base_url(),
+            uuid::Uuid::new_v4()
+        )
+    };
+    let post = |token: &str, kind: &str, body: Value| {
+        http.post(url(kind)).bearer_auth(token).json(&body).send()
+    };
+    let jwt = json!({"providerName": "p", "algorithm": "HS256", "payload": "{}",
+                     "addTokenTo": "REQUEST_HEADER", "secret": "s"});
+    let mut bad_type = jwt.clone();
+    bad_type["expirationTime"] = json!("sixty");
+    let mut bad_flag = jwt.clone();
+    bad_flag["isSecretEncoded"] = json!("yes");
+    let mut other_type = jwt.clone();
+    other_type["authType"] = json!("BASIC");
+    for (case, body) in [
+        ("string expirationTime", bad_type),
+        ("string flag", bad_flag),
+        ("authType", other_type),
+    ] {
+        let r = post(&admin, "jwt", body).await.unwrap();
+        assert_eq!(r.status(), 400, "{case}");
+    }
+    let mut extra = jwt.clone();
+    extra["notInTheSpec"] = json!(1);
+    let r = post(&admin, "jwt", extra).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let stored: Value = r.json().await.unwrap();
+    assert!(
+        stored.get("notInTheSpec").is_none(),
+        "unknown properties are ignored"
+    );
+    assert_eq!(stored["secret"], "****", "secrets are never shown again");
+    let r = post(&agent, "jwt", jwt).await.unwrap();
+    assert_eq!(
+        r.status(),
+        404,
+        "another account's configs are not the agent's"
+    );
+}

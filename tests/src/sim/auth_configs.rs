@@ -3,7 +3,7 @@
 //! Secrets are stored but never shown again: answers carry `****` in their place, so a client
 //! that needs an existing secret back cannot rely on reading it.
 
-use std::sync::Arc;
+use std::sync::{Arc, MutexGuard};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::Shared;
-use super::ringcx::{check, forbidden, json_answer};
+use super::ringcx::{check, forbidden, json_answer, voice_error as error};
 use super::state::World;
 
 /// Rows a list page holds at most, whatever `maxRows` asks: clients must page.
@@ -34,13 +34,6 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
         )
 }
 
-fn error(status: StatusCode, code: &str, message: &str, now: DateTime<Utc>) -> Response {
-    json_answer(
-        status,
-        json!({"errorCode": code, "generalMessage": message, "timestamp": now.timestamp_millis()}),
-    )
-}
-
 fn missing(now: DateTime<Utc>) -> Response {
     error(
         StatusCode::NOT_FOUND,
@@ -48,6 +41,18 @@ fn missing(now: DateTime<Utc>) -> Response {
         "Auth config not found",
         now,
     )
+}
+
+/// The world, locked, for a caller admitted on `account`, and the simulator's now.
+fn admitted<'a>(
+    s: &'a Shared,
+    headers: &HeaderMap,
+    account: &str,
+) -> Result<(MutexGuard<'a, World>, DateTime<Utc>), Box<Response>> {
+    let mut w = s.world();
+    let now = w.now(&s.clock);
+    admit(&mut w, now, headers, account)?;
+    Ok((w, now))
 }
 
 /// The caller's user, allowed on `account` and holding the admin role; or the refusal.
@@ -102,11 +107,10 @@ async fn list(
     paging: Result<Query<Paging>, axum::extract::rejection::QueryRejection>,
     headers: HeaderMap,
 ) -> Response {
-    let mut w = s.world();
-    let now = w.now(&s.clock);
-    if let Err(r) = admit(&mut w, now, &headers, &account) {
-        return *r;
-    }
+    let (w, now) = match admitted(&s, &headers, &account) {
+        Ok(admitted) => admitted,
+        Err(refusal) => return *refusal,
+    };
     let Ok(Query(paging)) = paging else {
         return error(
             StatusCode::BAD_REQUEST,
@@ -132,11 +136,10 @@ async fn get_one(
     Path((account, id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    let mut w = s.world();
-    let now = w.now(&s.clock);
-    if let Err(r) = admit(&mut w, now, &headers, &account) {
-        return *r;
-    }
+    let (w, now) = match admitted(&s, &headers, &account) {
+        Ok(admitted) => admitted,
+        Err(refusal) => return *refusal,
+    };
     match w.auth_configs.get(&(account, id)) {
         Some(v) => json_answer(StatusCode::OK, shown(v)),
         None => missing(now),
@@ -148,15 +151,55 @@ async fn delete_one(
     Path((account, id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    let mut w = s.world();
-    let now = w.now(&s.clock);
-    if let Err(r) = admit(&mut w, now, &headers, &account) {
-        return *r;
-    }
+    let (mut w, now) = match admitted(&s, &headers, &account) {
+        Ok(admitted) => admitted,
+        Err(refusal) => return *refusal,
+    };
     match w.auth_configs.remove(&(account, id)) {
         Some(_) => StatusCode::NO_CONTENT.into_response(),
         None => missing(now),
     }
+}
+
+/// JSON types of the auth config properties (`GetExternalAuthConfigById200Response`).
+enum Kind {
+    Text,
+    Integer,
+    Flag,
+    List,
+}
+
+fn field_kind(name: &str) -> Option<Kind> {
+    Some(match name {
+        "expirationTime" => Kind::Integer,
+        "isIncludeIssueAt" | "isSecretEncoded" => Kind::Flag,
+        "otherParameters" => Kind::List,
+        "addTokenTo"
+        | "algorithm"
+        | "apiKey"
+        | "assertion"
+        | "authConfigId"
+        | "authType"
+        | "clientCredentialsSupplyIn"
+        | "clientId"
+        | "createdTime"
+        | "description"
+        | "grantType"
+        | "headerPrefix"
+        | "jwtHeaders"
+        | "oauthProvider"
+        | "password"
+        | "payload"
+        | "privateKey"
+        | "providerName"
+        | "queryParamName"
+        | "scope"
+        | "secret"
+        | "tokenUrl"
+        | "updatedTime"
+        | "username" => Kind::Text,
+        _ => return None,
+    })
 }
 
 type Enums = &'static [(&'static str, &'static [&'static str])];
@@ -207,11 +250,10 @@ async fn write(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let mut w = s.world();
-    let now = w.now(&s.clock);
-    if let Err(r) = admit(&mut w, now, &headers, &account) {
-        return *r;
-    }
+    let (mut w, now) = match admitted(&s, &headers, &account) {
+        Ok(admitted) => admitted,
+        Err(refusal) => return *refusal,
+    };
     let bad = |m: &str| error(StatusCode::BAD_REQUEST, "bad.request", m, now);
     let Some((auth_type, required, enums)) = schema(&kind) else {
         return error(StatusCode::NOT_FOUND, "not.found", "No handler found", now);
@@ -219,9 +261,29 @@ async fn write(
     if uuid::Uuid::parse_str(&id).is_err() {
         return bad("authConfigId must be a UUID");
     }
-    let Ok(Value::Object(fields)) = serde_json::from_slice::<Value>(&body) else {
+    let Ok(Value::Object(mut fields)) = serde_json::from_slice::<Value>(&body) else {
         return bad("the body must be a JSON object");
     };
+    if fields
+        .get("authType")
+        .is_some_and(|t| t.as_str() != Some(auth_type))
+    {
+        return bad("authType does not match the path");
+    }
+    // Typed as the OpenAPI says; unknown properties are ignored, as RingCX's JSON mapper does.
+    fields.retain(|k, _| field_kind(k).is_some());
+    for (k, v) in &fields {
+        let fits = match field_kind(k) {
+            Some(Kind::Text) => v.is_string(),
+            Some(Kind::Integer) => v.is_i64(),
+            Some(Kind::Flag) => v.is_boolean(),
+            Some(Kind::List) => v.is_array(),
+            None => true,
+        };
+        if !fits {
+            return bad(&format!("{k} has the wrong type"));
+        }
+    }
     for (field, allowed) in enums {
         if let Some(v) = fields.get(*field)
             && !v.as_str().is_some_and(|v| allowed.contains(&v))

@@ -13,15 +13,6 @@ use serde_json::Value;
 use super::Simulator;
 
 impl Simulator {
-    /// One stored auth config, secrets in clear (what RingCX itself holds).
-    pub fn auth_config(&self, account: &str, id: &str) -> Option<Value> {
-        self.shared
-            .world()
-            .auth_configs
-            .get(&(account.to_owned(), id.to_owned()))
-            .cloned()
-    }
-
     /// Every auth config of an account, secrets in clear.
     pub fn auth_configs(&self, account: &str) -> Vec<Value> {
         self.shared

@@ -330,11 +330,25 @@ pub(crate) fn check(
     Ok(user)
 }
 
-pub(crate) fn forbidden(now: DateTime<Utc>, message: &str) -> Response {
+/// RingCX's Voice API error shape.
+pub(crate) fn voice_error(
+    status: StatusCode,
+    code: &str,
+    message: &str,
+    now: DateTime<Utc>,
+) -> Response {
     json_answer(
+        status,
+        json!({"errorCode": code, "generalMessage": message, "timestamp": now.timestamp_millis()}),
+    )
+}
+
+pub(crate) fn forbidden(now: DateTime<Utc>, message: &str) -> Response {
+    voice_error(
         StatusCode::FORBIDDEN,
-        json!({"errorCode": "access.denied.exception", "generalMessage": message,
-               "timestamp": now.timestamp_millis()}),
+        "access.denied.exception",
+        message,
+        now,
     )
 }
 
