@@ -52,9 +52,11 @@ $(VENV)/.installed: tests/requirements.txt
 build: ## Build every crate (debug)
 	$(CARGO) build --workspace --locked
 
-bench: ## Proxy overhead and throughput; a refresher pass over 10/100/1,000 due tenants (prints figures)
+bench: venv ## Proxy overhead and throughput; a refresher pass over 10/100/1,000 due tenants; Secrets Manager calls and cost per tenant per profile (prints figures)
 	$(CARGO) run --locked --profile perf -p broker-tests --bin bench-proxy
-	$(CARGO) run --locked --profile perf -p broker-tests --bin bench-refresher
+	$(CARGO) build --locked --profile perf -p broker-tests --bin bench-refresher
+	VENV=$(VENV) tests/with-moto.sh $(CARGO_TARGET_DIR)/perf/bench-refresher
+	$(CARGO) run --locked --profile perf -p broker-tests --bin bench-cost
 
 template: venv ## cfn-lint and sam validate --lint on template.yaml (offline)
 	$(VENV)/bin/cfn-lint template.yaml

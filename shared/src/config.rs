@@ -28,6 +28,7 @@ pub const VARIABLES: &[&str] = &[
     "REFRESH_INTERVAL_SECONDS",
     "ALLOW_QUERY_KEY",
     "CALLERS_CACHE_SECONDS",
+    "PER_TENANT_METRICS",
     "KMS_KEY_ID",
     "RUST_LOG",
 ];
@@ -107,6 +108,9 @@ pub struct Config {
     /// How long the HTTP function trusts its copy of the callers secret (`CALLERS_CACHE_SECONDS`):
     /// the longest a revoked key keeps working.
     pub callers_cache: Duration,
+    /// Publish `SecondsLeft` per tenant as well as across tenants (`PER_TENANT_METRICS`, on by
+    /// default): $0.30 a month per tenant, and what the dashboard's per-tenant line draws.
+    pub per_tenant_metrics: bool,
 }
 
 impl Config {
@@ -240,17 +244,18 @@ impl Config {
             "seconds, 5..=240",
             |n| (5..=240).contains(n),
         )?;
-        let allow_query_key = match get("ALLOW_QUERY_KEY").as_deref() {
-            None | Some("false") | Some("0") => false,
-            Some("true") | Some("1") => true,
-            Some(other) => {
-                return Err(ConfigError::Invalid {
-                    name: "ALLOW_QUERY_KEY",
-                    value: other.to_owned(),
-                    expected: "true or false",
-                });
-            }
+        let flag = |name: &'static str, default: bool| match get(name).as_deref() {
+            None => Ok(default),
+            Some("false") | Some("0") => Ok(false),
+            Some("true") | Some("1") => Ok(true),
+            Some(other) => Err(ConfigError::Invalid {
+                name,
+                value: other.to_owned(),
+                expected: "true or false",
+            }),
         };
+        let allow_query_key = flag("ALLOW_QUERY_KEY", false)?;
+        let per_tenant_metrics = flag("PER_TENANT_METRICS", true)?;
         let callers_cache = number(
             "CALLERS_CACHE_SECONDS",
             get("CALLERS_CACHE_SECONDS"),
@@ -271,6 +276,7 @@ impl Config {
             refresh_interval: Duration::from_secs(refresh_interval),
             allow_query_key,
             callers_cache: Duration::from_secs(callers_cache),
+            per_tenant_metrics,
         };
         config.check_consistency()?;
         Ok(config)
@@ -475,6 +481,7 @@ mod tests {
             ("BIND_ADDR", "localhost"),
             ("ALLOW_QUERY_KEY", "yes"),
             ("CALLERS_CACHE_SECONDS", "-1"),
+            ("PER_TENANT_METRICS", "no"),
         ] {
             let err = from(&[(name, value)]).unwrap_err();
             assert_eq!(err.name(), name);

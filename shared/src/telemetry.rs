@@ -51,27 +51,112 @@ impl Unit {
     }
 }
 
-/// One EMF document: `metrics` under `dimensions` (name, value), at `timestamp_ms`. Each metric
-/// is published twice: per dimension set, and with no dimension at all, so one alarm can watch
-/// every tenant at once (e.g. the minimum of `SecondsLeft`).
-pub fn emf(dimensions: &[(&str, &str)], metrics: &[(&str, Unit, f64)], timestamp_ms: i64) -> Value {
-    let mut doc = Map::new();
-    for (k, v) in dimensions {
-        doc.insert((*k).to_owned(), json!(v));
+/// Every metric the refresher publishes. The template's alarms and dashboard are checked against
+/// these names, so a renamed metric cannot silently leave an alarm watching nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Metric {
+    /// Time left on the stored token after a run (Minimum is what the alarm watches).
+    SecondsLeft,
+    Renewals,
+    /// Full logins: each means a refresh token was lost.
+    FallbackLogins,
+    CasConflicts,
+    QuotaPressure,
+    RenewalFailures,
+    UpstreamRetries,
+    UnreadableSlots,
+    ForcedRenewals,
+    ApiTokensRevoked,
+}
+
+impl Metric {
+    /// Every metric, in the order the refresher emits them.
+    pub const ALL: [Metric; 10] = [
+        Metric::SecondsLeft,
+        Metric::Renewals,
+        Metric::FallbackLogins,
+        Metric::CasConflicts,
+        Metric::QuotaPressure,
+        Metric::RenewalFailures,
+        Metric::UpstreamRetries,
+        Metric::UnreadableSlots,
+        Metric::ForcedRenewals,
+        Metric::ApiTokensRevoked,
+    ];
+
+    /// The CloudWatch metric name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Metric::SecondsLeft => "SecondsLeft",
+            Metric::Renewals => "Renewals",
+            Metric::FallbackLogins => "FallbackLogins",
+            Metric::CasConflicts => "CasConflicts",
+            Metric::QuotaPressure => "QuotaPressure",
+            Metric::RenewalFailures => "RenewalFailures",
+            Metric::UpstreamRetries => "UpstreamRetries",
+            Metric::UnreadableSlots => "UnreadableSlots",
+            Metric::ForcedRenewals => "ForcedRenewals",
+            Metric::ApiTokensRevoked => "ApiTokensRevoked",
+        }
     }
-    for (name, _, value) in metrics {
-        doc.insert((*name).to_owned(), json!(value));
+
+    /// The metric of that CloudWatch name, if the refresher publishes one.
+    pub fn from_name(name: &str) -> Option<Metric> {
+        Metric::ALL.into_iter().find(|m| m.name() == name)
+    }
+
+    pub fn unit(self) -> Unit {
+        match self {
+            Metric::SecondsLeft => Unit::Seconds,
+            _ => Unit::Count,
+        }
+    }
+
+    /// Published per tenant as well as across tenants. Each metric per tenant is a custom metric
+    /// billed monthly, so only what the dashboard draws per tenant is: the rest is summed across
+    /// tenants, and the tenant is in the log line and in `make status`.
+    pub fn per_tenant(self) -> bool {
+        matches!(self, Metric::SecondsLeft)
+    }
+}
+
+/// The dimension the per-tenant metrics carry.
+pub const TENANT_DIMENSION: &str = "Tenant";
+
+/// One EMF document for `tenant`'s run at `timestamp_ms`: every metric across tenants (no
+/// dimension, so one alarm watches every tenant at once, e.g. the minimum of `SecondsLeft`), and
+/// the [`Metric::per_tenant`] ones also under `Tenant` when `per_tenant` is on.
+pub fn emf(tenant: &str, metrics: &[(Metric, f64)], per_tenant: bool, timestamp_ms: i64) -> Value {
+    let mut doc = Map::new();
+    doc.insert(TENANT_DIMENSION.to_owned(), json!(tenant));
+    for (metric, value) in metrics {
+        doc.insert(metric.name().to_owned(), json!(value));
+    }
+    let declare = |ms: &mut dyn Iterator<Item = &Metric>| -> Vec<Value> {
+        ms.map(|m| json!({"Name": m.name(), "Unit": m.unit().as_str()}))
+            .collect()
+    };
+    let mut directives = vec![json!({
+        "Namespace": NAMESPACE,
+        "Dimensions": [Vec::<&str>::new()],
+        "Metrics": declare(&mut metrics.iter().map(|(m, _)| m)),
+    })];
+    let tenant_metrics = declare(
+        &mut metrics
+            .iter()
+            .map(|(m, _)| m)
+            .filter(|m| per_tenant && m.per_tenant()),
+    );
+    if !tenant_metrics.is_empty() {
+        directives.push(json!({
+            "Namespace": NAMESPACE,
+            "Dimensions": [[TENANT_DIMENSION]],
+            "Metrics": tenant_metrics,
+        }));
     }
     doc.insert(
         "_aws".to_owned(),
-        json!({
-            "Timestamp": timestamp_ms,
-            "CloudWatchMetrics": [{
-                "Namespace": NAMESPACE,
-                "Dimensions": [dimensions.iter().map(|(k, _)| *k).collect::<Vec<_>>(), Vec::<&str>::new()],
-                "Metrics": metrics.iter().map(|(n, u, _)| json!({"Name": n, "Unit": u.as_str()})).collect::<Vec<_>>(),
-            }]
-        }),
+        json!({"Timestamp": timestamp_ms, "CloudWatchMetrics": directives}),
     );
     Value::Object(doc)
 }
@@ -89,27 +174,49 @@ pub fn emit(doc: &Value) {
 mod tests {
     use super::*;
 
+    fn declared(doc: &Value, dims: Value) -> Vec<String> {
+        doc["_aws"]["CloudWatchMetrics"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|d| d["Dimensions"] == json!([dims]))
+            .flat_map(|d| d["Metrics"].as_array().cloned().unwrap_or_default())
+            .map(|m| m["Name"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    }
+
     #[test]
-    fn emf_documents_declare_every_metric_and_dimension() {
-        let doc = emf(
-            &[("Tenant", "default")],
-            &[
-                ("Renewals", Unit::Count, 1.0),
-                ("SecondsLeft", Unit::Seconds, 290.0),
-            ],
-            1,
-        );
+    fn every_metric_goes_across_tenants_and_only_seconds_left_per_tenant() {
+        let metrics: Vec<(Metric, f64)> = Metric::ALL.iter().map(|m| (*m, 1.0)).collect();
+        let doc = emf("default", &metrics, true, 1);
         assert_eq!(doc["Tenant"], "default");
         assert_eq!(doc["Renewals"], 1.0);
-        let spec = &doc["_aws"]["CloudWatchMetrics"][0];
-        assert_eq!(spec["Namespace"], NAMESPACE);
-        assert_eq!(spec["Dimensions"][0][0], "Tenant");
+        for d in doc["_aws"]["CloudWatchMetrics"].as_array().unwrap() {
+            assert_eq!(d["Namespace"], NAMESPACE);
+        }
+        let all: Vec<String> = Metric::ALL.iter().map(|m| m.name().to_owned()).collect();
+        assert_eq!(declared(&doc, json!([])), all);
+        assert_eq!(declared(&doc, json!(["Tenant"])), ["SecondsLeft"]);
+        let spec = &doc["_aws"]["CloudWatchMetrics"][1]["Metrics"][0];
+        assert_eq!(spec["Unit"], "Seconds");
+    }
+
+    #[test]
+    fn per_tenant_metrics_can_be_turned_off() {
+        let doc = emf("default", &[(Metric::SecondsLeft, 290.0)], false, 1);
+        assert_eq!(declared(&doc, json!([])), ["SecondsLeft"]);
+        assert!(declared(&doc, json!(["Tenant"])).is_empty());
         assert_eq!(
-            spec["Dimensions"][1],
-            serde_json::json!([]),
-            "an aggregate across tenants too"
+            doc["_aws"]["CloudWatchMetrics"].as_array().map(Vec::len),
+            Some(1)
         );
-        assert_eq!(spec["Metrics"][1]["Name"], "SecondsLeft");
-        assert_eq!(spec["Metrics"][1]["Unit"], "Seconds");
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for m in Metric::ALL {
+            assert_eq!(Metric::from_name(m.name()), Some(m));
+        }
+        assert_eq!(Metric::from_name("secondsleft"), None);
     }
 }

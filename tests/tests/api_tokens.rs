@@ -300,3 +300,68 @@ async fn a_restored_registry_is_written_past_not_wedged() {
         "it did collide with the old version"
     );
 }
+
+#[tokio::test]
+async fn the_sweep_reads_the_registry_every_ten_minutes_and_when_a_token_falls_due() {
+    let store = MemoryStore::new(Arc::new(ManualClock::starting_now()));
+    let s = ApiStack::start(store.clone(), "ringcx/", &[]).await;
+    let registry = SecretNames::new("ringcx/").api_tokens("default");
+    let http = reqwest::Client::new();
+    let r = http
+        .post(s.url("/v1/api-tokens"))
+        .bearer_auth(s.key("admin"))
+        .json(&json!({"label": "flow"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let created: Value = r.json().await.unwrap();
+    let old = created["token"].as_str().unwrap().to_owned();
+    let refresher = Refresher::new(
+        &config_for(&s, "default"),
+        store.clone(),
+        Arc::new(s.clock.clone()) as SharedClock,
+    )
+    .unwrap();
+    let reads = || store.stats().reads.get(&registry).copied().unwrap_or(0);
+    // Registry reads made by the refresher's pass alone, and what the pass revoked.
+    let pass = || async {
+        let before = reads();
+        let pass = refresher
+            .run_pass(s.clock.now() + Duration::seconds(40))
+            .await;
+        assert!(pass.ok, "{pass:?}");
+        (reads() - before, pass.tenants[0].api_tokens_revoked)
+    };
+    assert_eq!(pass().await, (1, 0), "a cold instance reads the registry");
+    let mut read_at = Vec::new();
+    let mut revoked_at = None;
+    for minute in 1..=64 {
+        s.clock.advance(Duration::minutes(1));
+        if minute == 3 {
+            // Its grace ends at minute 63, between two of the 10-minute reads.
+            let r = http
+                .post(s.url(&format!("/v1/api-tokens/{old}/rotate")))
+                .bearer_auth(s.key("admin"))
+                .json(&json!({"graceHours": 1}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 201);
+        }
+        let (read, revoked) = pass().await;
+        if read > 0 {
+            read_at.push(minute);
+        }
+        if revoked > 0 {
+            revoked_at.get_or_insert(minute);
+        }
+    }
+    assert_eq!(
+        read_at,
+        [10, 20, 30, 40, 50, 60, 63],
+        "every 10 minutes, and when a known grace ends"
+    );
+    assert_eq!(revoked_at, Some(63), "revoked at the pass its grace ends");
+    assert!(!token_works(&s.sim, &old).await);
+}

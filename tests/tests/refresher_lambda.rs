@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use broker::clock::{SharedClock, SystemClock};
 use broker::store::{SecretNames, SecretStore, SessionRing};
+use broker::telemetry::Metric;
 use broker_tests::lambda::{Invocation, LambdaProcess, RuntimeApi};
 use broker_tests::sim::{CLIENT_SECRET, Simulator};
 use broker_tests::support::{function_env, moto_store, unique_prefix};
@@ -130,6 +131,26 @@ async fn scheduled_invocations_renew_every_tenant_into_moto() {
         emf.iter()
             .any(|d| d["Tenant"] == "legacy" && d["FallbackLogins"] == 1.0)
     );
+    // Every metric summed across tenants; per tenant only what the dashboard draws per tenant.
+    for doc in &emf {
+        let mut across = Vec::new();
+        let mut per_tenant = Vec::new();
+        for directive in doc["_aws"]["CloudWatchMetrics"].as_array().unwrap() {
+            let names = directive["Metrics"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m["Name"].as_str().unwrap().to_owned());
+            match directive["Dimensions"].to_string().as_str() {
+                "[[]]" => across.extend(names),
+                r#"[["Tenant"]]"# => per_tenant.extend(names),
+                other => panic!("unexpected dimensions {other}"),
+            }
+        }
+        let all: Vec<String> = Metric::ALL.iter().map(|m| m.name().to_owned()).collect();
+        assert_eq!(across, all, "{doc}");
+        assert_eq!(per_tenant, ["SecondsLeft"], "{doc}");
+    }
     let renewal_lines = stdout.lines().filter(|l| l.contains("\"renewal\"")).count();
     assert_eq!(renewal_lines, 4, "{stdout}");
     let output = function.output();

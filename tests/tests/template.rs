@@ -5,6 +5,7 @@
 use std::collections::BTreeSet;
 
 use broker::config::{DEPLOYMENT_REQUIRED, VARIABLES};
+use broker::telemetry::Metric;
 use serde_norway::Value;
 
 fn template() -> Value {
@@ -127,11 +128,17 @@ fn alarms_watch_the_metrics_the_code_emits() {
         .collect();
     for (ns, metric) in &alarms {
         if ns == broker::telemetry::NAMESPACE {
-            let emitted = include_str!("../../functions/refresher/src/lib.rs");
             assert!(
-                emitted.contains(&format!("\"{metric}\"")),
+                Metric::from_name(metric).is_some(),
                 "the refresher never emits {metric}"
             );
+        }
+    }
+    // The broker's own alarms watch the across-tenant metrics, which are always published.
+    for r in t["Resources"].as_mapping().unwrap().values() {
+        let p = &r["Properties"];
+        if p["Namespace"].as_str() == Some(broker::telemetry::NAMESPACE) {
+            assert!(p["Dimensions"].is_null(), "{:?}", p["MetricName"]);
         }
     }
     let names: BTreeSet<&str> = alarms.iter().map(|(_, m)| m.as_str()).collect();
@@ -267,7 +274,6 @@ fn dashboard(t: &Value) -> serde_json::Value {
 fn the_dashboard_shows_metrics_the_code_emits() {
     let t = template();
     let board = dashboard(&t);
-    let refresher = include_str!("../../functions/refresher/src/lib.rs");
     let url_metrics = [
         "UrlRequestCount",
         "Url4xxCount",
@@ -281,21 +287,36 @@ fn the_dashboard_shows_metrics_the_code_emits() {
         for line in widget["properties"]["metrics"].as_array().expect("metrics") {
             let line = line.as_array().unwrap();
             if let Some(expr) = line[0]["expression"].as_str() {
-                // Per-tenant lines: the metric and its Tenant dimension, as the refresher emits them.
-                assert!(
-                    expr.contains("{RingCxBroker,Tenant}") && expr.contains("SecondsLeft"),
-                    "{expr}"
+                // Per-tenant lines: a metric the refresher publishes under its Tenant dimension.
+                let dims = format!(
+                    "{{{},{}}}",
+                    broker::telemetry::NAMESPACE,
+                    broker::telemetry::TENANT_DIMENSION
                 );
-                assert!(refresher.contains("(\"Tenant\", tenant)"));
-                shown.insert("SecondsLeft".to_owned());
+                assert!(expr.contains(&dims), "{expr}");
+                let name = expr
+                    .split("MetricName=\"")
+                    .nth(1)
+                    .and_then(|rest| rest.split('"').next())
+                    .unwrap_or_else(|| panic!("no MetricName in {expr}"));
+                let metric = Metric::from_name(name).expect("a metric the refresher emits");
+                assert!(metric.per_tenant(), "{name} is not published per tenant");
+                shown.insert(name.to_owned());
                 continue;
             }
             let (ns, name) = (line[0].as_str().unwrap(), line[1].as_str().unwrap());
             match ns {
-                broker::telemetry::NAMESPACE => assert!(
-                    refresher.contains(&format!("(\"{name}\", Unit::")),
-                    "the refresher never emits {name}"
-                ),
+                broker::telemetry::NAMESPACE => {
+                    assert!(
+                        Metric::from_name(name).is_some(),
+                        "the refresher never emits {name}"
+                    );
+                    assert_eq!(
+                        line.len(),
+                        2,
+                        "{name}: the across-tenant metric has no dimension"
+                    );
+                }
                 "AWS/Lambda" => {
                     assert!(url_metrics.contains(&name), "{name}");
                     assert_eq!(line[2].as_str(), Some("FunctionName"));
@@ -347,4 +368,14 @@ fn an_alarm_email_creates_a_topic_and_subscription_only_when_set() {
             );
         }
     }
+}
+
+#[test]
+fn per_tenant_metrics_are_a_parameter_of_the_refresher() {
+    let t = template();
+    let p = &t["Parameters"]["PerTenantMetrics"];
+    assert_eq!(p["Default"].as_str(), Some("true"));
+    let refresher = &t["Resources"]["RefresherFunction"]["Properties"];
+    let set = &refresher["Environment"]["Variables"]["PER_TENANT_METRICS"];
+    assert!(text(set).contains("PerTenantMetrics"), "{}", text(set));
 }

@@ -12,7 +12,7 @@ use broker::credentials::Credentials;
 use broker::engage::{EngageClient, EngageError, VoiceAuth};
 use broker::renew::{Outcome, RenewError, Renewer};
 use broker::store::{SecretStore, SessionRing, fits};
-use broker::telemetry::{self, Unit};
+use broker::telemetry::{self, Metric};
 use chrono::{DateTime, Duration, Utc};
 use lambda_runtime::LambdaEvent;
 use secrecy::ExposeSecret as _;
@@ -79,8 +79,11 @@ pub struct Refresher<S> {
     concurrency: usize,
     min_ttl_secs: i64,
     clock: SharedClock,
+    per_tenant_metrics: bool,
     /// What the last pass of this warm instance saw per tenant: (generation, token expiry).
     known: Arc<std::sync::Mutex<Known>>,
+    /// Per tenant: when this warm instance next reads the API token registry.
+    registry_reads: Arc<std::sync::Mutex<std::collections::HashMap<String, DateTime<Utc>>>>,
 }
 
 /// Per tenant: the newest generation seen and its token's expiry.
@@ -107,7 +110,9 @@ impl<S: SecretStore + Clone + 'static> Refresher<S> {
             concurrency: config.refresh_concurrency,
             min_ttl_secs: config.min_token_ttl.as_secs() as i64,
             clock,
+            per_tenant_metrics: config.per_tenant_metrics,
             known: Arc::default(),
+            registry_reads: Arc::default(),
         })
     }
 
@@ -197,6 +202,21 @@ impl<S: SecretStore + Clone + 'static> Refresher<S> {
             forced: false,
             permanent: false,
         })
+    }
+
+    fn lock_registry_reads(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, DateTime<Utc>>> {
+        self.registry_reads
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Whether the sweep reads `tenant`'s registry this pass (see [`sweep::REGISTRY_READ_EVERY`]).
+    fn registry_due(&self, tenant: &str, now: DateTime<Utc>) -> bool {
+        self.lock_registry_reads()
+            .get(tenant)
+            .is_none_or(|next| *next <= now)
     }
 
     fn remember(&self, tenant: &str, result: &Result<broker::renew::Report, RenewError>) {
@@ -304,7 +324,7 @@ impl<S: SecretStore + Clone + 'static> Refresher<S> {
                 tracing::error!(tenant, generation, outcome, seconds_left, usable, error = %e, "renewal failed")
             }
         }
-        let revoked = if usable {
+        let revoked = if usable && self.registry_due(tenant, now) {
             let sweeper = sweep::Sweeper {
                 registries: &self.registries,
                 ring: self.renewer.ring(),
@@ -314,7 +334,11 @@ impl<S: SecretStore + Clone + 'static> Refresher<S> {
                 call_time: self.renewer.time_needed(),
             };
             match sweep::sweep(&sweeper, tenant, deadline).await {
-                Ok(n) => n,
+                Ok(swept) => {
+                    self.lock_registry_reads()
+                        .insert(tenant.to_owned(), swept.next_read);
+                    swept.revoked
+                }
                 Err(e) => {
                     tracing::error!(tenant, error = %e, "the API token sweep stopped; the next pass retries");
                     0
@@ -324,26 +348,23 @@ impl<S: SecretStore + Clone + 'static> Refresher<S> {
             0
         };
         let flag = |b: bool| if b { 1.0 } else { 0.0 };
-        let mut metrics = vec![
-            ("Renewals", Unit::Count, flag(renewed)),
-            ("FallbackLogins", Unit::Count, flag(fallback)),
-            ("CasConflicts", Unit::Count, f64::from(cas)),
-            ("QuotaPressure", Unit::Count, f64::from(quota)),
-            ("RenewalFailures", Unit::Count, flag(error.is_some())),
-            ("UpstreamRetries", Unit::Count, f64::from(retries)),
-            ("UnreadableSlots", Unit::Count, f64::from(unreadable)),
-            ("ForcedRenewals", Unit::Count, flag(forced)),
-            ("ApiTokensRevoked", Unit::Count, f64::from(revoked)),
+        let metrics = [
+            // Never-present tokens report 0 s left so the alarm on the minimum fires.
+            (Metric::SecondsLeft, seconds_left.unwrap_or(0).max(0) as f64),
+            (Metric::Renewals, flag(renewed)),
+            (Metric::FallbackLogins, flag(fallback)),
+            (Metric::CasConflicts, f64::from(cas)),
+            (Metric::QuotaPressure, f64::from(quota)),
+            (Metric::RenewalFailures, flag(error.is_some())),
+            (Metric::UpstreamRetries, f64::from(retries)),
+            (Metric::UnreadableSlots, f64::from(unreadable)),
+            (Metric::ForcedRenewals, flag(forced)),
+            (Metric::ApiTokensRevoked, f64::from(revoked)),
         ];
-        // Never-present tokens report 0 s left so the alarm on the minimum fires.
-        metrics.push((
-            "SecondsLeft",
-            Unit::Seconds,
-            seconds_left.unwrap_or(0).max(0) as f64,
-        ));
         telemetry::emit(&telemetry::emf(
-            &[("Tenant", tenant)],
+            tenant,
             &metrics,
+            self.per_tenant_metrics,
             now.timestamp_millis(),
         ));
         TenantResult {

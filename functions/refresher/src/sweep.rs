@@ -12,6 +12,21 @@ use chrono::{DateTime, Utc};
 /// Revocations per tenant per pass, so a backlog cannot eat the pass's time.
 pub const MAX_REVOCATIONS_PER_PASS: usize = 3;
 
+/// The longest a warm refresher goes without reading a tenant's registry: a token created with an
+/// expiry, or rotated, is seen within this time. Reading it every run would cost a billed
+/// Secrets Manager call per tenant per minute for a document that changes a few times a month.
+pub const REGISTRY_READ_EVERY: chrono::Duration = chrono::Duration::minutes(10);
+
+/// What a sweep did, and when the registry next needs a look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Swept {
+    /// Tokens RingCX revoked.
+    pub revoked: u32,
+    /// The earlier of [`REGISTRY_READ_EVERY`] from now and the next known due time; now when
+    /// something due is still left.
+    pub next_read: DateTime<Utc>,
+}
+
 /// Why the sweep stopped early; the tenant's renewal result is unaffected.
 #[derive(Debug, thiserror::Error)]
 pub enum SweepError {
@@ -34,31 +49,48 @@ pub struct Sweeper<'a, S> {
     pub call_time: std::time::Duration,
 }
 
-/// Revokes what is due for `tenant`; returns how many tokens RingCX revoked. The ring is read
-/// (for an access token) only when something is due.
+/// Revokes what is due for `tenant`. The ring is read (for an access token) only when something
+/// is due.
 pub async fn sweep<S: SecretStore>(
     w: &Sweeper<'_, S>,
     tenant: &str,
     deadline: DateTime<Utc>,
-) -> Result<u32, SweepError> {
+) -> Result<Swept, SweepError> {
     let (registries, engage, clock, call_time) = (w.registries, w.engage, w.clock, w.call_time);
     let now = clock.now();
     let registry = registries.read(tenant).await?;
-    let due: Vec<(TokenRecord, &'static str)> = registry
+    let all_due: Vec<(TokenRecord, &'static str)> = registry
         .tokens
         .iter()
         .filter_map(|t| t.due(now).map(|why| (t.clone(), why)))
-        .take(MAX_REVOCATIONS_PER_PASS)
         .collect();
-    if due.is_empty() || !fits(clock.now(), call_time, deadline) {
-        return Ok(0);
+    let later = registry
+        .tokens
+        .iter()
+        .flat_map(|t| [t.revoke_after, t.expires_at])
+        .flatten()
+        .filter(|at| *at > now);
+    let next_read = later.fold(now + REGISTRY_READ_EVERY, DateTime::min);
+    let nothing = |next_read| Swept {
+        revoked: 0,
+        next_read,
+    };
+    let backlog = all_due.len() > MAX_REVOCATIONS_PER_PASS;
+    let due: Vec<(TokenRecord, &'static str)> =
+        all_due.into_iter().take(MAX_REVOCATIONS_PER_PASS).collect();
+    if due.is_empty() {
+        return Ok(nothing(next_read));
+    }
+    // Something is due: look again next pass, whatever this one manages.
+    if !fits(clock.now(), call_time, deadline) {
+        return Ok(nothing(now));
     }
     let newest = w.ring.read(tenant).await?.newest;
     let Some(state) = newest.as_ref() else {
-        return Ok(0);
+        return Ok(nothing(now));
     };
     let Some(token) = state.usable_token(clock.now(), w.min_ttl_secs) else {
-        return Ok(0);
+        return Ok(nothing(now));
     };
     let access = || {
         if state.permanent {
@@ -108,5 +140,9 @@ pub async fn sweep<S: SecretStore>(
         .filter(|(r, _)| done.contains(&r.sha256))
         .filter(|(r, _)| listed.iter().any(|t| token_sha256(t) == r.sha256))
         .count();
-    Ok(u32::try_from(revoked).unwrap_or(u32::MAX))
+    let finished = !backlog && done.len() == due.len();
+    Ok(Swept {
+        revoked: u32::try_from(revoked).unwrap_or(u32::MAX),
+        next_read: if finished { next_read } else { now },
+    })
 }

@@ -70,6 +70,10 @@ pub struct Stats {
     pub version_conflicts: u64,
     /// Versions created per secret name.
     pub writes: BTreeMap<String, u64>,
+    /// Values asked for per secret name, by `GetSecretValue` or within a batch, found or not.
+    pub reads: BTreeMap<String, u64>,
+    /// Secrets that batch reads returned a value for (what a per-secret price would count).
+    pub batch_values: u64,
 }
 
 #[derive(Debug, Default)]
@@ -241,7 +245,7 @@ impl SecretStore for MemoryStore {
         if Self::take_fault(&mut inner, Op::BatchGet).is_some() {
             return Err(Self::transient("BatchGetSecretValue"));
         }
-        Ok(names
+        let values: Vec<Option<SecretString>> = names
             .iter()
             .map(|n| {
                 inner
@@ -250,7 +254,12 @@ impl SecretStore for MemoryStore {
                     .and_then(Secret::current)
                     .map(|v| v.value.clone())
             })
-            .collect())
+            .collect();
+        for n in names {
+            *inner.stats.reads.entry(n.clone()).or_default() += 1;
+        }
+        inner.stats.batch_values += values.iter().flatten().count() as u64;
+        Ok(values)
     }
 
     async fn version_dates(&self, name: &str) -> Result<Vec<DateTime<Utc>>, StoreError> {
@@ -270,6 +279,7 @@ impl SecretStore for MemoryStore {
         if Self::take_fault(&mut inner, Op::Get).is_some() {
             return Err(Self::transient("GetSecretValue"));
         }
+        *inner.stats.reads.entry(name.to_owned()).or_default() += 1;
         Ok(inner
             .secrets
             .get(name)

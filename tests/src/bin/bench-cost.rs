@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use broker::clock::{Clock as _, ManualClock, SharedClock};
+use broker::clock::{ManualClock, SharedClock};
 use broker::store::memory::{MemoryStore, Op};
 use broker::telemetry::Metric;
 use broker_tests::sim::Simulator;
@@ -15,8 +15,9 @@ use refresher::Refresher;
 
 const TENANTS: usize = 10;
 const RUNS_PER_DAY: i64 = 24 * 60;
-/// Lambda recycles execution environments; assume a cold refresher (nothing remembered) hourly.
-const COLD_START_EVERY_RUNS: i64 = 60;
+/// Lambda recycles execution environments; assume a cold refresher (nothing remembered) about
+/// hourly, at runs that do not line up with renewals.
+const COLD_START_EVERY_RUNS: i64 = 61;
 
 /// US East list prices.
 const SECRET_MONTH: f64 = 0.40;
@@ -92,7 +93,8 @@ async fn run(profile: &Profile) {
     let per_tenant = |n: u64| n as f64 / TENANTS as f64;
     let calls = |op: Op| {
         per_tenant(
-            stats.calls.get(&op).copied().unwrap_or(0) - before.calls.get(&op).copied().unwrap_or(0),
+            stats.calls.get(&op).copied().unwrap_or(0)
+                - before.calls.get(&op).copied().unwrap_or(0),
         )
     };
     let (batch, gets, puts, creates) = (
