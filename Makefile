@@ -52,11 +52,13 @@ $(VENV)/.installed: tests/requirements.txt
 build: ## Build every crate (debug)
 	$(CARGO) build --workspace --locked
 
-bench: venv ## Proxy overhead and throughput; a refresher pass over 10/100/1,000 due tenants; Secrets Manager calls and cost per tenant per profile (prints figures)
+bench: venv ## Proxy overhead and throughput; a refresher pass over 10/100/1,000 due tenants; Secrets Manager calls and cost per tenant per profile; bootstrap sizes and init times (prints figures)
 	$(CARGO) run --locked --profile perf -p broker-tests --bin bench-proxy
 	$(CARGO) build --locked --profile perf -p broker-tests --bin bench-refresher
 	VENV=$(VENV) tests/with-moto.sh $(CARGO_TARGET_DIR)/perf/bench-refresher
 	$(CARGO) run --locked --profile perf -p broker-tests --bin bench-cost
+	@test -f .aws-sam/build/ApiFunction/bootstrap || $(MAKE) package
+	$(CARGO) run --locked --profile perf -p broker-tests --bin bench-init
 
 template: venv ## cfn-lint and sam validate --lint on template.yaml (offline)
 	$(VENV)/bin/cfn-lint template.yaml
@@ -77,20 +79,20 @@ deploy: venv ## sam build for $(ARCH) and sam deploy (guided the first time, the
 	@if [ -f samconfig.toml ]; then $(SAM) deploy; else $(SAM) deploy --guided; fi
 
 seed-credentials: ## TENANT=default FILE=creds.json: store a tenant's credentials (uses AWS_* / SECRET_PREFIX)
-	$(CARGO) run --quiet -p api -- seed-credentials --tenant $(or $(TENANT),default) --file $(FILE)
+	$(CARGO) run --quiet -p api --bin operator -- seed-credentials --tenant $(or $(TENANT),default) --file $(FILE)
 
 add-caller: ## ID=ivr-main TENANT=default SCOPES=engage:proxy [PATHS="GET v1/..."] [JWT=HS256|RS256 PUBLIC_KEY_FILE=]: new caller, key shown once
-	$(CARGO) run --quiet -p api -- add-caller --id $(ID) --tenant $(or $(TENANT),default) --scopes $(or $(SCOPES),engage:proxy) $(if $(PATHS),--paths "$(PATHS)") $(if $(JWT),--jwt $(JWT)) $(if $(PUBLIC_KEY_FILE),--public-key-file $(PUBLIC_KEY_FILE))
+	$(CARGO) run --quiet -p api --bin operator -- add-caller --id $(ID) --tenant $(or $(TENANT),default) --scopes $(or $(SCOPES),engage:proxy) $(if $(PATHS),--paths "$(PATHS)") $(if $(JWT),--jwt $(JWT)) $(if $(PUBLIC_KEY_FILE),--public-key-file $(PUBLIC_KEY_FILE))
 
 connect-ringcx: ## TENANT=default API_URL=https://... [ACCOUNT=] [ROTATE=1]: the OAuth auth config in RingCX that points at the broker
 	@test -n "$(API_URL)" || { echo "API_URL is required: the broker's public URL (the stack's ApiUrl output)"; exit 2; }
-	$(CARGO) run --quiet -p api -- connect-ringcx --tenant $(or $(TENANT),default) --api-url "$(API_URL)" $(if $(ACCOUNT),--account $(ACCOUNT)) $(if $(ROTATE),--rotate)
+	$(CARGO) run --quiet -p api --bin operator -- connect-ringcx --tenant $(or $(TENANT),default) --api-url "$(API_URL)" $(if $(ACCOUNT),--account $(ACCOUNT)) $(if $(ROTATE),--rotate)
 
 status: ## [JSON=1]: one line per tenant: generation, time left, how obtained, slot writes in 24 h, verdict
-	$(CARGO) run --quiet -p api -- status $(if $(JSON),--json)
+	$(CARGO) run --quiet -p api --bin operator -- status $(if $(JSON),--json)
 
 remove-caller: ## ID=ivr-main: revoke a caller key
-	$(CARGO) run --quiet -p api -- remove-caller --id $(ID)
+	$(CARGO) run --quiet -p api --bin operator -- remove-caller --id $(ID)
 
 sim: ## Run the RingCX simulator on 127.0.0.1:8900
 	$(CARGO) run --locked -p broker-tests --bin ringcx-sim -- --bind 127.0.0.1:8900

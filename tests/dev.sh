@@ -90,9 +90,9 @@ else
 fi
 
 first_tenant=${TENANTS%%,*}
-"$target/debug/api" seed-credentials --tenant "$first_tenant" --file "$run_dir/credentials.json" \
+"$target/debug/operator" seed-credentials --tenant "$first_tenant" --file "$run_dir/credentials.json" \
   || fail "seeding the credentials failed (see above)."
-"$target/debug/api" add-caller --id dev --tenant "$first_tenant" \
+"$target/debug/operator" add-caller --id dev --tenant "$first_tenant" \
   --scopes engage:proxy,token:read,api-tokens:admin >"$run_dir/caller.txt" 2>/dev/null \
   || fail "adding the dev caller failed."
 key=$(sed -n 's/^key: //p' "$run_dir/caller.txt")

@@ -5,26 +5,42 @@
 use std::io::Write;
 
 use serde_json::{Map, Value, json};
+use tracing_subscriber::filter::Targets;
 
 /// The CloudWatch namespace every metric goes to.
 pub const NAMESPACE: &str = "RingCxBroker";
 
-/// Installs the global subscriber; `RUST_LOG` overrides the level (default `info`).
+/// Installs the global subscriber; `RUST_LOG` sets the level, per target if wanted
+/// (`info`, `warn,broker=debug`; default `info`). A plain target filter rather than `EnvFilter`,
+/// whose regex engine would be most of a megabyte of every bootstrap.
 pub fn init() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false);
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|v| v.parse::<Targets>().ok())
+        .unwrap_or_else(|| Targets::new().with_default(tracing::Level::INFO));
+    let registry = tracing_subscriber::registry().with(filter);
     let result = if in_lambda() {
-        builder
-            .json()
-            .flatten_event(true)
-            .with_ansi(false)
-            .without_time()
+        registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_target(false)
+                    .with_ansi(false)
+                    .without_time(),
+            )
             .try_init()
     } else {
-        builder.with_writer(std::io::stderr).try_init()
+        registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_target(false)
+                    .with_ansi(false)
+                    .with_writer(std::io::stderr),
+            )
+            .try_init()
     };
     // A second init (tests) keeps the first subscriber.
     let _ = result;

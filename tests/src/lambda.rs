@@ -44,6 +44,8 @@ struct Waiters {
 struct Shared {
     queue: AsyncMutex<mpsc::Receiver<Pending>>,
     waiters: Mutex<Waiters>,
+    /// How many `invocation/next` polls have arrived: the first one ends the function's init.
+    polls: tokio::sync::watch::Sender<u64>,
 }
 
 /// The Runtime API server; dropping it stops it.
@@ -61,6 +63,7 @@ impl RuntimeApi {
         let shared = Arc::new(Shared {
             queue: AsyncMutex::new(receiver),
             waiters: Mutex::default(),
+            polls: tokio::sync::watch::Sender::new(0),
         });
         let app = Router::new()
             .route("/2018-06-01/runtime/invocation/next", get(next))
@@ -119,6 +122,15 @@ impl RuntimeApi {
         }
     }
 
+    /// Waits until the function has asked for its first invocation (its init is over); false
+    /// when that did not happen within `timeout`.
+    pub async fn first_poll(&self, timeout: Duration) -> bool {
+        let mut polls = self.shared.polls.subscribe();
+        tokio::time::timeout(timeout, polls.wait_for(|n| *n > 0))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
     /// Errors the function reported while starting.
     pub fn init_errors(&self) -> Vec<String> {
         self.shared
@@ -137,6 +149,7 @@ impl Drop for RuntimeApi {
 }
 
 async fn next(State(s): State<Arc<Shared>>) -> Response {
+    s.polls.send_modify(|n| *n += 1);
     let Some(p) = s.queue.lock().await.recv().await else {
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
     };
@@ -233,7 +246,18 @@ pub struct LambdaProcess {
 impl LambdaProcess {
     /// Starts `package`'s binary with a clean environment: Lambda's variables plus `env`.
     pub fn start(package: &str, runtime: &RuntimeApi, env: &[(&str, String)]) -> Self {
-        let mut cmd = Command::new(binary(package));
+        Self::start_binary(&binary(package), package, runtime, env)
+    }
+
+    /// Starts the binary at `path` (e.g. a deployment `bootstrap`) as function `name`.
+    pub fn start_binary(
+        path: &std::path::Path,
+        name: &str,
+        runtime: &RuntimeApi,
+        env: &[(&str, String)],
+    ) -> Self {
+        let package = name;
+        let mut cmd = Command::new(path);
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("AWS_LAMBDA_RUNTIME_API", runtime.endpoint())

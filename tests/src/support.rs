@@ -63,7 +63,7 @@ impl CapturedLogs {
     /// A subscriber at TRACE for every crate (ours, reqwest, hyper, ...) writing here.
     pub fn subscriber(&self) -> impl tracing::Subscriber + Send + Sync {
         tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new("trace"))
+            .with_max_level(tracing::Level::TRACE)
             .with_writer(self.clone())
             .with_ansi(false)
             .finish()
@@ -405,10 +405,10 @@ pub fn function_env(sim: &Simulator, prefix: &str, tenants: &str) -> Vec<(&'stat
 }
 
 impl<S: broker::store::SecretStore + Clone + 'static> ApiStack<S> {
-    /// The real `api` binary run as an operator command (`args`) against this stack's world
+    /// The real `operator` binary run with `args` against this stack's world
     /// (moto and the simulator; tenants `default`, `second`, `empty`), environment cleared.
-    pub fn api_command(&self, args: &[&str]) -> std::process::Output {
-        std::process::Command::new(crate::lambda::binary("api"))
+    pub fn operator_command(&self, args: &[&str]) -> std::process::Output {
+        std::process::Command::new(crate::lambda::binary("operator"))
             .env_clear()
             .envs(function_env(
                 &self.sim,
@@ -417,7 +417,7 @@ impl<S: broker::store::SecretStore + Clone + 'static> ApiStack<S> {
             ))
             .args(args)
             .output()
-            .expect("the api binary runs")
+            .expect("the operator binary runs")
     }
 
     /// A new caller key for `tenant` with `scopes` (and `paths`), added to the callers secret.

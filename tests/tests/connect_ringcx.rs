@@ -28,7 +28,7 @@ fn connect(s: &ApiStack<broker::store::aws::SecretsManagerStore>, args: &[&str])
         PROVIDER,
     ];
     all.extend_from_slice(args);
-    let out = s.api_command(&all);
+    let out = s.operator_command(&all);
     Run {
         ok: out.status.success(),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -187,7 +187,7 @@ async fn connect_ringcx_fails_clearly_and_leaves_no_key_behind() {
     let s = ApiStack::start(store, &unique_prefix("connect-fail"), &[]).await;
     let callers_before = callers_raw(&s).await;
     // An API URL RingCX would send the secret to in clear.
-    let plain = s.api_command(&[
+    let plain = s.operator_command(&[
         "connect-ringcx",
         "--tenant",
         "default",
@@ -214,7 +214,7 @@ async fn connect_ringcx_fails_clearly_and_leaves_no_key_behind() {
 async fn add_caller_makes_a_jwt_caller_that_ringcx_can_sign_for() {
     let store = moto_store().await;
     let s = ApiStack::start(store, &unique_prefix("jwt-caller"), &[]).await;
-    let out = s.api_command(&[
+    let out = s.operator_command(&[
         "add-caller",
         "--id",
         "ringcx-ivr",
@@ -258,7 +258,7 @@ async fn add_caller_makes_a_jwt_caller_that_ringcx_can_sign_for() {
         403,
         "outside its paths"
     );
-    let refused = s.api_command(&["add-caller", "--id", "ringcx-rsa", "--jwt", "RS256"]);
+    let refused = s.operator_command(&["add-caller", "--id", "ringcx-rsa", "--jwt", "RS256"]);
     assert!(
         !refused.status.success(),
         "RS256 without a public key is refused"

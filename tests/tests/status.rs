@@ -40,9 +40,9 @@ async fn status_gives_each_tenant_its_verdict_in_text_and_json() {
     .unwrap();
     let run = |json: bool| {
         if json {
-            s.api_command(&["status", "--json"])
+            s.operator_command(&["status", "--json"])
         } else {
-            s.api_command(&["status"])
+            s.operator_command(&["status"])
         }
     };
     let text = run(false);

@@ -10,8 +10,8 @@ use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 
 use crate::App;
-use crate::admin::{AdminError, NewCaller, add_caller, read_callers, remove_caller};
 use crate::auth::Scope;
+use crate::operator::{NewCaller, OperatorError, add_caller, read_callers, remove_caller};
 
 /// What an operator asked for.
 #[derive(Debug, Clone)]
@@ -60,17 +60,17 @@ fn caller_prefix(tenant: &str, auth_config_id: &str) -> String {
     format!("ringcx-{tenant}-{short}-")
 }
 
-fn token_url(api_url: &str) -> Result<String, AdminError> {
+fn token_url(api_url: &str) -> Result<String, OperatorError> {
     let url = url::Url::parse(api_url.trim())
-        .map_err(|_| AdminError::BadInput(format!("API_URL {api_url:?} is not a URL")))?;
+        .map_err(|_| OperatorError::BadInput(format!("API_URL {api_url:?} is not a URL")))?;
     let local = matches!(url.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
     if url.scheme() != "https" && !(url.scheme() == "http" && local) {
-        return Err(AdminError::BadInput(
+        return Err(OperatorError::BadInput(
             "API_URL must be https (http only for 127.0.0.1 or localhost)".into(),
         ));
     }
     if url.query().is_some() || url.fragment().is_some() {
-        return Err(AdminError::BadInput(
+        return Err(OperatorError::BadInput(
             "API_URL takes no query or fragment".into(),
         ));
     }
@@ -86,7 +86,7 @@ impl<S: SecretStore + Clone + 'static> App<S> {
         &self,
         tenant: &str,
         request: VoiceRequest,
-    ) -> Result<VoiceResponse, AdminError> {
+    ) -> Result<VoiceResponse, OperatorError> {
         for _ in 0..3 {
             let engage = &self.engage;
             let request = &request;
@@ -95,7 +95,7 @@ impl<S: SecretStore + Clone + 'static> App<S> {
                     engage.voice(t.auth(), request.clone()).await
                 })
                 .await
-                .map_err(|e| AdminError::RingCx(e.message))?;
+                .map_err(|e| OperatorError::RingCx(e.message))?;
             if answer.status != 429 {
                 return Ok(answer);
             }
@@ -105,7 +105,7 @@ impl<S: SecretStore + Clone + 'static> App<S> {
                 .min(std::time::Duration::from_secs(10));
             tokio::time::sleep(wait).await;
         }
-        Err(AdminError::RingCx(
+        Err(OperatorError::RingCx(
             "RingCX kept rate-limiting the auth config API; try again in a minute".into(),
         ))
     }
@@ -117,8 +117,8 @@ impl<S: SecretStore + Clone + 'static> App<S> {
         path: &str,
         query: Option<String>,
         body: Option<Value>,
-    ) -> Result<Value, AdminError> {
-        let path = ApiPath::new(path).map_err(|e| AdminError::BadInput(e.to_string()))?;
+    ) -> Result<Value, OperatorError> {
+        let path = ApiPath::new(path).map_err(|e| OperatorError::BadInput(e.to_string()))?;
         let mut request = VoiceRequest::new(method.clone(), path);
         request.query = query;
         if let Some(body) = body {
@@ -128,24 +128,24 @@ impl<S: SecretStore + Clone + 'static> App<S> {
         match answer.status {
             200..=299 if answer.body.is_empty() => Ok(Value::Null),
             200..=299 => serde_json::from_slice(&answer.body).map_err(|_| {
-                AdminError::RingCx(format!(
+                OperatorError::RingCx(format!(
                     "RingCX answered {method} on the auth config API with something that is not JSON"
                 ))
             }),
-            403 => Err(AdminError::RingCx(
+            403 => Err(OperatorError::RingCx(
                 "RingCX refused: the tenant's RingCX user may not manage external auth configs (it needs an admin role on the account)".into(),
             )),
-            404 => Err(AdminError::RingCxNotFound(
+            404 => Err(OperatorError::RingCxNotFound(
                 "RingCX does not know that account or auth config: check --account".into(),
             )),
-            status => Err(AdminError::RingCx(format!(
+            status => Err(OperatorError::RingCx(format!(
                 "RingCX answered {status} to {method} on the auth config API"
             ))),
         }
     }
 
     /// Every auth config of the account, paged until a short page.
-    async fn auth_configs(&self, tenant: &str, account: &str) -> Result<Vec<Value>, AdminError> {
+    async fn auth_configs(&self, tenant: &str, account: &str) -> Result<Vec<Value>, OperatorError> {
         let path = format!("v1/admin/accounts/{account}/external/authConfigs");
         let mut all: Vec<Value> = Vec::new();
         for page in 0..MAX_PAGES {
@@ -181,11 +181,11 @@ pub async fn connect_ringcx<S: SecretStore + Clone + 'static>(
     store: &S,
     names: &SecretNames,
     request: &ConnectRequest,
-) -> Result<Connected, AdminError> {
+) -> Result<Connected, OperatorError> {
     let tenant = request.tenant.as_str();
     let token_url = token_url(&request.api_url)?;
     if request.provider_name.trim().is_empty() {
-        return Err(AdminError::BadInput("the provider name is empty".into()));
+        return Err(OperatorError::BadInput("the provider name is empty".into()));
     }
     let account = match &request.account {
         Some(a) => a.clone(),
@@ -193,14 +193,16 @@ pub async fn connect_ringcx<S: SecretStore + Clone + 'static>(
             .tokens
             .get(tenant, app.deadline())
             .await
-            .map_err(|e| AdminError::RingCx(e.message))?
+            .map_err(|e| OperatorError::RingCx(e.message))?
             .account_id
             .ok_or_else(|| {
-                AdminError::BadInput("the tenant's session names no account: pass --account".into())
+                OperatorError::BadInput(
+                    "the tenant's session names no account: pass --account".into(),
+                )
             })?,
     };
     if account.is_empty() || !account.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(AdminError::BadInput(format!(
+        return Err(OperatorError::BadInput(format!(
             "account {account:?} is not a RingCX account id (digits)"
         )));
     }
@@ -213,7 +215,7 @@ pub async fn connect_ringcx<S: SecretStore + Clone + 'static>(
         })
         .collect();
     if ours.len() > 1 {
-        return Err(AdminError::BadInput(format!(
+        return Err(OperatorError::BadInput(format!(
             "{} OAUTH auth configs are named {:?} in account {account}; delete the extras in RingCX first",
             ours.len(),
             request.provider_name
@@ -236,7 +238,7 @@ pub async fn connect_ringcx<S: SecretStore + Clone + 'static>(
         let client_id = config["clientId"].as_str().unwrap_or_default();
         let callers = read_callers(store, &names.callers()).await?;
         if !callers.iter().any(|c| c["id"].as_str() == Some(client_id)) {
-            return Err(AdminError::BadInput(format!(
+            return Err(OperatorError::BadInput(format!(
                 "auth config {id} uses client {client_id:?}, which is not in the callers secret; run again with --rotate to issue a new key"
             )));
         }
@@ -315,18 +317,18 @@ pub async fn connect_ringcx<S: SecretStore + Clone + 'static>(
             .await;
         let holds_new =
             matches!(&held, Ok(c) if c["clientId"].as_str() == Some(client_id.as_str()));
-        let holds_other = matches!(&held, Ok(_) | Err(AdminError::RingCxNotFound(_)));
+        let holds_other = matches!(&held, Ok(_) | Err(OperatorError::RingCxNotFound(_)));
         if !holds_new && holds_other {
             // RingCX holds the old client or nothing: the new key must not stay valid.
             if let Err(cleanup) = remove_caller(store, names, &client_id).await {
-                return Err(AdminError::RingCx(format!(
+                return Err(OperatorError::RingCx(format!(
                     "{e}; and the unused key {client_id} could not be removed ({cleanup}): run remove-caller --id {client_id}"
                 )));
             }
             return Err(e);
         }
         if !holds_new {
-            return Err(AdminError::RingCx(format!(
+            return Err(OperatorError::RingCx(format!(
                 "{e}; RingCX may or may not have taken the new key and the config could not be read back: run connect-ringcx again, which keeps the key RingCX holds and removes the other"
             )));
         }
@@ -344,7 +346,7 @@ async fn remove_leftovers(
     auth_config_id: &str,
     keep: &str,
     replaced: Option<&str>,
-) -> Result<(), AdminError> {
+) -> Result<(), OperatorError> {
     let prefix = caller_prefix(tenant, auth_config_id);
     for entry in read_callers(store, &names.callers()).await? {
         let Some(old) = entry["id"].as_str() else {
@@ -358,13 +360,13 @@ async fn remove_leftovers(
     Ok(())
 }
 
-fn new_caller_id(tenant: &str, auth_config_id: &str) -> Result<String, AdminError> {
+fn new_caller_id(tenant: &str, auth_config_id: &str) -> Result<String, OperatorError> {
     let mut raw = [0u8; 4];
-    getrandom::fill(&mut raw).map_err(|e| AdminError::Random(e.to_string()))?;
+    getrandom::fill(&mut raw).map_err(|e| OperatorError::Random(e.to_string()))?;
     let suffix = broker::secret::hex(&raw);
     let id = format!("{}{suffix}", caller_prefix(tenant, auth_config_id));
     if id.len() > 64 {
-        return Err(AdminError::BadInput(
+        return Err(OperatorError::BadInput(
             "the tenant name is too long for a caller id".into(),
         ));
     }

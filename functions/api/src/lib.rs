@@ -2,11 +2,11 @@
 //! payload 2.0) and by a loopback listener elsewhere, so the same code is tested, load-tested and
 //! used locally.
 
-pub mod admin;
 pub mod auth;
 pub mod connect;
 pub mod error;
 mod oauth;
+pub mod operator;
 mod permanent;
 mod proxy;
 pub mod tokens;

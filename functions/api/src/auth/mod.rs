@@ -39,12 +39,31 @@ pub enum Scope {
 }
 
 impl Scope {
+    /// Every scope, in the order the README lists them.
+    pub const ALL: [Scope; 3] = [Scope::EngageProxy, Scope::TokenRead, Scope::ApiTokensAdmin];
+
+    /// The name callers entries and the README use.
     pub fn as_str(self) -> &'static str {
         match self {
             Scope::EngageProxy => "engage:proxy",
             Scope::TokenRead => "token:read",
             Scope::ApiTokensAdmin => "api-tokens:admin",
         }
+    }
+}
+
+impl std::str::FromStr for Scope {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Scope::ALL
+            .into_iter()
+            .find(|scope| scope.as_str() == s.trim())
+            .ok_or_else(|| {
+                format!(
+                    "unknown scope {s:?}: scopes are engage:proxy, token:read and api-tokens:admin"
+                )
+            })
     }
 }
 

@@ -1,4 +1,4 @@
-//! Operator commands behind `make seed-*` and `make dev`: put a tenant's credentials and manage
+//! What the `operator` binary does (`make seed-credentials`, `add-caller`, `make dev`): put a tenant's credentials and manage
 //! caller keys in Secrets Manager through the same SDK and configuration as the functions, so no
 //! AWS CLI is needed. Nothing here prints a secret except a new caller key, once.
 
@@ -12,7 +12,7 @@ use crate::auth::{CallerEntry, Scope, caller_from, generate_key};
 
 /// What went wrong with an operator command.
 #[derive(Debug, thiserror::Error)]
-pub enum AdminError {
+pub enum OperatorError {
     #[error("{0}")]
     Store(#[from] StoreError),
     #[error("the credentials document is not valid: {0}")]
@@ -41,9 +41,9 @@ pub async fn seed_credentials(
     names: &SecretNames,
     tenant: &str,
     document: &SecretString,
-) -> Result<&'static str, AdminError> {
+) -> Result<&'static str, OperatorError> {
     let parsed: Credentials = serde_json::from_str(document.expose_secret()).map_err(|e| {
-        AdminError::BadCredentials(format!(
+        OperatorError::BadCredentials(format!(
             "{:?} error at line {} column {}: expected {{\"type\": \"ringex-jwt\", \"clientId\", \"clientSecret\", \"jwt\"}} or {{\"type\": \"engage-login\", \"username\", \"password\", \"platformId\"}} or {{\"type\": \"api-token\", \"token\"}}",
             e.classify(),
             e.line(),
@@ -57,12 +57,12 @@ pub async fn seed_credentials(
 pub(crate) async fn read_callers(
     store: &impl SecretStore,
     name: &str,
-) -> Result<Vec<serde_json::Value>, AdminError> {
+) -> Result<Vec<serde_json::Value>, OperatorError> {
     match store.get(name).await? {
         None => Ok(Vec::new()),
         Some(raw) => match serde_json::from_str(raw.expose_secret()) {
             Ok(serde_json::Value::Array(items)) => Ok(items),
-            _ => Err(AdminError::BadCallers(name.to_owned())),
+            _ => Err(OperatorError::BadCallers(name.to_owned())),
         },
     }
 }
@@ -77,14 +77,14 @@ pub struct NewCaller {
     pub paths: Option<Vec<String>>,
 }
 
-fn check_id(id: &str) -> Result<(), AdminError> {
+fn check_id(id: &str) -> Result<(), OperatorError> {
     if id.is_empty()
         || id.len() > 64
         || !id
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
     {
-        return Err(AdminError::BadCallerId);
+        return Err(OperatorError::BadCallerId);
     }
     Ok(())
 }
@@ -94,10 +94,10 @@ pub async fn add_caller(
     store: &impl SecretStore,
     names: &SecretNames,
     new: NewCaller,
-) -> Result<(SecretString, CallerEntry), AdminError> {
+) -> Result<(SecretString, CallerEntry), OperatorError> {
     check_id(&new.id)?;
     let (key, mut entry) = generate_key(&new.id, &new.tenant, new.scopes)
-        .map_err(|e| AdminError::Random(e.to_string()))?;
+        .map_err(|e| OperatorError::Random(e.to_string()))?;
     entry.paths = new.paths;
     append(store, names, &entry).await?;
     Ok((key, entry))
@@ -120,12 +120,12 @@ pub async fn add_jwt_caller(
     names: &SecretNames,
     new: NewCaller,
     jwt: JwtSpec,
-) -> Result<(Option<SecretString>, CallerEntry), AdminError> {
+) -> Result<(Option<SecretString>, CallerEntry), OperatorError> {
     check_id(&new.id)?;
     let hmac = jwt.algorithm.starts_with("HS");
     let secret = if hmac {
         let mut raw = [0u8; 32];
-        getrandom::fill(&mut raw).map_err(|e| AdminError::Random(e.to_string()))?;
+        getrandom::fill(&mut raw).map_err(|e| OperatorError::Random(e.to_string()))?;
         Some(SecretString::from(STANDARD.encode(raw)))
     } else {
         None
@@ -152,7 +152,7 @@ pub async fn add_jwt_caller(
         paths: new.paths,
         jwt: Some(spec),
     };
-    caller_from(&entry).map_err(AdminError::BadPaths)?;
+    caller_from(&entry).map_err(OperatorError::BadPaths)?;
     append(store, names, &entry).await?;
     Ok((secret, entry))
 }
@@ -162,16 +162,17 @@ async fn append(
     store: &impl SecretStore,
     names: &SecretNames,
     entry: &CallerEntry,
-) -> Result<(), AdminError> {
+) -> Result<(), OperatorError> {
     let name = names.callers();
     let mut entries = read_callers(store, &name).await?;
     if entries
         .iter()
         .any(|e| e["id"].as_str() == Some(entry.id.as_str()))
     {
-        return Err(AdminError::DuplicateCaller(entry.id.clone()));
+        return Err(OperatorError::DuplicateCaller(entry.id.clone()));
     }
-    entries.push(serde_json::to_value(entry).map_err(|e| AdminError::BadCallers(e.to_string()))?);
+    entries
+        .push(serde_json::to_value(entry).map_err(|e| OperatorError::BadCallers(e.to_string()))?);
     upsert(
         store,
         &name,
@@ -187,7 +188,7 @@ pub async fn remove_caller(
     store: &impl SecretStore,
     names: &SecretNames,
     id: &str,
-) -> Result<usize, AdminError> {
+) -> Result<usize, OperatorError> {
     let name = names.callers();
     let mut entries = read_callers(store, &name).await?;
     let before = entries.len();

@@ -1,0 +1,304 @@
+//! `operator`: the commands an administrator runs against a deployment (the configured AWS
+//! account, or `make dev`), with the same configuration and AWS SDK settings as the functions.
+//! Kept out of the `api` binary so the Lambda `bootstrap` carries none of it.
+
+use std::io::Read as _;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context as _, bail};
+use api::App;
+use api::auth::{Scope, caller_from, generate_key};
+use api::connect::{Action, ConnectRequest, connect_ringcx};
+use api::operator::{self, JwtSpec, NewCaller};
+use broker::clock::{SharedClock, SystemClock};
+use broker::config::Config;
+use broker::store::aws::SecretsManagerStore;
+use clap::{Args, CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
+use secrecy::{ExposeSecret, SecretString};
+
+/// Operator commands for the RingCX token broker. Settings come from the same environment as
+/// the functions (SECRET_PREFIX, TENANTS, ...; AWS_REGION and the AWS SDK's own variables).
+#[derive(Parser)]
+#[command(name = "operator", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print a new caller key and its callers entry; stores nothing.
+    Keygen(CallerArgs),
+    /// Add a caller to {prefix}callers: a key (shown once), or with --jwt a caller that
+    /// authenticates with JWTs signed as RingCX's JWT auth config does.
+    AddCaller {
+        #[command(flatten)]
+        caller: CallerArgs,
+        #[command(flatten)]
+        jwt: JwtArgs,
+    },
+    /// Remove a caller; running instances refuse its key within CALLERS_CACHE_SECONDS.
+    RemoveCaller {
+        #[arg(long)]
+        id: String,
+    },
+    /// Store a tenant's credentials document ({prefix}{tenant}/credentials).
+    SeedCredentials {
+        #[arg(long)]
+        tenant: String,
+        /// A JSON credentials document, or - for standard input.
+        #[arg(long)]
+        file: String,
+    },
+    /// One line per tenant: verdict, generation, time left, how obtained, slot writes in 24 h.
+    /// Exits 1 when a tenant is failing.
+    Status {
+        /// Print JSON for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Create or rotate the OAuth auth config in the tenant's RingCX account that points RingCX
+    /// at the broker's /v1/oauth/token.
+    ConnectRingcx {
+        #[arg(long)]
+        tenant: String,
+        /// The broker's public URL (the stack's ApiUrl output).
+        #[arg(long)]
+        api_url: String,
+        /// The RingCX account (default: the session's main account).
+        #[arg(long)]
+        account: Option<String>,
+        /// The auth config's name in RingCX (default: "RingCX broker (TENANT)").
+        #[arg(long)]
+        provider_name: Option<String>,
+        /// Replace the client key even when the config is in place.
+        #[arg(long)]
+        rotate: bool,
+    },
+}
+
+#[derive(Args)]
+struct CallerArgs {
+    /// A name for the caller, e.g. ivr-main.
+    #[arg(long)]
+    id: String,
+    #[arg(long, default_value = "default")]
+    tenant: String,
+    /// Comma-separated: engage:proxy, token:read, api-tokens:admin.
+    #[arg(long, value_delimiter = ',', default_value = "engage:proxy")]
+    scopes: Vec<Scope>,
+    /// Comma-separated path globs the caller may reach, e.g. "GET v1/admin/accounts/*".
+    #[arg(long, value_delimiter = ',')]
+    paths: Option<Vec<String>>,
+}
+
+#[derive(Args)]
+struct JwtArgs {
+    /// HS256 (a secret is generated) or RS256 (with --public-key-file).
+    #[arg(long)]
+    jwt: Option<String>,
+    #[arg(long, requires = "jwt")]
+    public_key_file: Option<PathBuf>,
+    /// Oldest JWT accepted, by its iat.
+    #[arg(long, requires = "jwt", default_value_t = 300)]
+    max_age: u64,
+    /// Also accept the JWT in this query parameter.
+    #[arg(long, requires = "jwt")]
+    query_param: Option<String>,
+}
+
+impl CallerArgs {
+    fn new_caller(self) -> NewCaller {
+        if self.scopes.contains(&Scope::TokenRead) {
+            eprintln!(
+                "note: token:read hands out the tenant's RingCX access token, which acts as the RingCX admin user (it can create permanent API tokens); give it only to callers you trust as admins"
+            );
+        }
+        let paths = self.paths.map(|p| {
+            p.into_iter()
+                .map(|p| p.trim().to_owned())
+                .filter(|p| !p.is_empty())
+                .collect()
+        });
+        NewCaller {
+            id: self.id,
+            tenant: self.tenant,
+            scopes: self.scopes,
+            paths,
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    // A flag given twice takes its last value, as `make` targets that add to a default expect.
+    let command = Cli::command()
+        .args_override_self(true)
+        .mut_subcommands(|c| c.args_override_self(true));
+    let cli = Cli::from_arg_matches(&command.get_matches()).unwrap_or_else(|e| e.exit());
+    match cli.command {
+        Command::Keygen(caller) => keygen(caller.new_caller()),
+        Command::AddCaller { caller, jwt } => match jwt.jwt.clone() {
+            Some(algorithm) => add_jwt_caller(caller.new_caller(), algorithm, jwt).await,
+            None => add_caller(caller.new_caller()).await,
+        },
+        Command::RemoveCaller { id } => {
+            let (config, store) = configured().await?;
+            if operator::remove_caller(&store, &config.names(), &id).await? == 0 {
+                bail!("no caller {id:?} in {}", config.names().callers());
+            }
+            println!(
+                "removed caller {id:?}; running instances refuse its key within CALLERS_CACHE_SECONDS"
+            );
+            Ok(())
+        }
+        Command::SeedCredentials { tenant, file } => seed_credentials(&tenant, &file).await,
+        Command::Status { json } => status(json).await,
+        Command::ConnectRingcx {
+            tenant,
+            api_url,
+            account,
+            provider_name,
+            rotate,
+        } => {
+            let request = ConnectRequest {
+                provider_name: provider_name.unwrap_or_else(|| format!("RingCX broker ({tenant})")),
+                tenant,
+                api_url,
+                account,
+                rotate,
+            };
+            connect(request).await
+        }
+    }
+}
+
+fn keygen(new: NewCaller) -> anyhow::Result<()> {
+    let (key, mut entry) = generate_key(&new.id, &new.tenant, new.scopes)
+        .map_err(|e| anyhow::anyhow!("the OS random source failed: {e}"))?;
+    entry.paths = new.paths;
+    caller_from(&entry).map_err(|e| anyhow::anyhow!(e))?;
+    println!("key: {}", key.expose_secret());
+    println!("entry: {}", serde_json::to_string(&entry)?);
+    eprintln!(
+        "The key is shown once: give it to the caller. Add the entry to the {{prefix}}callers array."
+    );
+    Ok(())
+}
+
+async fn add_caller(new: NewCaller) -> anyhow::Result<()> {
+    let (config, store) = configured().await?;
+    let (key, entry) = operator::add_caller(&store, &config.names(), new).await?;
+    println!("key: {}", key.expose_secret());
+    println!("entry: {}", serde_json::to_string(&entry)?);
+    eprintln!(
+        "Added to {}; the key is shown once.",
+        config.names().callers()
+    );
+    Ok(())
+}
+
+async fn add_jwt_caller(new: NewCaller, algorithm: String, args: JwtArgs) -> anyhow::Result<()> {
+    let public_key_pem = match &args.public_key_file {
+        Some(path) => Some(
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
+        ),
+        None => None,
+    };
+    let jwt = JwtSpec {
+        algorithm,
+        public_key_pem,
+        // A JWT that leaked (a query string in some log) is worth little after this.
+        max_age_seconds: Some(args.max_age),
+        query_param: args.query_param,
+    };
+    let (config, store) = configured().await?;
+    let (secret, entry) = operator::add_jwt_caller(&store, &config.names(), new, jwt).await?;
+    println!("caller: {} (JWT, {})", entry.id, entry.tenant);
+    if let Some(secret) = secret {
+        println!("secret: {}", secret.expose_secret());
+        eprintln!(
+            "Shown once. In RingCX's JWT auth config: this secret with isSecretEncoded on, payload {{\"iss\":\"{}\"}}, expirationTime 60, isIncludeIssueAt on.",
+            entry.id
+        );
+    } else {
+        eprintln!(
+            "In RingCX's JWT auth config: the matching private key, payload {{\"iss\":\"{}\"}}, expirationTime 60, isIncludeIssueAt on.",
+            entry.id
+        );
+    }
+    Ok(())
+}
+
+async fn seed_credentials(tenant: &str, file: &str) -> anyhow::Result<()> {
+    let mut text = String::new();
+    if file == "-" {
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("reading standard input")?;
+    } else {
+        text = std::fs::read_to_string(file).with_context(|| format!("reading {file}"))?;
+    }
+    let (config, store) = configured().await?;
+    let flow =
+        operator::seed_credentials(&store, &config.names(), tenant, &SecretString::from(text))
+            .await?;
+    println!("stored {} ({flow})", config.names().credentials(tenant));
+    Ok(())
+}
+
+async fn status(json: bool) -> anyhow::Result<()> {
+    let (config, store) = configured().await?;
+    let clock: SharedClock = Arc::new(SystemClock);
+    let tenants = broker::status::status(&config, &store, clock)
+        .await
+        .context("reading the tenants' rings")?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&tenants)?);
+    } else {
+        for t in &tenants {
+            println!("{}", broker::status::line(t));
+        }
+    }
+    let failing = tenants
+        .iter()
+        .filter(|t| t.verdict == broker::status::Verdict::Failing)
+        .count();
+    if failing > 0 {
+        bail!("{failing} of {} tenants are failing", tenants.len());
+    }
+    Ok(())
+}
+
+async fn connect(request: ConnectRequest) -> anyhow::Result<()> {
+    let (config, store) = configured().await?;
+    let clock: SharedClock = Arc::new(SystemClock);
+    let app = App::new(&config, store.clone(), clock).context("building the RingCX client")?;
+    let done = connect_ringcx(&app, &store, &config.names(), &request).await?;
+    let what = match done.action {
+        Action::Created => "created",
+        Action::Unchanged => "already in place; nothing changed",
+        Action::TokenUrlUpdated => "token URL updated",
+        Action::Rotated => "rotated: new client key in RingCX, old key removed",
+    };
+    println!(
+        "auth config {} in account {}: {what}",
+        done.auth_config_id, done.account
+    );
+    println!("  providerName: {}", done.provider_name);
+    println!("  type: OAUTH, grant CLIENT_CREDENTIALS, credentials in BODY");
+    println!("  tokenUrl: {}", done.token_url);
+    println!("  clientId: {}", done.client_id);
+    println!(
+        "In RingCX admin, select the auth config \"{}\" on a Remote HTTP Service or IVR WWW node that calls RingCX's own Voice API (https://<RingCX host>/voice/api/...): RingCX fetches the token from the broker and sends it there.",
+        done.provider_name
+    );
+    Ok(())
+}
+
+async fn configured() -> anyhow::Result<(Config, SecretsManagerStore)> {
+    let config = Config::from_env()?;
+    let store = SecretsManagerStore::from_env(config.kms_key_id.clone()).await;
+    Ok((config, store))
+}

@@ -1,0 +1,118 @@
+//! The `operator` binary's command line: documented by `--help`, bad input refused before any
+//! AWS call with a sentence that says what is accepted, and kept out of the `api` binary.
+
+use broker_tests::lambda::binary;
+use std::process::Command;
+
+fn run(package: &str, args: &[&str]) -> (i32, String) {
+    let out = Command::new(binary(package))
+        .env_clear()
+        .args(args)
+        .output()
+        .expect("the binary runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+#[test]
+fn help_lists_every_command() {
+    let (code, help) = run("operator", &["--help"]);
+    assert_eq!(code, 0, "{help}");
+    for command in [
+        "keygen",
+        "add-caller",
+        "remove-caller",
+        "seed-credentials",
+        "status",
+        "connect-ringcx",
+    ] {
+        assert!(help.contains(command), "{command} missing from\n{help}");
+    }
+    let (code, help) = run("operator", &["add-caller", "--help"]);
+    assert_eq!(code, 0);
+    for flag in [
+        "--id",
+        "--tenant",
+        "--scopes",
+        "--paths",
+        "--jwt",
+        "--max-age",
+    ] {
+        assert!(help.contains(flag), "{flag} missing from\n{help}");
+    }
+}
+
+#[test]
+fn bad_input_is_refused_with_what_is_accepted() {
+    let (code, text) = run(
+        "operator",
+        &[
+            "keygen",
+            "--id",
+            "x",
+            "--scopes",
+            "engage:proxy,tokens:everything",
+        ],
+    );
+    assert_eq!(code, 2, "{text}");
+    assert!(
+        text.contains("engage:proxy, token:read and api-tokens:admin"),
+        "{text}"
+    );
+    let (code, text) = run("operator", &["add-caller", "--id", "x", "--max-age", "60"]);
+    assert_eq!(code, 2, "--max-age needs --jwt: {text}");
+    let (code, text) = run("operator", &["seed-credentials", "--tenant", "t"]);
+    assert_eq!(code, 2);
+    assert!(text.contains("--file"), "{text}");
+    let (code, text) = run("operator", &["frobnicate"]);
+    assert_eq!(code, 2, "{text}");
+}
+
+#[test]
+fn keygen_prints_a_key_and_an_entry_that_hold_together() {
+    let (code, text) = run(
+        "operator",
+        &[
+            "keygen",
+            "--id",
+            "ivr",
+            "--tenant",
+            "t1",
+            "--scopes",
+            "engage:proxy",
+            "--paths",
+            "GET v1/admin/accounts/*, POST v1/x",
+        ],
+    );
+    assert_eq!(code, 0, "{text}");
+    let key = text
+        .lines()
+        .find_map(|l| l.strip_prefix("key: "))
+        .expect("a key line");
+    let entry: serde_json::Value = serde_json::from_str(
+        text.lines()
+            .find_map(|l| l.strip_prefix("entry: "))
+            .expect("an entry line"),
+    )
+    .unwrap();
+    assert_eq!(entry["tenant"], "t1");
+    assert_eq!(
+        entry["paths"],
+        serde_json::json!(["GET v1/admin/accounts/*", "POST v1/x"])
+    );
+    assert!(
+        !entry.to_string().contains(key),
+        "the entry holds only the key's hash"
+    );
+}
+
+#[test]
+fn the_function_binary_takes_no_operator_commands() {
+    let (code, text) = run("api", &["status"]);
+    assert_ne!(code, 0);
+    assert!(text.contains("operator --help"), "{text}");
+}
