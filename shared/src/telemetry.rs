@@ -16,10 +16,7 @@ pub const NAMESPACE: &str = "RingCxBroker";
 pub fn init() {
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
-    let filter = std::env::var("RUST_LOG")
-        .ok()
-        .and_then(|v| v.parse::<Targets>().ok())
-        .unwrap_or_else(|| Targets::new().with_default(tracing::Level::INFO));
+    let filter = log_filter(std::env::var("RUST_LOG").ok().as_deref());
     let registry = tracing_subscriber::registry().with(filter);
     let result = if in_lambda() {
         registry
@@ -44,6 +41,27 @@ pub fn init() {
     };
     // A second init (tests) keeps the first subscriber.
     let _ = result;
+}
+
+/// The filter for a `RUST_LOG` value: empty pieces are dropped (`info,` is `info`), a value
+/// without a bare level gets `info` for everything it does not name, and an unreadable one is
+/// `info`, so a typo never silences the logs.
+fn log_filter(value: Option<&str>) -> Targets {
+    let info = || Targets::new().with_default(tracing::Level::INFO);
+    let Some(value) = value else {
+        return info();
+    };
+    let pieces: Vec<&str> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .collect();
+    match pieces.join(",").parse::<Targets>() {
+        Ok(t) if pieces.is_empty() => t.with_default(tracing::Level::INFO),
+        Ok(t) if t.default_level().is_none() => t.with_default(tracing::Level::INFO),
+        Ok(t) => t,
+        Err(_) => info(),
+    }
 }
 
 /// Running under a Lambda runtime (or an emulator of one).
@@ -226,6 +244,34 @@ mod tests {
             doc["_aws"]["CloudWatchMetrics"].as_array().map(Vec::len),
             Some(1)
         );
+    }
+
+    #[test]
+    fn log_filters_never_silence_by_accident() {
+        use tracing::Level;
+        let enabled = |value: Option<&str>, target: &str, level: Level| {
+            log_filter(value).would_enable(target, &level)
+        };
+        for value in [
+            None,
+            Some(""),
+            Some("info"),
+            Some("info,"),
+            Some(" , info "),
+        ] {
+            assert!(enabled(value, "refresher", Level::INFO), "{value:?}");
+            assert!(!enabled(value, "refresher", Level::DEBUG), "{value:?}");
+        }
+        assert!(enabled(Some("warn,broker=debug,"), "broker", Level::DEBUG));
+        assert!(enabled(Some("warn,broker=debug,"), "api", Level::WARN));
+        assert!(!enabled(Some("warn,broker=debug,"), "api", Level::INFO));
+        assert!(enabled(Some("debug"), "api", Level::DEBUG));
+        assert!(enabled(Some("error"), "api", Level::ERROR));
+        assert!(!enabled(Some("error"), "api", Level::WARN));
+        // A typo or a target-only value keeps info for everything else.
+        assert!(enabled(Some("inf"), "api", Level::INFO));
+        assert!(enabled(Some("broker=debug"), "api", Level::INFO));
+        assert!(enabled(Some("broker=debug"), "broker", Level::DEBUG));
     }
 
     #[test]

@@ -126,8 +126,9 @@ async fn run(profile: &Profile) {
         })
         .max()
         .unwrap_or(0);
-    // Priced per secret a batch returns (conservative: AWS may count a batch as one call).
-    let billed_calls = batch_values + gets + puts + creates;
+    // Priced per secret a batch returns (conservative: AWS may count a batch as one call). Slot
+    // creates happen on a tenant's first day only, so they are not a monthly cost.
+    let billed_calls = batch_values + gets + puts;
     let secrets = (slots + 1) as f64;
     let metrics = Metric::ALL
         .iter()
@@ -149,7 +150,7 @@ async fn run(profile: &Profile) {
     let total = cost_secrets + cost_calls + cost_metrics + cost_logs;
     println!(
         "  {:<8} (K={slots}, margin {} s): batch reads {batch:.0} ({batch_values:.0} secret values), \
-         gets {gets:.0}, puts {puts:.0}, creates {creates:.1}; renewals {:.0}, busiest slot {busiest_slot} \
+         gets {gets:.0}, puts {puts:.0}, creates {creates:.1} (first day only); renewals {:.0}, busiest slot {busiest_slot} \
          versions/day, least seconds left after a run {min_left}, runs ending unusable {unusable}",
         profile.name,
         config.refresh_margin.as_secs(),
