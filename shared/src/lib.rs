@@ -18,6 +18,7 @@ pub mod config;
 pub mod credentials;
 pub mod engage;
 pub mod renew;
+pub mod retry;
 pub mod secret;
 pub mod session;
 pub mod status;

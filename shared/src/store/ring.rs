@@ -81,6 +81,8 @@ pub enum PublishOutcome {
 /// window between a successful refresh and its write must stay short, but a transient Secrets
 /// Manager error must not lose a spent refresh token.
 const WRITE_FIRST_BACKOFF: Duration = Duration::from_millis(100);
+/// No cap in practice: the deadline ends the doubling.
+const WRITE_MAX_BACKOFF: Duration = Duration::from_secs(3600);
 
 /// A tenant-independent view of every tenant's ring in one deployment.
 #[derive(Debug, Clone)]
@@ -258,9 +260,14 @@ impl<S: SecretStore> SessionRing<S> {
         token: &str,
         deadline: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let mut backoff = WRITE_FIRST_BACKOFF;
-        loop {
-            let result = match self.store.put(name, value, token).await {
+        let policy = crate::retry::Policy {
+            first: WRITE_FIRST_BACKOFF,
+            max: WRITE_MAX_BACKOFF,
+            attempts: None,
+            attempt_time: super::CALL_TIMEOUT,
+        };
+        let attempt = || async {
+            match self.store.put(name, value, token).await {
                 Err(StoreError::NotFound { .. }) => {
                     match self.store.create(name, value, token).await {
                         // Created by a concurrent writer in between: the put decides who won.
@@ -271,16 +278,17 @@ impl<S: SecretStore> SessionRing<S> {
                     }
                 }
                 other => other,
-            };
-            let wait = backoff / 2 + backoff.mul_f64(fastrand::f64()) / 2;
-            match result {
-                Err(e) if e.is_transient() && super::fits(self.clock.now(), wait, deadline) => {
-                    tracing::warn!(secret = name, error = %e, "retrying the session write");
-                    self.clock.sleep(wait).await;
-                    backoff *= 2;
-                }
-                other => return other,
             }
-        }
+        };
+        crate::retry::retry(
+            &self.clock,
+            policy,
+            deadline,
+            attempt,
+            |e: &StoreError, _| {
+                tracing::warn!(secret = name, error = %e, "retrying the session write");
+            },
+        )
+        .await
     }
 }

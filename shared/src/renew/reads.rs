@@ -1,0 +1,48 @@
+//! Secrets Manager reads under the one retry policy: the ring, and (in `login`) the credentials.
+
+use chrono::{DateTime, Utc};
+
+use super::{RenewError, Renewer};
+use crate::retry::{Policy, retry};
+use crate::store::{CALL_TIMEOUT, RingView, SecretStore, StoreError};
+
+impl<S: SecretStore> Renewer<S> {
+    /// The ring, retrying transient read failures while another attempt fits before `deadline`.
+    pub(super) async fn read_view(
+        &self,
+        tenant: &str,
+        deadline: DateTime<Utc>,
+    ) -> Result<RingView, RenewError> {
+        self.store_call(tenant, deadline, || self.ring.read(tenant))
+            .await
+    }
+
+    /// A Secrets Manager call under the one retry policy: transient failures are retried while
+    /// another attempt fits before `deadline`.
+    pub(super) async fn store_call<T, F, Fut>(
+        &self,
+        tenant: &str,
+        deadline: DateTime<Utc>,
+        call: F,
+    ) -> Result<T, RenewError>
+    where
+        T: Send,
+        F: FnMut() -> Fut + Send,
+        Fut: std::future::Future<Output = Result<T, StoreError>> + Send,
+    {
+        let policy = Policy {
+            first: self.settings.first_backoff,
+            max: self.settings.max_backoff,
+            attempts: None,
+            attempt_time: CALL_TIMEOUT,
+        };
+        retry(&self.clock, policy, deadline, call, |e: &StoreError, _| {
+            tracing::warn!(tenant, error = %e, "Secrets Manager failed transiently; retrying");
+        })
+        .await
+        .map_err(|source| RenewError::Store {
+            tenant: tenant.to_owned(),
+            source,
+        })
+    }
+}
