@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use url::Url;
 
-use crate::engage::{DEFAULT_ENGAGE_BASE_URL, DEFAULT_PLATFORM_URL, EngageConfig};
 use crate::renew::RenewSettings;
+use crate::ringcx::{DEFAULT_ENGAGE_BASE_URL, DEFAULT_PLATFORM_URL, RingCxConfig};
 use crate::store::SecretNames;
 
 /// Every variable [`Config`] reads (plus `RUST_LOG`, read by the log setup).
@@ -89,7 +89,7 @@ pub fn scheduled_writes_per_day(margin: Duration, period: Duration) -> u64 {
 /// Every setting both functions share.
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub engage: EngageConfig,
+    pub ringcx: RingCxConfig,
     pub secret_prefix: String,
     pub tenants: Vec<String>,
     pub session_slots: u32,
@@ -155,18 +155,18 @@ impl Config {
                 },
             }
         }
-        let mut engage = EngageConfig::new(
+        let mut ringcx = RingCxConfig::new(
             url("ENGAGE_BASE_URL", DEFAULT_ENGAGE_BASE_URL)?,
             url("RINGCENTRAL_SERVER_URL", DEFAULT_PLATFORM_URL)?,
         );
-        engage.connect_timeout = Duration::from_millis(number(
+        ringcx.connect_timeout = Duration::from_millis(number(
             "ENGAGE_CONNECT_TIMEOUT_MS",
             get("ENGAGE_CONNECT_TIMEOUT_MS"),
             3_000,
             "milliseconds, 1..=60000",
             |n: &u64| (1..=60_000).contains(n),
         )?);
-        engage.request_timeout = Duration::from_millis(number(
+        ringcx.request_timeout = Duration::from_millis(number(
             "ENGAGE_TIMEOUT_MS",
             get("ENGAGE_TIMEOUT_MS"),
             10_000,
@@ -264,7 +264,7 @@ impl Config {
             |n| *n <= 3600,
         )?;
         let config = Self {
-            engage,
+            ringcx,
             secret_prefix: prefix,
             tenants,
             session_slots: slots,
@@ -396,11 +396,11 @@ mod tests {
     fn defaults_match_the_design() {
         let c = from(&[]).unwrap();
         assert_eq!(
-            c.engage.engage_base_url.as_str(),
+            c.ringcx.engage_base_url.as_str(),
             "https://engage.ringcentral.com/"
         );
         assert_eq!(
-            c.engage.platform_base_url.as_str(),
+            c.ringcx.platform_base_url.as_str(),
             "https://platform.ringcentral.com/"
         );
         assert_eq!(c.secret_prefix, "ringcx/");

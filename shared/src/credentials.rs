@@ -13,7 +13,7 @@ pub enum Credentials {
     RingExJwt(RingExJwtCredentials),
     /// Username, password and platform id against RingCX directly (deprecated by RingCentral).
     #[serde(rename = "engage-login")]
-    EngageLogin(EngageLoginCredentials),
+    RingCxLogin(RingCxLoginCredentials),
     /// A permanent API token alone, for accounts that cannot use the RingEX flow: sent as
     /// `X-Auth-Token`, never renewed, checked by the refresher on every run.
     #[serde(rename = "api-token")]
@@ -25,7 +25,7 @@ impl Credentials {
     pub fn flow(&self) -> &'static str {
         match self {
             Credentials::RingExJwt(_) => "ringex-exchange",
-            Credentials::EngageLogin(_) => "engage-login",
+            Credentials::RingCxLogin(_) => "engage-login",
             Credentials::ApiToken(_) => API_TOKEN_FLOW,
         }
     }
@@ -59,7 +59,7 @@ pub struct RingExJwtCredentials {
 /// A RingCX admin login.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct EngageLoginCredentials {
+pub struct RingCxLoginCredentials {
     pub username: String,
     #[serde(with = "crate::secret::string")]
     pub password: SecretString,

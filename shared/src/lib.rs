@@ -1,7 +1,7 @@
 //! The RingCX token broker's library: everything both Lambda functions share.
 //!
 //! - [`api_tokens`]: the registry of permanent API tokens the broker created, and their audit.
-//! - [`engage`]: the RingCX (Engage Voice) and RingCentral platform HTTP client.
+//! - [`ringcx`]: the RingCX (formerly Engage Voice) and RingCentral platform HTTP client.
 //! - [`credentials`]: the login material a tenant's session can be rebuilt from.
 //! - [`secret`]: secret wrapper types and their serde helpers.
 //! - [`session`]: the session document kept in the ring.
@@ -16,9 +16,9 @@ pub mod api_tokens;
 pub mod clock;
 pub mod config;
 pub mod credentials;
-pub mod engage;
 pub mod renew;
 pub mod retry;
+pub mod ringcx;
 pub mod secret;
 pub mod session;
 pub mod status;

@@ -11,7 +11,7 @@ use backon::{ExponentialBuilder, Retryable as _};
 use chrono::{DateTime, Utc};
 
 use crate::clock::{SharedClock, later};
-use crate::engage::EngageError;
+use crate::ringcx::RingCxError;
 use crate::store::StoreError;
 
 /// An error that says whether another attempt can help.
@@ -25,13 +25,13 @@ pub trait Transient {
     }
 }
 
-impl Transient for EngageError {
+impl Transient for RingCxError {
     fn is_transient(&self) -> bool {
-        EngageError::is_transient(self)
+        RingCxError::is_transient(self)
     }
 
     fn retry_after(&self) -> Option<Duration> {
-        EngageError::retry_after(self)
+        RingCxError::retry_after(self)
     }
 }
 

@@ -8,7 +8,7 @@ use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::engage::EngageSession;
+use crate::ringcx::RingCxSession;
 
 /// One generation of a tenant's RingCX session. Fields this version does not know are kept and
 /// written back, so a newer broker's additions survive an older one's renewal.
@@ -61,7 +61,7 @@ impl SessionState {
     /// carry over, and so does the account when RingCX did not repeat it.
     pub fn next(
         previous: Option<&SessionState>,
-        session: EngageSession,
+        session: RingCxSession,
         obtained_by: &str,
     ) -> Self {
         let (extra, account_id, main_account_id, forced_renewals) = match previous {

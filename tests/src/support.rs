@@ -5,19 +5,19 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use broker::clock::SharedClock;
-use broker::engage::{EngageClient, EngageConfig};
+use broker::ringcx::{RingCxClient, RingCxConfig};
 use broker::store::aws::SecretsManagerStore;
 use tracing_subscriber::fmt::MakeWriter;
 
 use crate::sim::Simulator;
 
 /// A client aimed at the simulator for both RingCX and the platform.
-pub fn client_for(sim: &Simulator, clock: SharedClock, request_timeout: Duration) -> EngageClient {
+pub fn client_for(sim: &Simulator, clock: SharedClock, request_timeout: Duration) -> RingCxClient {
     let base = url::Url::parse(&sim.base_url()).expect("the simulator's URL parses");
-    let mut config = EngageConfig::new(base.clone(), base);
+    let mut config = RingCxConfig::new(base.clone(), base);
     config.request_timeout = request_timeout;
     config.connect_timeout = Duration::from_secs(2);
-    EngageClient::new(&config, clock).expect("client builds")
+    RingCxClient::new(&config, clock).expect("client builds")
 }
 
 /// The moto server `make test` started (`MOTO_URL`), or a clear instruction.
@@ -134,8 +134,8 @@ impl Stack {
             slots,
             clock.clone(),
         );
-        let engage = client_for(sim, clock.clone(), Duration::from_secs(5));
-        broker::renew::Renewer::new(ring, engage, clock, settings)
+        let ringcx = client_for(sim, clock.clone(), Duration::from_secs(5));
+        broker::renew::Renewer::new(ring, ringcx, clock, settings)
     }
 
     /// Another renewer over the same store, simulator and clock that shares nothing in memory
@@ -353,10 +353,10 @@ impl<S: broker::store::SecretStore + Clone + 'static> ApiStack<S> {
             6,
             shared.clone(),
         );
-        let engage = client_for(&self.sim, shared.clone(), Duration::from_secs(5));
+        let ringcx = client_for(&self.sim, shared.clone(), Duration::from_secs(5));
         broker::renew::Renewer::new(
             ring,
-            engage,
+            ringcx,
             shared,
             broker::renew::RenewSettings::default(),
         )

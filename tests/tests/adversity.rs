@@ -10,7 +10,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use broker::clock::{SharedClock, SystemClock};
 use broker::credentials::Credentials;
-use broker::engage::EngageSession;
+use broker::ringcx::RingCxSession;
 use broker::session::SessionState;
 use broker::store::aws::SecretsManagerStore;
 use broker::store::{SecretNames, SecretStore, SessionRing};
@@ -68,7 +68,7 @@ impl World {
     }
 
     /// A RingCX session straight from the simulator (a login the test makes itself).
-    async fn login(&self) -> EngageSession {
+    async fn login(&self) -> RingCxSession {
         let doc = self.sim.ringex_credentials("admin@example.com").unwrap();
         let Credentials::RingExJwt(creds) = serde_json::from_value(doc).unwrap() else {
             unreachable!()

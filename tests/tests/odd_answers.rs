@@ -9,8 +9,8 @@ use axum::routing::{get, post};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use broker::clock::{SharedClock, SystemClock};
-use broker::engage::{EngageClient, EngageConfig, EngageError, MAX_UPSTREAM_BODY_BYTES, VoiceAuth};
 use broker::renew::{RenewError, RenewSettings, Renewer};
+use broker::ringcx::{MAX_UPSTREAM_BODY_BYTES, RingCxClient, RingCxConfig, RingCxError, VoiceAuth};
 use broker::store::memory::MemoryStore;
 use broker::store::{SecretNames, SessionRing, upsert};
 use chrono::Utc;
@@ -18,7 +18,7 @@ use secrecy::SecretString;
 use serde_json::json;
 
 /// A RingCX that answers a refresh without a refresh token and serves a 6 MB account list.
-async fn odd_ringcx() -> (EngageClient, SharedClock) {
+async fn odd_ringcx() -> (RingCxClient, SharedClock) {
     let now = Utc::now().timestamp();
     let claims = json!({"iat": now, "exp": now + 300}).to_string();
     let access = format!(
@@ -47,14 +47,14 @@ async fn odd_ringcx() -> (EngageClient, SharedClock) {
         let _ = axum::serve(listener, app).await;
     });
     let clock: SharedClock = Arc::new(SystemClock);
-    let mut config = EngageConfig::new(url.clone(), url);
+    let mut config = RingCxConfig::new(url.clone(), url);
     config.request_timeout = Duration::from_secs(5);
-    (EngageClient::new(&config, clock.clone()).unwrap(), clock)
+    (RingCxClient::new(&config, clock.clone()).unwrap(), clock)
 }
 
 #[tokio::test]
 async fn a_refresh_without_a_refresh_token_saves_the_access_token_and_says_so() {
-    let (engage, clock) = odd_ringcx().await;
+    let (ringcx, clock) = odd_ringcx().await;
     let store = MemoryStore::new(clock.clone());
     let names = SecretNames::new("ringcx/");
     upsert(
@@ -65,7 +65,7 @@ async fn a_refresh_without_a_refresh_token_saves_the_access_token_and_says_so() 
     .await
     .unwrap();
     let ring = SessionRing::new(store, names, 6, clock.clone());
-    let renewer = Renewer::new(ring, engage, clock, RenewSettings::default());
+    let renewer = Renewer::new(ring, ringcx, clock, RenewSettings::default());
     let err = renewer
         .renew("t", Utc::now() + chrono::Duration::seconds(30))
         .await
@@ -86,13 +86,13 @@ async fn a_refresh_without_a_refresh_token_saves_the_access_token_and_says_so() 
 
 #[tokio::test]
 async fn an_answer_over_five_megabytes_is_refused_clearly() {
-    let (engage, _) = odd_ringcx().await;
+    let (ringcx, _) = odd_ringcx().await;
     let token = SecretString::from("at".to_owned());
-    let err = engage
+    let err = ringcx
         .accounts(VoiceAuth::Bearer(&token))
         .await
         .unwrap_err();
-    assert!(matches!(err, EngageError::BodyTooLarge { .. }), "{err}");
+    assert!(matches!(err, RingCxError::BodyTooLarge { .. }), "{err}");
     assert!(err.to_string().contains("5242880 bytes"), "{err}");
     assert!(!err.is_transient());
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use api::auth::paths::PathRules;
 use api::auth::{QueryAuth, forwarded_query, presented};
 use axum::http::{HeaderMap, HeaderValue, Method, header};
-use broker::engage::{ApiPath, CredentialArea};
+use broker::ringcx::{ApiPath, CredentialArea};
 use proptest::prelude::*;
 
 /// One character of `text`, in a random case and possibly percent-encoded.

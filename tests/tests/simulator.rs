@@ -6,13 +6,13 @@ use std::time::Duration;
 
 use broker::clock::{Clock, ManualClock, SharedClock};
 use broker::credentials::Credentials;
-use broker::engage::{EngageError, VoiceAuth};
+use broker::ringcx::{RingCxError, VoiceAuth};
 use broker_tests::sim::{Behaviour, FaultScope, Faults, Simulator};
 use broker_tests::support::client_for;
 use chrono::Duration as ChronoDuration;
 use serde_json::{Value, json};
 
-async fn start() -> (ManualClock, Simulator, broker::engage::EngageClient) {
+async fn start() -> (ManualClock, Simulator, broker::ringcx::RingCxClient) {
     let clock = ManualClock::starting_now();
     let shared: SharedClock = Arc::new(clock.clone());
     let sim = Simulator::start(shared.clone()).await.unwrap();
@@ -49,7 +49,7 @@ async fn http_controls_drive_clock_faults_formats_and_log() {
         .accounts(VoiceAuth::Bearer(&session.access_token))
         .await
         .unwrap_err();
-    assert!(matches!(err, EngageError::AccessTokenExpired), "{err}");
+    assert!(matches!(err, RingCxError::AccessTokenExpired), "{err}");
     let backwards = http
         .post(admin("clock/advance"))
         .json(&json!({"seconds": -5}))
@@ -71,7 +71,7 @@ async fn http_controls_drive_clock_faults_formats_and_log() {
         .refresh(session.refresh_token.as_ref().unwrap())
         .await
         .unwrap_err();
-    assert!(matches!(err, EngageError::RefreshTokenRejected { .. }));
+    assert!(matches!(err, RingCxError::RefreshTokenRejected { .. }));
 
     let next = http
         .post(admin("faults/next"))
@@ -82,7 +82,7 @@ async fn http_controls_drive_clock_faults_formats_and_log() {
     assert_eq!(next.status(), 204);
     let err = client.login_ringex(&ringex(&sim)).await.unwrap_err();
     assert!(
-        matches!(err, EngageError::Upstream { status: 502, .. }),
+        matches!(err, RingCxError::Upstream { status: 502, .. }),
         "{err}"
     );
 
@@ -97,7 +97,7 @@ async fn http_controls_drive_clock_faults_formats_and_log() {
         .await
         .unwrap_err();
     assert!(
-        matches!(err, EngageError::Upstream { .. }),
+        matches!(err, RingCxError::Upstream { .. }),
         "voice scope is faulted: {err}"
     );
     http.delete(admin("faults")).send().await.unwrap();
@@ -157,7 +157,7 @@ async fn voice_calls_are_limited_to_120_a_minute_per_user() {
         client.accounts(auth).await.unwrap();
     }
     let err = client.accounts(auth).await.unwrap_err();
-    assert!(matches!(err, EngageError::RateLimited { .. }), "{err}");
+    assert!(matches!(err, RingCxError::RateLimited { .. }), "{err}");
     assert_eq!(err.retry_after(), Some(Duration::from_secs(60)));
     clock.advance(ChronoDuration::seconds(60));
     client.accounts(auth).await.unwrap();

@@ -4,7 +4,7 @@
 //! Run again, it finds the config by `providerName` and changes nothing (or only a changed token
 //! URL); `--rotate` issues a new key, updates the config, and only then removes the old key.
 
-use broker::engage::{ApiPath, Method, VoiceRequest, VoiceResponse};
+use broker::ringcx::{ApiPath, Method, VoiceRequest, VoiceResponse};
 use broker::store::{SecretNames, SecretStore};
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
@@ -88,11 +88,11 @@ impl<S: SecretStore + Clone + 'static> App<S> {
         request: VoiceRequest,
     ) -> Result<VoiceResponse, OperatorError> {
         for _ in 0..3 {
-            let engage = &self.engage;
+            let ringcx = &self.ringcx;
             let request = &request;
             let answer = self
                 .with_token(tenant, |t| async move {
-                    engage.voice(t.auth(), request.clone()).await
+                    ringcx.voice(t.auth(), request.clone()).await
                 })
                 .await
                 .map_err(|e| OperatorError::RingCx(e.message))?;

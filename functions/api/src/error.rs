@@ -3,7 +3,7 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use broker::engage::EngageError;
+use broker::ringcx::RingCxError;
 use serde_json::json;
 
 /// An error answer.
@@ -43,28 +43,28 @@ impl ApiError {
     }
 
     /// An upstream failure, told as what the caller can do about it.
-    pub fn upstream(e: &EngageError) -> Self {
+    pub fn upstream(e: &RingCxError) -> Self {
         match e {
-            EngageError::Timeout { .. } => Self::new(
+            RingCxError::Timeout { .. } => Self::new(
                 StatusCode::GATEWAY_TIMEOUT,
                 "upstream_timeout",
                 "RingCX did not answer in time; retry",
             ),
-            EngageError::RateLimited { retry_after, .. } => Self::new(
+            RingCxError::RateLimited { retry_after, .. } => Self::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "upstream_rate_limited",
                 "RingCX rate-limited the call; back off",
             )
             .with_retry_after(retry_after.map_or(5, |d| d.as_secs().max(1))),
-            EngageError::Forbidden { .. } => {
+            RingCxError::Forbidden { .. } => {
                 Self::new(StatusCode::FORBIDDEN, "upstream_forbidden", e.to_string())
             }
-            EngageError::NotFound { .. } => {
+            RingCxError::NotFound { .. } => {
                 Self::new(StatusCode::NOT_FOUND, "upstream_not_found", e.to_string())
             }
-            EngageError::InvalidPath { .. } => Self::bad_request("invalid_path", e.to_string()),
+            RingCxError::InvalidPath { .. } => Self::bad_request("invalid_path", e.to_string()),
             // Only reached once retries with newer tokens were refused too.
-            EngageError::AccessTokenExpired | EngageError::Unauthorized { .. } => Self::new(
+            RingCxError::AccessTokenExpired | RingCxError::Unauthorized { .. } => Self::new(
                 StatusCode::BAD_GATEWAY,
                 "upstream_unauthorized",
                 "RingCX refused the broker's renewed token; the operators have been alerted",

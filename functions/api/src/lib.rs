@@ -22,8 +22,8 @@ use axum::routing::{MethodFilter, MethodRouter, on};
 use axum::{Json, Router};
 use broker::clock::SharedClock;
 use broker::config::Config;
-use broker::engage::{EngageClient, EngageError};
 use broker::renew::Renewer;
+use broker::ringcx::{RingCxClient, RingCxError};
 use broker::store::{SecretStore, SessionRing};
 use chrono::{DateTime, Utc};
 use secrecy::ExposeSecret;
@@ -58,7 +58,7 @@ pub const ROUTES: &[(&str, &[&str])] = &[
 
 /// What the handlers share, built once per execution environment.
 pub struct App<S> {
-    pub engage: EngageClient,
+    pub ringcx: RingCxClient,
     /// The tenants' registries of permanent API tokens.
     pub registries: broker::api_tokens::Registries<S>,
     /// One registry change at a time per instance (instances race through the fencing token).
@@ -74,8 +74,8 @@ pub struct App<S> {
 pub type AppState<S> = Arc<App<S>>;
 
 impl<S: SecretStore + Clone> App<S> {
-    pub fn new(config: &Config, store: S, clock: SharedClock) -> Result<Self, EngageError> {
-        let engage = EngageClient::new(&config.engage, clock.clone())?;
+    pub fn new(config: &Config, store: S, clock: SharedClock) -> Result<Self, RingCxError> {
+        let ringcx = RingCxClient::new(&config.ringcx, clock.clone())?;
         let ring = SessionRing::new(
             store.clone(),
             config.names(),
@@ -84,7 +84,7 @@ impl<S: SecretStore + Clone> App<S> {
         );
         let renewer = Renewer::new(
             ring,
-            engage.clone(),
+            ringcx.clone(),
             clock.clone(),
             config.api_renew_settings(),
         );
@@ -104,7 +104,7 @@ impl<S: SecretStore + Clone> App<S> {
             ),
             registries: broker::api_tokens::Registries::new(store, config.names()),
             registry_lock: tokio::sync::Mutex::new(()),
-            engage,
+            ringcx,
             clock,
             allow_query_key: config.allow_query_key,
             token_budget,
@@ -175,7 +175,7 @@ impl<S: SecretStore + Clone> App<S> {
     async fn with_token<T, F, Fut>(&self, tenant: &str, call: F) -> Result<T, ApiError>
     where
         F: Fn(CachedToken) -> Fut,
-        Fut: Future<Output = Result<T, EngageError>>,
+        Fut: Future<Output = Result<T, RingCxError>>,
     {
         let deadline = self.deadline();
         let mut token = self.tokens.get(tenant, deadline).await?;
@@ -184,7 +184,7 @@ impl<S: SecretStore + Clone> App<S> {
             match call(token.clone()).await {
                 // Only `Jwt is expired` says the token is dead; other 401s are RingCX's answer
                 // about this call, passed on, and never cost a renewal.
-                Err(EngageError::AccessTokenExpired) if retries < MAX_TOKEN_RETRIES => {
+                Err(RingCxError::AccessTokenExpired) if retries < MAX_TOKEN_RETRIES => {
                     tracing::info!(
                         tenant,
                         generation = token.generation,

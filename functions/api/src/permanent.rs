@@ -108,28 +108,28 @@ fn described(record: Option<&TokenRecord>, shown: String) -> Value {
 impl<S: SecretStore + Clone + 'static> App<S> {
     /// The tenant user's tokens as RingCX lists them.
     async fn ringcx_tokens(&self, tenant: &str) -> Result<Vec<SecretString>, ApiError> {
-        let engage = &self.engage;
+        let ringcx = &self.ringcx;
         self.with_token(
             tenant,
-            |t| async move { engage.list_api_tokens(t.auth()).await },
+            |t| async move { ringcx.list_api_tokens(t.auth()).await },
         )
         .await
     }
 
     async fn new_ringcx_token(&self, tenant: &str) -> Result<SecretString, ApiError> {
-        let engage = &self.engage;
+        let ringcx = &self.ringcx;
         self.with_token(tenant, |t| async move {
-            engage.create_api_token(t.auth()).await
+            ringcx.create_api_token(t.auth()).await
         })
         .await
     }
 
     /// Revokes a token in RingCX; `false` when RingCX had no such token.
     async fn revoke_upstream(&self, tenant: &str, token: &SecretString) -> Result<bool, ApiError> {
-        let engage = &self.engage;
+        let ringcx = &self.ringcx;
         match self
             .with_token(tenant, |t| async move {
-                engage.delete_api_token(t.auth(), token).await
+                ringcx.delete_api_token(t.auth(), token).await
             })
             .await
         {

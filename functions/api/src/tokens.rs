@@ -35,11 +35,11 @@ pub struct CachedToken {
 
 impl CachedToken {
     /// How RingCX is to be shown this token.
-    pub fn auth(&self) -> broker::engage::VoiceAuth<'_> {
+    pub fn auth(&self) -> broker::ringcx::VoiceAuth<'_> {
         if self.permanent {
-            broker::engage::VoiceAuth::ApiToken(&self.token)
+            broker::ringcx::VoiceAuth::ApiToken(&self.token)
         } else {
-            broker::engage::VoiceAuth::Bearer(&self.token)
+            broker::ringcx::VoiceAuth::Bearer(&self.token)
         }
     }
 

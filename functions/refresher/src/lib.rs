@@ -9,8 +9,8 @@ use std::sync::Arc;
 use broker::clock::SharedClock;
 use broker::config::Config;
 use broker::credentials::Credentials;
-use broker::engage::{EngageClient, EngageError, VoiceAuth};
 use broker::renew::{Outcome, RenewError, Renewer};
+use broker::ringcx::{RingCxClient, RingCxError, VoiceAuth};
 use broker::store::{SecretStore, SessionRing, fits};
 use broker::telemetry::{self, Metric};
 use chrono::{DateTime, Duration, Utc};
@@ -73,7 +73,7 @@ pub struct PassFailed {
 #[derive(Debug, Clone)]
 pub struct Refresher<S> {
     renewer: Renewer<S>,
-    engage: EngageClient,
+    ringcx: RingCxClient,
     registries: broker::api_tokens::Registries<S>,
     tenants: Vec<String>,
     concurrency: usize,
@@ -94,17 +94,17 @@ type Known = std::collections::HashMap<String, (u64, DateTime<Utc>)>;
 const SKIP_SLACK_SECS: i64 = 5;
 
 impl<S: SecretStore + Clone + 'static> Refresher<S> {
-    pub fn new(config: &Config, store: S, clock: SharedClock) -> Result<Self, EngageError> {
+    pub fn new(config: &Config, store: S, clock: SharedClock) -> Result<Self, RingCxError> {
         let ring = SessionRing::new(
             store.clone(),
             config.names(),
             config.session_slots,
             clock.clone(),
         );
-        let engage = EngageClient::new(&config.engage, clock.clone())?;
+        let ringcx = RingCxClient::new(&config.ringcx, clock.clone())?;
         Ok(Self {
-            renewer: Renewer::new(ring, engage.clone(), clock.clone(), config.renew_settings()),
-            engage,
+            renewer: Renewer::new(ring, ringcx.clone(), clock.clone(), config.renew_settings()),
+            ringcx,
             registries: broker::api_tokens::Registries::new(store, config.names()),
             tenants: config.tenants.clone(),
             concurrency: config.refresh_concurrency,
@@ -328,7 +328,7 @@ impl<S: SecretStore + Clone + 'static> Refresher<S> {
             let sweeper = sweep::Sweeper {
                 registries: &self.registries,
                 ring: self.renewer.ring(),
-                engage: &self.engage,
+                ringcx: &self.ringcx,
                 clock: &self.clock,
                 min_ttl_secs: self.min_ttl_secs,
                 call_time: self.renewer.time_needed(),
@@ -408,7 +408,7 @@ impl<S: SecretStore + Clone + 'static> Refresher<S> {
             // Replaced, or another type now: take the credentials up.
             _ => return self.renewer.relogin(tenant, deadline).await,
         };
-        match self.engage.accounts(VoiceAuth::ApiToken(&token)).await {
+        match self.ringcx.accounts(VoiceAuth::ApiToken(&token)).await {
             Ok(_) => Ok(report),
             Err(e) if e.is_transient() => {
                 tracing::warn!(tenant, error = %e, "could not check the permanent API token this run");
@@ -416,7 +416,7 @@ impl<S: SecretStore + Clone + 'static> Refresher<S> {
             }
             // Only an authentication refusal says the token is dead; anything else (a 403, an
             // odd page) is reported without declaring the tenant unusable.
-            Err(source @ (EngageError::Unauthorized { .. } | EngageError::AccessTokenExpired)) => {
+            Err(source @ (RingCxError::Unauthorized { .. } | RingCxError::AccessTokenExpired)) => {
                 Err(RenewError::PermanentTokenRefused {
                     tenant: tenant.to_owned(),
                     secret: self.renewer.ring().names().credentials(tenant),

@@ -5,7 +5,7 @@
 
 use broker::api_tokens::{Registries, TokenRecord, audit, token_sha256};
 use broker::clock::SharedClock;
-use broker::engage::{EngageClient, EngageError, VoiceAuth};
+use broker::ringcx::{RingCxClient, RingCxError, VoiceAuth};
 use broker::store::{SecretStore, SessionRing, fits};
 use chrono::{DateTime, Utc};
 
@@ -33,7 +33,7 @@ pub enum SweepError {
     #[error("the API token registry: {0}")]
     Registry(#[from] broker::api_tokens::RegistryError),
     #[error("RingCX, while revoking API tokens: {0}")]
-    Engage(#[from] EngageError),
+    RingCx(#[from] RingCxError),
     #[error("the session ring: {0}")]
     Ring(#[from] broker::store::StoreError),
 }
@@ -42,7 +42,7 @@ pub enum SweepError {
 pub struct Sweeper<'a, S> {
     pub registries: &'a Registries<S>,
     pub ring: &'a SessionRing<S>,
-    pub engage: &'a EngageClient,
+    pub ringcx: &'a RingCxClient,
     pub clock: &'a SharedClock,
     pub min_ttl_secs: i64,
     /// Time one RingCX call and one registry write may take.
@@ -56,7 +56,7 @@ pub async fn sweep<S: SecretStore>(
     tenant: &str,
     deadline: DateTime<Utc>,
 ) -> Result<Swept, SweepError> {
-    let (registries, engage, clock, call_time) = (w.registries, w.engage, w.clock, w.call_time);
+    let (registries, ringcx, clock, call_time) = (w.registries, w.ringcx, w.clock, w.call_time);
     let now = clock.now();
     let registry = registries.read(tenant).await?;
     let all_due: Vec<(TokenRecord, &'static str)> = registry
@@ -99,7 +99,7 @@ pub async fn sweep<S: SecretStore>(
             VoiceAuth::Bearer(token)
         }
     };
-    let listed = engage.list_api_tokens(access()).await?;
+    let listed = ringcx.list_api_tokens(access()).await?;
     let mut done: Vec<String> = Vec::new();
     // The token an api-token tenant runs on is never revoked by the broker.
     let in_use = state.permanent.then(|| token_sha256(token));
@@ -113,8 +113,8 @@ pub async fn sweep<S: SecretStore>(
             if !fits(clock.now(), call_time, deadline) {
                 break;
             }
-            match engage.delete_api_token(access(), token).await {
-                Ok(()) | Err(EngageError::NotFound { .. }) => {}
+            match ringcx.delete_api_token(access(), token).await {
+                Ok(()) | Err(RingCxError::NotFound { .. }) => {}
                 Err(e) => {
                     tracing::error!(tenant, token = %record.masked, error = %e, "could not revoke a due API token; next pass retries");
                     continue;

@@ -1,6 +1,6 @@
 //! Why a renewal ended without a new token, each with what to do about it.
 
-use crate::engage::EngageError;
+use crate::ringcx::RingCxError;
 use crate::store::StoreError;
 
 /// Why a tenant ended a renewal without a new token.
@@ -41,7 +41,7 @@ pub enum RenewError {
         tenant: String,
         secret: String,
         #[source]
-        source: EngageError,
+        source: RingCxError,
     },
     #[error(
         "tenant {tenant}: RingCX no longer accepts the permanent API token in {secret} (revoked?): \
@@ -51,13 +51,13 @@ pub enum RenewError {
         tenant: String,
         secret: String,
         #[source]
-        source: EngageError,
+        source: RingCxError,
     },
     #[error("tenant {tenant}: RingCX kept failing until the deadline: {source}")]
     Upstream {
         tenant: String,
         #[source]
-        source: EngageError,
+        source: RingCxError,
     },
     #[error(
         "tenant {tenant}: {left_ms} ms left before the deadline, but a renewal needs {needed_ms} ms \

@@ -7,8 +7,8 @@ use secrecy::{ExposeSecret, SecretString};
 use super::report::PERMANENT_DAYS;
 use super::{Outcome, RenewError, Renewer, Report, chrono_duration};
 use crate::credentials::Credentials;
-use crate::engage::{EngageError, EngageSession, VoiceAuth};
 use crate::retry::{Policy, retry};
+use crate::ringcx::{RingCxError, RingCxSession, VoiceAuth};
 use crate::store::SecretStore;
 
 impl<S: SecretStore> Renewer<S> {
@@ -17,9 +17,9 @@ impl<S: SecretStore> Renewer<S> {
         token: &SecretString,
         deadline: DateTime<Utc>,
         report: &mut Report,
-    ) -> Result<EngageSession, EngageError> {
+    ) -> Result<RingCxSession, RingCxError> {
         let tenant = report.tenant.clone();
-        let refresh = || self.engage.refresh(token);
+        let refresh = || self.ringcx.refresh(token);
         self.upstream(&tenant, "refresh", None, deadline, report, refresh)
             .await
     }
@@ -56,7 +56,7 @@ impl<S: SecretStore> Renewer<S> {
         had_session: bool,
         deadline: DateTime<Utc>,
         report: &mut Report,
-    ) -> Result<(EngageSession, &'static str), RenewError> {
+    ) -> Result<(RingCxSession, &'static str), RenewError> {
         if !self.settings.may_login {
             return Err(RenewError::LoginNeeded {
                 tenant: tenant.to_owned(),
@@ -86,7 +86,7 @@ impl<S: SecretStore> Renewer<S> {
             // The platform grant is not rate-limited like the exchange: retried within the
             // deadline; only exchange attempts count against the limit.
             Credentials::RingExJwt(c) => {
-                let grant = || self.engage.ringex_jwt_token(c);
+                let grant = || self.ringcx.ringex_jwt_token(c);
                 match self
                     .upstream(
                         tenant,
@@ -99,7 +99,7 @@ impl<S: SecretStore> Renewer<S> {
                     .await
                 {
                     Ok(platform) => {
-                        let exchange = || self.engage.exchange(&platform.access_token);
+                        let exchange = || self.ringcx.exchange(&platform.access_token);
                         self.upstream(
                             tenant,
                             "exchange",
@@ -115,7 +115,7 @@ impl<S: SecretStore> Renewer<S> {
             }
             Credentials::ApiToken(c) => {
                 // Nothing to log in to: a cheap call proves the token works before it is kept.
-                let check = || self.engage.accounts(VoiceAuth::ApiToken(&c.token));
+                let check = || self.ringcx.accounts(VoiceAuth::ApiToken(&c.token));
                 let now = self.clock.now();
                 self.upstream(
                     tenant,
@@ -126,19 +126,19 @@ impl<S: SecretStore> Renewer<S> {
                     check,
                 )
                 .await
-                .map(|accounts| EngageSession {
+                .map(|accounts| RingCxSession {
                     access_token: c.token.clone(),
                     refresh_token: None,
                     token_type: "X-Auth-Token".to_owned(),
                     expires_at: now + chrono::Duration::days(PERMANENT_DAYS),
-                    expiry_source: crate::engage::ExpirySource::Assumed,
+                    expiry_source: crate::ringcx::ExpirySource::Assumed,
                     obtained_at: now,
                     account_id: accounts.first().map(|a| a.account_id.clone()),
                     main_account_id: None,
                 })
             }
-            Credentials::EngageLogin(c) => {
-                let login = || self.engage.login_engage(c);
+            Credentials::RingCxLogin(c) => {
+                let login = || self.ringcx.login_ringcx(c);
                 self.upstream(
                     tenant,
                     "RingCX login",
@@ -181,19 +181,19 @@ impl<S: SecretStore> Renewer<S> {
         deadline: DateTime<Utc>,
         report: &mut Report,
         call: F,
-    ) -> Result<T, EngageError>
+    ) -> Result<T, RingCxError>
     where
         T: Send,
         F: FnMut() -> Fut + Send,
-        Fut: std::future::Future<Output = Result<T, EngageError>> + Send,
+        Fut: std::future::Future<Output = Result<T, RingCxError>> + Send,
     {
         let policy = Policy {
             first: self.settings.first_backoff,
             max: self.settings.max_backoff,
             attempts: limit,
-            attempt_time: self.engage.request_timeout(),
+            attempt_time: self.ringcx.request_timeout(),
         };
-        let result = retry(&self.clock, policy, deadline, call, |e: &EngageError, _| {
+        let result = retry(&self.clock, policy, deadline, call, |e: &RingCxError, _| {
             tracing::warn!(tenant, what, attempt = report.retries, error = %e, "failed transiently; retrying");
             report.retries += 1;
         })

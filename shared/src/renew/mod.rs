@@ -40,7 +40,7 @@ pub use report::{Outcome, RenewSettings, Report};
 
 use crate::clock::{SharedClock, later, remaining};
 use crate::credentials::API_TOKEN_FLOW;
-use crate::engage::{EngageClient, EngageError};
+use crate::ringcx::{RingCxClient, RingCxError};
 use crate::session::SessionState;
 use crate::store::{SecretStore, SessionRing, fits};
 
@@ -49,7 +49,7 @@ use crate::store::{SecretStore, SessionRing, fits};
 #[derive(Debug, Clone)]
 pub struct Renewer<S> {
     ring: SessionRing<S>,
-    engage: EngageClient,
+    ringcx: RingCxClient,
     clock: SharedClock,
     settings: RenewSettings,
     /// One renewal per tenant at a time in this process: two would present the same refresh
@@ -72,13 +72,13 @@ enum Trigger {
 impl<S: SecretStore> Renewer<S> {
     pub fn new(
         ring: SessionRing<S>,
-        engage: EngageClient,
+        ringcx: RingCxClient,
         clock: SharedClock,
         settings: RenewSettings,
     ) -> Self {
         Self {
             ring,
-            engage,
+            ringcx,
             clock,
             settings,
             flights: Arc::default(),
@@ -95,7 +95,7 @@ impl<S: SecretStore> Renewer<S> {
 
     /// The least time a renewal needs before its deadline: one whole RingCX request and the write.
     pub fn time_needed(&self) -> Duration {
-        self.engage.request_timeout() + self.settings.write_reserve
+        self.ringcx.request_timeout() + self.settings.write_reserve
     }
 
     /// Renews `tenant` if its token is within the margin, finishing by `deadline`.
@@ -188,7 +188,7 @@ impl<S: SecretStore> Renewer<S> {
         let (session, obtained_by) = match refresh_token {
             Some(token) => match self.refresh(&token, upstream_deadline, &mut report).await {
                 Ok(session) => (session, "refresh"),
-                Err(EngageError::RefreshTokenRejected { .. }) => {
+                Err(RingCxError::RefreshTokenRejected { .. }) => {
                     if let Some(newer) = self.await_newer(tenant, base, deadline).await? {
                         return Ok(self.elsewhere(report, &newer));
                     }

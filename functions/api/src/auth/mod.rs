@@ -14,7 +14,7 @@ use axum::http::Method;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use broker::clock::SharedClock;
-use broker::engage::ApiPath;
+use broker::ringcx::ApiPath;
 use broker::store::SecretStore;
 use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};

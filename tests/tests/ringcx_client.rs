@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use broker::clock::{Clock, ManualClock, SharedClock};
 use broker::credentials::Credentials;
-use broker::engage::{
-    ApiPath, EngageClient, EngageError, ExpirySource, Method, Service, VoiceAuth, VoiceRequest,
+use broker::ringcx::{
+    ApiPath, ExpirySource, Method, RingCxClient, RingCxError, Service, VoiceAuth, VoiceRequest,
 };
 use broker_tests::sim::{
     Behaviour, CreatedTokenFormat, DeleteAnswer, Fault, Simulator, TokenListFormat,
@@ -21,7 +21,7 @@ const AGENT: &str = "agent@example.com";
 struct Env {
     clock: ManualClock,
     sim: Simulator,
-    client: EngageClient,
+    client: RingCxClient,
 }
 
 async fn env() -> Env {
@@ -45,9 +45,9 @@ fn ringex(sim: &Simulator, user: &str) -> broker::credentials::RingExJwtCredenti
     }
 }
 
-fn engage_login(sim: &Simulator, user: &str) -> broker::credentials::EngageLoginCredentials {
+fn engage_login(sim: &Simulator, user: &str) -> broker::credentials::RingCxLoginCredentials {
     match serde_json::from_value(sim.engage_login_credentials(user).unwrap()).unwrap() {
-        Credentials::EngageLogin(c) => c,
+        Credentials::RingCxLogin(c) => c,
         other => panic!("unexpected {other:?}"),
     }
 }
@@ -106,7 +106,7 @@ async fn engage_login_keeps_the_password_out_of_the_url() {
     let e = env().await;
     let session = e
         .client
-        .login_engage(&engage_login(&e.sim, ADMIN))
+        .login_ringcx(&engage_login(&e.sim, ADMIN))
         .await
         .unwrap();
     assert!(session.refresh_token.is_some());
@@ -139,7 +139,7 @@ async fn refresh_rotates_the_refresh_token_and_spends_the_old_one() {
     // Single use: the old one is now refused, the new one works.
     let err = e.client.refresh(&old).await.unwrap_err();
     assert!(
-        matches!(err, EngageError::RefreshTokenRejected { status: 401, .. }),
+        matches!(err, RingCxError::RefreshTokenRejected { status: 401, .. }),
         "{err}"
     );
     assert!(!err.is_transient());
@@ -172,7 +172,7 @@ async fn permanent_tokens_create_list_delete_with_either_auth_header() {
     e.clock.advance(ChronoDuration::seconds(3600));
     assert_eq!(e.client.list_api_tokens(x_auth).await.unwrap().len(), 1);
     let err = e.client.delete_api_token(x_auth, &b).await.unwrap_err();
-    assert!(matches!(err, EngageError::NotFound { .. }), "{err}");
+    assert!(matches!(err, RingCxError::NotFound { .. }), "{err}");
 }
 
 #[tokio::test]
@@ -235,7 +235,7 @@ async fn accounts_and_users_are_typed_and_permission_errors_are_clear() {
 
     let agent = e
         .client
-        .login_engage(&engage_login(&e.sim, AGENT))
+        .login_ringcx(&engage_login(&e.sim, AGENT))
         .await
         .unwrap();
     let err = e
@@ -244,7 +244,7 @@ async fn accounts_and_users_are_typed_and_permission_errors_are_clear() {
         .await
         .unwrap_err();
     match &err {
-        EngageError::Forbidden { code, message } => {
+        RingCxError::Forbidden { code, message } => {
             assert_eq!(code, "access.denied.exception");
             assert!(message.contains("MANAGE_USERS"));
         }
@@ -323,7 +323,7 @@ async fn expired_access_token_is_recognised() {
         .accounts(VoiceAuth::Bearer(&s.access_token))
         .await
         .unwrap_err();
-    assert!(matches!(err, EngageError::AccessTokenExpired), "{err}");
+    assert!(matches!(err, RingCxError::AccessTokenExpired), "{err}");
     assert_eq!(e.sim.requests().last().unwrap().status, 401);
 }
 
@@ -336,7 +336,7 @@ async fn an_unknown_access_token_is_unauthorized_not_expired() {
         .accounts(VoiceAuth::Bearer(&bogus))
         .await
         .unwrap_err();
-    assert!(matches!(err, EngageError::Unauthorized { .. }), "{err}");
+    assert!(matches!(err, RingCxError::Unauthorized { .. }), "{err}");
 }
 
 #[tokio::test]
@@ -350,7 +350,7 @@ async fn revoked_refresh_tokens_are_rejected() {
         .await
         .unwrap_err();
     assert!(
-        matches!(err, EngageError::RefreshTokenRejected { .. }),
+        matches!(err, RingCxError::RefreshTokenRejected { .. }),
         "{err}"
     );
     assert!(err.to_string().contains("log in again"));
@@ -365,7 +365,7 @@ async fn rejected_credentials_name_the_service_and_are_not_transient() {
     assert!(
         matches!(
             err,
-            EngageError::CredentialsRejected {
+            RingCxError::CredentialsRejected {
                 service: Service::Platform,
                 status: 400,
                 ..
@@ -377,19 +377,19 @@ async fn rejected_credentials_name_the_service_and_are_not_transient() {
     creds.client_secret = SecretString::from("wrong-secret".to_owned());
     let err = e.client.login_ringex(&creds).await.unwrap_err();
     assert!(
-        matches!(err, EngageError::CredentialsRejected { status: 401, .. }),
+        matches!(err, RingCxError::CredentialsRejected { status: 401, .. }),
         "{err}"
     );
     assert!(!err.is_transient());
 
     let mut login = engage_login(&e.sim, ADMIN);
     login.password = SecretString::from("wrong-password".to_owned());
-    let err = e.client.login_engage(&login).await.unwrap_err();
+    let err = e.client.login_ringcx(&login).await.unwrap_err();
     assert!(
         matches!(
             err,
-            EngageError::CredentialsRejected {
-                service: Service::Engage,
+            RingCxError::CredentialsRejected {
+                service: Service::RingCx,
                 status: 401,
                 ..
             }
@@ -399,7 +399,7 @@ async fn rejected_credentials_name_the_service_and_are_not_transient() {
     let bogus = SecretString::from("expired-or-bogus-rc-token".to_owned());
     let err = e.client.exchange(&bogus).await.unwrap_err();
     assert!(
-        matches!(err, EngageError::CredentialsRejected { .. }),
+        matches!(err, RingCxError::CredentialsRejected { .. }),
         "{err}"
     );
 }
@@ -416,8 +416,8 @@ async fn exchange_is_limited_to_five_a_minute_with_retry_after() {
     assert!(
         matches!(
             err,
-            EngageError::RateLimited {
-                service: Service::Engage,
+            RingCxError::RateLimited {
+                service: Service::RingCx,
                 ..
             }
         ),
@@ -446,7 +446,7 @@ async fn platform_429_carries_retry_after() {
     assert!(
         matches!(
             err,
-            EngageError::RateLimited {
+            RingCxError::RateLimited {
                 service: Service::Platform,
                 ..
             }
@@ -472,7 +472,7 @@ async fn server_errors_are_transient_upstream_errors() {
         .await
         .unwrap_err();
     assert!(
-        matches!(err, EngageError::Upstream { status: 503, .. }),
+        matches!(err, RingCxError::Upstream { status: 503, .. }),
         "{err}"
     );
     assert!(err.is_transient());
@@ -500,8 +500,8 @@ async fn a_slow_upstream_times_out() {
     assert!(
         matches!(
             err,
-            EngageError::Timeout {
-                service: Service::Engage
+            RingCxError::Timeout {
+                service: Service::RingCx
             }
         ),
         "{err}"
@@ -517,14 +517,14 @@ async fn a_closed_port_is_a_connection_failure() {
         l.local_addr().unwrap().port()
     };
     let base = url::Url::parse(&format!("http://127.0.0.1:{port}")).unwrap();
-    let client = EngageClient::new(
-        &broker::engage::EngageConfig::new(base.clone(), base),
+    let client = RingCxClient::new(
+        &broker::ringcx::RingCxConfig::new(base.clone(), base),
         clock,
     )
     .unwrap();
     let token = SecretString::from("irrelevant".to_owned());
     let err = client.refresh(&token).await.unwrap_err();
-    assert!(matches!(err, EngageError::Connect { .. }), "{err}");
+    assert!(matches!(err, RingCxError::Connect { .. }), "{err}");
     assert!(err.is_transient());
     assert!(err.to_string().contains("check the base URL"));
 }
@@ -540,7 +540,7 @@ async fn a_dropped_connection_is_reported_as_such() {
         .await
         .unwrap_err();
     assert!(
-        matches!(err, EngageError::ConnectionDropped { .. }),
+        matches!(err, RingCxError::ConnectionDropped { .. }),
         "{err}"
     );
     assert!(err.is_transient());
@@ -564,7 +564,7 @@ async fn odd_bodies_are_unexpected_body_errors_that_quote_nothing() {
         .await
         .unwrap_err();
     assert!(
-        matches!(err, EngageError::UnexpectedBody { status: 200, .. }),
+        matches!(err, RingCxError::UnexpectedBody { status: 200, .. }),
         "{err}"
     );
     assert!(
@@ -574,20 +574,20 @@ async fn odd_bodies_are_unexpected_body_errors_that_quote_nothing() {
     e.sim
         .fail_next("/voice/api/v1/admin/token", Fault::Garbage, 2);
     let err = e.client.list_api_tokens(auth).await.unwrap_err();
-    assert!(matches!(err, EngageError::UnexpectedBody { .. }), "{err}");
+    assert!(matches!(err, RingCxError::UnexpectedBody { .. }), "{err}");
     let err = e.client.create_api_token(auth).await.unwrap_err();
-    assert!(matches!(err, EngageError::UnexpectedBody { .. }), "{err}");
+    assert!(matches!(err, RingCxError::UnexpectedBody { .. }), "{err}");
     e.sim
         .fail_next("/voice/api/v1/admin/accounts", Fault::Garbage, 1);
     let err = e.client.accounts(auth).await.unwrap_err();
-    assert!(matches!(err, EngageError::UnexpectedBody { .. }), "{err}");
+    assert!(matches!(err, RingCxError::UnexpectedBody { .. }), "{err}");
 }
 
 #[tokio::test]
 async fn the_generic_call_refuses_paths_outside_voice_api() {
     let e = env().await;
     let err = ApiPath::new("../../api/auth/token/refresh").unwrap_err();
-    assert!(matches!(err, EngageError::InvalidPath { .. }), "{err}");
+    assert!(matches!(err, RingCxError::InvalidPath { .. }), "{err}");
     assert!(e.sim.requests().is_empty());
 }
 

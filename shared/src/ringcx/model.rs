@@ -25,7 +25,7 @@ pub enum ExpirySource {
 
 /// A RingCX session as returned by login, exchange or refresh.
 #[derive(Debug, Clone)]
-pub struct EngageSession {
+pub struct RingCxSession {
     pub access_token: SecretString,
     /// `None` when RingCX did not issue one (an exchange without `includeRefresh=true`).
     pub refresh_token: Option<SecretString>,
@@ -65,7 +65,7 @@ pub(crate) fn session_from_answer(
     body: &[u8],
     sent_at: DateTime<Utc>,
     obtained_at: DateTime<Utc>,
-) -> Result<EngageSession, SessionAnswerError> {
+) -> Result<RingCxSession, SessionAnswerError> {
     let value: Value = serde_json::from_slice(body).map_err(|e| {
         SessionAnswerError::NotJson(format!(
             "{:?} error at line {} column {}",
@@ -99,7 +99,7 @@ pub(crate) fn session_from_answer(
         Some(Value::Array(agents)) => agents.iter().find_map(|a| lenient_id(a.get("accountId")?)),
         _ => None,
     };
-    Ok(EngageSession {
+    Ok(RingCxSession {
         access_token,
         refresh_token,
         token_type: map

@@ -1,16 +1,16 @@
 //! Paths the generic RingCX call may reach: under `/voice/api/` only, with nothing that a
 //! server or proxy could normalise into somewhere else (`/api/auth/*` above all).
 
-use super::EngageError;
+use super::RingCxError;
 
 /// A validated path relative to `{ENGAGE_BASE_URL}/voice/api/`, e.g. `v1/admin/accounts`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiPath(String);
 
 impl ApiPath {
-    pub fn new(path: &str) -> Result<Self, EngageError> {
+    pub fn new(path: &str) -> Result<Self, RingCxError> {
         let refuse = |reason| {
-            Err(EngageError::InvalidPath {
+            Err(RingCxError::InvalidPath {
                 path: path.chars().take(200).collect(),
                 reason,
             })

@@ -7,7 +7,7 @@ use std::time::Duration;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Service {
     /// RingCX (Engage Voice): `/api/auth/*` and `/voice/api/*`.
-    Engage,
+    RingCx,
     /// The RingCentral (RingEX) platform's OAuth endpoint.
     Platform,
 }
@@ -15,7 +15,7 @@ pub enum Service {
 impl fmt::Display for Service {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            Service::Engage => "RingCX",
+            Service::RingCx => "RingCX",
             Service::Platform => "the RingCentral platform",
         })
     }
@@ -24,7 +24,7 @@ impl fmt::Display for Service {
 /// A failed RingCX or RingCentral platform call. `detail` fields carry the upstream's own message,
 /// shortened and with every secret we sent replaced by `[REDACTED]`.
 #[derive(Debug, thiserror::Error)]
-pub enum EngageError {
+pub enum RingCxError {
     #[error("RingCX access token expired (401 Jwt is expired): renew the session and retry")]
     AccessTokenExpired,
 
@@ -122,24 +122,24 @@ fn retry_after_text(retry_after: Option<Duration>) -> String {
         .unwrap_or_default()
 }
 
-impl EngageError {
+impl RingCxError {
     /// Worth retrying the same call later: timeouts, broken connections, 5xx and 429.
     /// Never true for anything a retry cannot fix (rejected tokens or credentials).
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
-            EngageError::RateLimited { .. }
-                | EngageError::Upstream { .. }
-                | EngageError::Timeout { .. }
-                | EngageError::Connect { .. }
-                | EngageError::ConnectionDropped { .. }
+            RingCxError::RateLimited { .. }
+                | RingCxError::Upstream { .. }
+                | RingCxError::Timeout { .. }
+                | RingCxError::Connect { .. }
+                | RingCxError::ConnectionDropped { .. }
         )
     }
 
     /// How long the upstream asked us to wait, when it said.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            EngageError::RateLimited { retry_after, .. } => *retry_after,
+            RingCxError::RateLimited { retry_after, .. } => *retry_after,
             _ => None,
         }
     }
