@@ -12,7 +12,7 @@ use broker_tests::sim::Fault;
 use broker_tests::support::{PREFIX, Stack};
 use chrono::Duration;
 use lambda_runtime::{Context, LambdaEvent};
-use refresher::{Refresher, handler};
+use refresher::{Refresher, TenantOutcome, handler};
 use serde_json::json;
 
 fn config(stack: &Stack, tenants: &str) -> Config {
@@ -70,7 +70,7 @@ async fn twelve_tenants_are_renewed_in_one_pass() {
         summary
             .tenants
             .iter()
-            .all(|t| t.outcome == "logged-in" && t.generation == 1)
+            .all(|t| t.outcome == TenantOutcome::LoggedIn && t.generation == 1)
     );
 
     stack.clock.advance(Duration::seconds(200));
@@ -79,7 +79,7 @@ async fn twelve_tenants_are_renewed_in_one_pass() {
         summary
             .tenants
             .iter()
-            .all(|t| t.outcome == "refreshed" && t.generation == 2)
+            .all(|t| t.outcome == TenantOutcome::Refreshed && t.generation == 2)
     );
 }
 
@@ -108,7 +108,7 @@ async fn a_failed_renewal_with_time_left_is_reported_but_does_not_fail_the_pass(
         .await
         .expect("a token is still usable");
     let t = &summary.tenants[0];
-    assert_eq!(t.outcome, "failed");
+    assert_eq!(t.outcome, TenantOutcome::Failed);
     assert!(t.usable);
     assert!(t.error.as_deref().unwrap().contains("503"), "{t:?}");
 }

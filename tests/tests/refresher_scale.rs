@@ -10,7 +10,7 @@ use broker::store::{SecretNames, SessionRing};
 use broker_tests::sim::Simulator;
 use broker_tests::support::{config, seed_due_tenants};
 use chrono::Duration;
-use refresher::Refresher;
+use refresher::{Refresher, TenantOutcome};
 
 const TENANTS: usize = 200;
 
@@ -38,7 +38,11 @@ async fn a_pass_over_many_due_tenants_renews_each_exactly_once() {
         .await;
     assert!(pass.ok, "{:?}", pass.tenants.iter().find(|t| !t.usable));
     assert_eq!(pass.tenants.len(), TENANTS, "none skipped");
-    assert!(pass.tenants.iter().all(|t| t.outcome == "refreshed"));
+    assert!(
+        pass.tenants
+            .iter()
+            .all(|t| t.outcome == TenantOutcome::Refreshed)
+    );
     assert_eq!(
         sim.token_stats().refreshes,
         TENANTS as u64,
@@ -63,7 +67,13 @@ async fn a_pass_over_many_due_tenants_renews_each_exactly_once() {
     let again = refresher
         .run_pass(clock.now() + Duration::seconds(50))
         .await;
-    assert!(again.ok && again.tenants.iter().all(|t| t.outcome == "fresh"));
+    assert!(
+        again.ok
+            && again
+                .tenants
+                .iter()
+                .all(|t| t.outcome == TenantOutcome::Fresh)
+    );
     assert_eq!(sim.token_stats().refreshes, TENANTS as u64);
 }
 
@@ -112,7 +122,7 @@ async fn a_warm_refresher_skips_reads_but_never_misses_a_generation_written_behi
     let before = reads();
     for step in [20, 60] {
         let p = pass(Duration::seconds(step)).await;
-        assert!(p.ok && p.tenants[0].outcome == "fresh");
+        assert!(p.ok && p.tenants[0].outcome == TenantOutcome::Fresh);
     }
     assert_eq!(reads(), before, "two runs, no ring read");
     // At +180 s the remembered expiry is within the margin: the ring is read and generation 3,
@@ -126,7 +136,7 @@ async fn a_warm_refresher_skips_reads_but_never_misses_a_generation_written_behi
     // When it is due, its refresh token (not the spent one) is used.
     let due = pass(Duration::seconds(30)).await;
     assert!(due.ok, "{due:?}");
-    assert_eq!(due.tenants[0].outcome, "refreshed");
+    assert_eq!(due.tenants[0].outcome, TenantOutcome::Refreshed);
     assert_eq!(due.tenants[0].generation, 4);
     let stats = sim.token_stats();
     assert_eq!(

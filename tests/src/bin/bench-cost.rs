@@ -11,7 +11,7 @@ use broker::telemetry::Metric;
 use broker_tests::sim::Simulator;
 use broker_tests::support::seed_due_tenants;
 use chrono::Duration;
-use refresher::Refresher;
+use refresher::{Refresher, TenantOutcome};
 
 const TENANTS: usize = 10;
 const RUNS_PER_DAY: i64 = 24 * 60;
@@ -85,7 +85,10 @@ async fn run(profile: &Profile) {
         for t in &pass.tenants {
             min_left = min_left.min(t.seconds_left.unwrap_or(0));
             unusable += u64::from(!t.usable);
-            renewals += u64::from(t.outcome == "refreshed" || t.outcome == "logged-in");
+            renewals += u64::from(matches!(
+                t.outcome,
+                TenantOutcome::Refreshed | TenantOutcome::LoggedIn
+            ));
         }
         manual.advance(Duration::seconds(60));
     }

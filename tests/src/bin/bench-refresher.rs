@@ -11,7 +11,7 @@ use broker::store::SecretStore;
 use broker::store::memory::MemoryStore;
 use broker_tests::sim::{Faults, Simulator};
 use broker_tests::support::seed_due_tenants;
-use refresher::Refresher;
+use refresher::{Refresher, TenantOutcome};
 
 /// The concurrency the README documents for large deployments.
 const CONCURRENCY: &str = "32";
@@ -68,7 +68,7 @@ async fn pass<S: SecretStore + Clone + 'static>(label: &str, store: S, size: usi
     let renewed = pass
         .tenants
         .iter()
-        .filter(|t| t.outcome == "refreshed")
+        .filter(|t| t.outcome == TenantOutcome::Refreshed)
         .count();
     println!(
         "  {label:<5} {size:>5} tenants: {secs:>6.2} s, {:>7.1} tenants/s, {renewed} renewed, ok={}, peak RSS {} KiB",

@@ -8,6 +8,10 @@ use std::time::Duration;
 
 use url::Url;
 
+mod schedule;
+
+pub use schedule::{SLOT_WRITES_PER_DAY, scheduled_writes_per_day};
+
 use crate::renew::RenewSettings;
 use crate::ringcx::{DEFAULT_ENGAGE_BASE_URL, DEFAULT_PLATFORM_URL, RingCxConfig};
 use crate::store::SecretNames;
@@ -69,21 +73,6 @@ impl ConfigError {
             ConfigError::Invalid { name, .. } | ConfigError::Contradiction { name, .. } => name,
         }
     }
-}
-
-/// Writes a slot secret takes per 24 h, kept under the Secrets Manager quota of about 100
-/// versions younger than 24 h with room for hand edits and retries.
-pub const SLOT_WRITES_PER_DAY: u64 = 90;
-
-/// The access token lifetime the schedule is planned for (RingCX documents 5 minutes).
-const TOKEN_LIFETIME_SECS: u64 = 300;
-
-/// Scheduled renewals per tenant per day with margin `margin` and schedule period `period`: a
-/// token obtained at a run is renewed at the first run where it has `margin` or less left.
-pub fn scheduled_writes_per_day(margin: Duration, period: Duration) -> u64 {
-    let (m, p) = (margin.as_secs(), period.as_secs().max(1));
-    let runs = TOKEN_LIFETIME_SECS.saturating_sub(m).div_ceil(p).max(1);
-    86_400u64.div_ceil(runs * p)
 }
 
 /// Every setting both functions share.
@@ -282,65 +271,6 @@ impl Config {
         Ok(config)
     }
 
-    /// Refuses settings that contradict each other, with the sentence that fixes them.
-    fn check_consistency(&self) -> Result<(), ConfigError> {
-        let (margin, min_ttl) = (self.refresh_margin.as_secs(), self.min_token_ttl.as_secs());
-        let period = self.refresh_interval.as_secs();
-        if min_ttl >= margin {
-            return Err(ConfigError::Contradiction {
-                name: "MIN_TOKEN_TTL_SECONDS",
-                value: min_ttl.to_string(),
-                fix: format!(
-                    "it must be below REFRESH_MARGIN_SECONDS ({margin}), or tokens become unusable \
-                     before they are renewed; lower MIN_TOKEN_TTL_SECONDS or raise \
-                     REFRESH_MARGIN_SECONDS"
-                ),
-            });
-        }
-        if margin < period + min_ttl {
-            return Err(ConfigError::Contradiction {
-                name: "REFRESH_MARGIN_SECONDS",
-                value: margin.to_string(),
-                fix: format!(
-                    "with a refresher run every {period} s (REFRESH_INTERVAL_SECONDS), a token can \
-                     be renewed with only {} s left, under MIN_TOKEN_TTL_SECONDS ({min_ttl}); raise \
-                     REFRESH_MARGIN_SECONDS to at least {} or run the schedule more often",
-                    margin.saturating_sub(period),
-                    period + min_ttl
-                ),
-            });
-        }
-        let writes = scheduled_writes_per_day(self.refresh_margin, self.refresh_interval);
-        let capacity = SLOT_WRITES_PER_DAY * u64::from(self.session_slots);
-        if writes > capacity {
-            let needed = writes.div_ceil(SLOT_WRITES_PER_DAY);
-            let fix = if needed <= u64::from(crate::store::MAX_SLOTS) {
-                format!("set SESSION_SLOTS to at least {needed}, or lower REFRESH_MARGIN_SECONDS")
-            } else {
-                "lower REFRESH_MARGIN_SECONDS (no K up to 20 holds that many)".to_owned()
-            };
-            return Err(ConfigError::Contradiction {
-                name: "SESSION_SLOTS",
-                value: self.session_slots.to_string(),
-                fix: format!(
-                    "{} slots hold about {capacity} writes a day under the Secrets Manager \
-                     version quota, but a {margin} s margin with a run every {period} s renews \
-                     {writes} times a day; {fix}",
-                    self.session_slots
-                ),
-            });
-        }
-        Ok(())
-    }
-
-    /// Forced renewals each tenant may make per 24 h: the slots' daily capacity less the
-    /// scheduled writes.
-    pub fn forced_renewals_per_day(&self) -> u32 {
-        let capacity = SLOT_WRITES_PER_DAY * u64::from(self.session_slots);
-        let scheduled = scheduled_writes_per_day(self.refresh_margin, self.refresh_interval);
-        u32::try_from(capacity.saturating_sub(scheduled)).unwrap_or(u32::MAX)
-    }
-
     pub fn names(&self) -> SecretNames {
         SecretNames::new(self.secret_prefix.clone())
     }
@@ -364,128 +294,4 @@ impl Config {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::collections::HashMap;
-
-    use super::*;
-
-    fn from(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        Config::from_lookup(|k| map.get(k).cloned())
-    }
-
-    #[test]
-    fn variables_lists_exactly_what_is_read() {
-        let asked = std::sync::Mutex::new(std::collections::BTreeSet::new());
-        Config::from_lookup(|k| {
-            asked.lock().unwrap().insert(k.to_owned());
-            None
-        })
-        .unwrap();
-        let mut listed: std::collections::BTreeSet<String> =
-            VARIABLES.iter().map(|v| v.to_string()).collect();
-        listed.remove("RUST_LOG");
-        assert_eq!(asked.into_inner().unwrap(), listed);
-        assert!(DEPLOYMENT_REQUIRED.iter().all(|v| VARIABLES.contains(v)));
-    }
-
-    #[test]
-    fn defaults_match_the_design() {
-        let c = from(&[]).unwrap();
-        assert_eq!(
-            c.ringcx.engage_base_url.as_str(),
-            "https://engage.ringcentral.com/"
-        );
-        assert_eq!(
-            c.ringcx.platform_base_url.as_str(),
-            "https://platform.ringcentral.com/"
-        );
-        assert_eq!(c.secret_prefix, "ringcx/");
-        assert_eq!(c.tenants, ["default"]);
-        assert_eq!(c.session_slots, 6);
-        assert_eq!(c.refresh_margin, Duration::from_secs(150));
-        assert_eq!(c.min_token_ttl, Duration::from_secs(30));
-        assert_eq!(c.bind_addr.to_string(), "127.0.0.1:3000");
-    }
-
-    #[test]
-    fn lists_and_numbers_are_parsed() {
-        let c = from(&[
-            ("TENANTS", " a, b ,c"),
-            ("SESSION_SLOTS", "20"),
-            ("ENGAGE_BASE_URL", "http://127.0.0.1:9"),
-        ])
-        .unwrap();
-        assert_eq!(c.tenants, ["a", "b", "c"]);
-        assert_eq!(c.session_slots, 20);
-    }
-
-    #[test]
-    fn contradictions_are_refused_with_the_fix() {
-        type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, &'a str);
-        let cases: &[Case] = &[
-            (
-                &[("MIN_TOKEN_TTL_SECONDS", "150")],
-                "MIN_TOKEN_TTL_SECONDS",
-                "must be below REFRESH_MARGIN_SECONDS (150)",
-            ),
-            (
-                &[("REFRESH_MARGIN_SECONDS", "80")],
-                "REFRESH_MARGIN_SECONDS",
-                "at least 90",
-            ),
-            (
-                &[("SESSION_SLOTS", "5")],
-                "SESSION_SLOTS",
-                "renews 480 times a day; set SESSION_SLOTS to at least 6",
-            ),
-            (
-                &[("REFRESH_MARGIN_SECONDS", "290"), ("SESSION_SLOTS", "15")],
-                "SESSION_SLOTS",
-                "at least 16",
-            ),
-        ];
-        for (pairs, name, fix) in cases {
-            let err = from(pairs).unwrap_err();
-            assert_eq!(err.name(), *name, "{err}");
-            assert!(err.to_string().contains(fix), "{err}");
-        }
-    }
-
-    #[test]
-    fn forced_renewals_get_the_headroom_the_schedule_leaves() {
-        assert_eq!(
-            scheduled_writes_per_day(Duration::from_secs(150), Duration::from_secs(60)),
-            480
-        );
-        assert_eq!(from(&[]).unwrap().forced_renewals_per_day(), 6 * 90 - 480);
-        let wide = from(&[("SESSION_SLOTS", "10")]).unwrap();
-        assert_eq!(wide.forced_renewals_per_day(), 900 - 480);
-        assert!(!wide.api_renew_settings().may_login);
-        assert!(wide.renew_settings().may_login);
-    }
-
-    #[test]
-    fn bad_values_name_the_variable_and_the_fix() {
-        for (name, value) in [
-            ("SESSION_SLOTS", "21"),
-            ("SESSION_SLOTS", "six"),
-            ("REFRESH_MARGIN_SECONDS", "400"),
-            ("ENGAGE_BASE_URL", "engage.ringcentral.com"),
-            ("TENANTS", "a b"),
-            ("TENANTS", ","),
-            ("SECRET_PREFIX", "bad prefix"),
-            ("BIND_ADDR", "localhost"),
-            ("ALLOW_QUERY_KEY", "yes"),
-            ("CALLERS_CACHE_SECONDS", "-1"),
-            ("PER_TENANT_METRICS", "no"),
-        ] {
-            let err = from(&[(name, value)]).unwrap_err();
-            assert_eq!(err.name(), name);
-            assert!(err.to_string().contains("expected"), "{err}");
-        }
-    }
-}
+mod tests;

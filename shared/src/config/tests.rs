@@ -1,0 +1,125 @@
+//! The configuration's parsing, defaults and refusals.
+
+use std::collections::HashMap;
+
+use super::*;
+
+fn from(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    let map: HashMap<String, String> = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    Config::from_lookup(|k| map.get(k).cloned())
+}
+
+#[test]
+fn variables_lists_exactly_what_is_read() {
+    let asked = std::sync::Mutex::new(std::collections::BTreeSet::new());
+    Config::from_lookup(|k| {
+        asked.lock().unwrap().insert(k.to_owned());
+        None
+    })
+    .unwrap();
+    let mut listed: std::collections::BTreeSet<String> =
+        VARIABLES.iter().map(|v| v.to_string()).collect();
+    listed.remove("RUST_LOG");
+    assert_eq!(asked.into_inner().unwrap(), listed);
+    assert!(DEPLOYMENT_REQUIRED.iter().all(|v| VARIABLES.contains(v)));
+}
+
+#[test]
+fn defaults_match_the_design() {
+    let c = from(&[]).unwrap();
+    assert_eq!(
+        c.ringcx.engage_base_url.as_str(),
+        "https://engage.ringcentral.com/"
+    );
+    assert_eq!(
+        c.ringcx.platform_base_url.as_str(),
+        "https://platform.ringcentral.com/"
+    );
+    assert_eq!(c.secret_prefix, "ringcx/");
+    assert_eq!(c.tenants, ["default"]);
+    assert_eq!(c.session_slots, 6);
+    assert_eq!(c.refresh_margin, Duration::from_secs(150));
+    assert_eq!(c.min_token_ttl, Duration::from_secs(30));
+    assert_eq!(c.bind_addr.to_string(), "127.0.0.1:3000");
+}
+
+#[test]
+fn lists_and_numbers_are_parsed() {
+    let c = from(&[
+        ("TENANTS", " a, b ,c"),
+        ("SESSION_SLOTS", "20"),
+        ("ENGAGE_BASE_URL", "http://127.0.0.1:9"),
+    ])
+    .unwrap();
+    assert_eq!(c.tenants, ["a", "b", "c"]);
+    assert_eq!(c.session_slots, 20);
+}
+
+#[test]
+fn contradictions_are_refused_with_the_fix() {
+    type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, &'a str);
+    let cases: &[Case] = &[
+        (
+            &[("MIN_TOKEN_TTL_SECONDS", "150")],
+            "MIN_TOKEN_TTL_SECONDS",
+            "must be below REFRESH_MARGIN_SECONDS (150)",
+        ),
+        (
+            &[("REFRESH_MARGIN_SECONDS", "80")],
+            "REFRESH_MARGIN_SECONDS",
+            "at least 90",
+        ),
+        (
+            &[("SESSION_SLOTS", "5")],
+            "SESSION_SLOTS",
+            "renews 480 times a day; set SESSION_SLOTS to at least 6",
+        ),
+        (
+            &[("REFRESH_MARGIN_SECONDS", "290"), ("SESSION_SLOTS", "15")],
+            "SESSION_SLOTS",
+            "at least 16",
+        ),
+    ];
+    for (pairs, name, fix) in cases {
+        let err = from(pairs).unwrap_err();
+        assert_eq!(err.name(), *name, "{err}");
+        assert!(err.to_string().contains(fix), "{err}");
+    }
+}
+
+#[test]
+fn forced_renewals_get_the_headroom_the_schedule_leaves() {
+    assert_eq!(
+        scheduled_writes_per_day(Duration::from_secs(150), Duration::from_secs(60)),
+        480
+    );
+    assert_eq!(from(&[]).unwrap().forced_renewals_per_day(), 6 * 90 - 480);
+    let wide = from(&[("SESSION_SLOTS", "10")]).unwrap();
+    assert_eq!(wide.forced_renewals_per_day(), 900 - 480);
+    assert!(!wide.api_renew_settings().may_login);
+    assert!(wide.renew_settings().may_login);
+}
+
+#[test]
+fn bad_values_name_the_variable_and_the_fix() {
+    for (name, value) in [
+        ("SESSION_SLOTS", "21"),
+        ("SESSION_SLOTS", "six"),
+        ("REFRESH_MARGIN_SECONDS", "400"),
+        ("ENGAGE_BASE_URL", "engage.ringcentral.com"),
+        ("TENANTS", "a b"),
+        ("TENANTS", ","),
+        ("SECRET_PREFIX", "bad prefix"),
+        ("BIND_ADDR", "localhost"),
+        ("ALLOW_QUERY_KEY", "yes"),
+        ("CALLERS_CACHE_SECONDS", "-1"),
+        ("PER_TENANT_METRICS", "no"),
+    ] {
+        let err = from(&[(name, value)]).unwrap_err();
+        assert_eq!(err.name(), name);
+        assert!(err.to_string().contains("expected"), "{err}");
+    }
+}
