@@ -10,11 +10,14 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use broker::store::SecretStore;
-use secrecy::SecretString;
+use chrono::{DateTime, Utc};
+use secrecy::{ExposeSecret as _, SecretString};
 use serde_json::json;
 
 use crate::auth::{Presented, QueryAuth, Scope, presented};
-use crate::{AppState, PERMANENT_TOKEN_TENANT, media_type, no_store, read_body, token_answer};
+use crate::error::ApiError;
+use crate::token_cache::CachedToken;
+use crate::{AppState, media_type, no_store, read_body};
 
 /// An RFC 6749 error answer (this route speaks OAuth, not the broker's error shape).
 #[derive(Debug)]
@@ -212,4 +215,30 @@ async fn grant<S: SecretStore + Clone + 'static>(
         .into()),
         Err(e) => Err(e.into_response()),
     }
+}
+
+pub(crate) fn token_answer(token: &CachedToken, now: DateTime<Utc>) -> Response {
+    no_store(
+        Json(json!({
+            "access_token": token.token.expose_secret(),
+            "token_type": token.token_type,
+            "expires_in": token.seconds_left(now).max(0),
+            "account_id": token.account_id,
+        }))
+        .into_response(),
+    )
+}
+
+/// The code of the error a permanent-token tenant gets from the token routes.
+pub(crate) const PERMANENT_TOKEN_TENANT: &str = "permanent_token_tenant";
+
+/// `GET /v1/token`: the current access token for clients that send a key header.
+pub(crate) async fn key_token<S: SecretStore + Clone + 'static>(
+    State(app): State<AppState<S>>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let (caller, _) = app.caller(&headers, &uri, Scope::TokenRead).await?;
+    let token = app.handout_token(&caller.tenant).await?;
+    Ok(token_answer(&token, app.clock.now()))
 }

@@ -1,0 +1,169 @@
+//! What the handlers share, built once per execution environment: clients, caches, and the
+//! steps every route takes (authenticate, resolve the tenant, get a token, retry on a refusal).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::{HeaderMap, StatusCode, Uri};
+use broker::clock::SharedClock;
+use broker::config::Config;
+use broker::renew::Renewer;
+use broker::ringcx::{RingCxClient, RingCxError};
+use broker::store::{SecretStore, SessionRing};
+use chrono::{DateTime, Utc};
+
+use crate::MAX_TOKEN_RETRIES;
+use crate::auth::{Caller, CallerCache, Presented, QueryAuth, Scope, presented};
+use crate::error::ApiError;
+use crate::oauth::PERMANENT_TOKEN_TENANT;
+use crate::token_cache::{CachedToken, TokenCache};
+
+/// Time a request may spend beyond one renewal's needs (a ring read or two).
+const TOKEN_SLACK: Duration = Duration::from_secs(1);
+
+/// What the handlers share, built once per execution environment.
+pub struct App<S> {
+    pub ringcx: RingCxClient,
+    /// The tenants' registries of permanent API tokens.
+    pub registries: broker::api_tokens::Registries<S>,
+    /// One registry change at a time per instance (instances race through the fencing token).
+    pub(crate) registry_lock: tokio::sync::Mutex<()>,
+    pub tokens: TokenCache<S>,
+    pub callers: CallerCache<S>,
+    pub clock: SharedClock,
+    pub allow_query_key: bool,
+    /// Time a request may spend obtaining a token inline: one whole refresh and its write.
+    pub token_budget: Duration,
+}
+
+pub type AppState<S> = Arc<App<S>>;
+
+impl<S: SecretStore + Clone> App<S> {
+    pub fn new(config: &Config, store: S, clock: SharedClock) -> Result<Self, RingCxError> {
+        let ringcx = RingCxClient::new(&config.ringcx, clock.clone())?;
+        let ring = SessionRing::new(
+            store.clone(),
+            config.names(),
+            config.session_slots,
+            clock.clone(),
+        );
+        let renewer = Renewer::new(
+            ring,
+            ringcx.clone(),
+            clock.clone(),
+            config.api_renew_settings(),
+        );
+        let token_budget = renewer.time_needed() + TOKEN_SLACK;
+        Ok(Self {
+            tokens: TokenCache::new(
+                renewer,
+                clock.clone(),
+                config.min_token_ttl.as_secs() as i64,
+                &config.tenants,
+            ),
+            callers: CallerCache::new(
+                store.clone(),
+                config.names().callers(),
+                config.callers_cache,
+                clock.clone(),
+            ),
+            registries: broker::api_tokens::Registries::new(store, config.names()),
+            registry_lock: tokio::sync::Mutex::new(()),
+            ringcx,
+            clock,
+            allow_query_key: config.allow_query_key,
+            token_budget,
+        })
+    }
+
+    pub(crate) fn deadline(&self) -> DateTime<Utc> {
+        broker::clock::later(self.clock.now(), self.token_budget)
+    }
+
+    /// Authenticates the request, checks the scope, and resolves the tenant it acts for. Returns
+    /// the credential too, so the proxy can make sure it is not forwarded.
+    pub(crate) async fn caller(
+        &self,
+        headers: &HeaderMap,
+        uri: &Uri,
+        scope: Scope,
+    ) -> Result<(Caller, Presented), ApiError> {
+        let callers = self.callers.callers().await?;
+        let auth = QueryAuth {
+            allow_key: self.allow_query_key,
+            jwt_params: callers.jwt_params(),
+        };
+        let presented = presented(headers, uri.query(), auth)?;
+        let caller = self.callers.authenticate(&presented).await?;
+        caller.require(scope)?;
+        self.acts_for_tenant(&caller, headers)?;
+        Ok((caller, presented))
+    }
+
+    /// The tenant named by an optional `X-Tenant` header must be the key's own, and served here.
+    pub(crate) fn acts_for_tenant(
+        &self,
+        caller: &Caller,
+        headers: &HeaderMap,
+    ) -> Result<(), ApiError> {
+        match headers.get("x-tenant").map(|v| v.to_str()) {
+            None => {}
+            Some(Ok(t)) if t == caller.tenant => {}
+            Some(_) => {
+                return Err(ApiError::forbidden(
+                    "wrong_tenant",
+                    "this key does not act for the tenant named in X-Tenant",
+                ));
+            }
+        }
+        if !self.tokens.serves(&caller.tenant) {
+            return Err(ApiError::forbidden(
+                "tenant_not_served",
+                "this key's tenant is not served by this deployment",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The tenant's short-lived token, for `/v1/token` and `/v1/oauth/token`. A permanent API
+    /// token is never handed out: there is nothing short-lived to give.
+    pub(crate) async fn handout_token(&self, tenant: &str) -> Result<CachedToken, ApiError> {
+        let token = self.tokens.get(tenant, self.deadline()).await?;
+        if token.permanent {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                PERMANENT_TOKEN_TENANT,
+                "this tenant is served by a permanent API token: there is no short-lived token to hand out; call RingCX through /v1/engage/ instead",
+            ));
+        }
+        Ok(token)
+    }
+
+    /// Runs `call` with the tenant's token; if RingCX refuses it, again with a newer one (at most
+    /// [`MAX_TOKEN_RETRIES`] times).
+    pub(crate) async fn with_token<T, F, Fut>(&self, tenant: &str, call: F) -> Result<T, ApiError>
+    where
+        F: Fn(CachedToken) -> Fut,
+        Fut: Future<Output = Result<T, RingCxError>>,
+    {
+        let deadline = self.deadline();
+        let mut token = self.tokens.get(tenant, deadline).await?;
+        let mut retries = 0;
+        loop {
+            match call(token.clone()).await {
+                // Only `Jwt is expired` says the token is dead; other 401s are RingCX's answer
+                // about this call, passed on, and never cost a renewal.
+                Err(RingCxError::AccessTokenExpired) if retries < MAX_TOKEN_RETRIES => {
+                    tracing::info!(
+                        tenant,
+                        generation = token.generation,
+                        "RingCX refused the access token; retrying with a newer one"
+                    );
+                    retries += 1;
+                    token = self.tokens.replace(tenant, &token, deadline).await?;
+                }
+                other => return other.map_err(|e| ApiError::upstream(&e)),
+            }
+        }
+    }
+}
