@@ -4,6 +4,8 @@
 use secrecy::SecretString;
 use serde::Deserialize;
 
+use crate::session::ObtainedBy;
+
 /// One of the two documented ways to obtain a RingCX session from scratch.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "type")]
@@ -22,17 +24,14 @@ pub enum Credentials {
 
 impl Credentials {
     /// The `obtainedBy` word for sessions born from these credentials.
-    pub fn flow(&self) -> &'static str {
+    pub fn flow(&self) -> ObtainedBy {
         match self {
-            Credentials::RingExJwt(_) => "ringex-exchange",
-            Credentials::RingCxLogin(_) => "engage-login",
-            Credentials::ApiToken(_) => API_TOKEN_FLOW,
+            Credentials::RingExJwt(_) => ObtainedBy::RingExExchange,
+            Credentials::RingCxLogin(_) => ObtainedBy::EngageLogin,
+            Credentials::ApiToken(_) => ObtainedBy::ApiToken,
         }
     }
 }
-
-/// The `obtainedBy` word of a session that is a permanent API token.
-pub const API_TOKEN_FLOW: &str = "api-token";
 
 /// A permanent API token (`aws80:...`).
 #[derive(Debug, Clone, Deserialize)]
@@ -88,7 +87,7 @@ mod tests {
             r#"{"type":"engage-login","username":"a@b.c","password":"pw","platformId":"p1"}"#,
         )
         .unwrap();
-        assert_eq!(login.flow(), "engage-login");
+        assert_eq!(login.flow(), ObtainedBy::EngageLogin);
     }
 
     #[test]

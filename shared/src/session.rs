@@ -10,6 +10,50 @@ use serde_json::{Map, Value};
 
 use crate::ringcx::RingCxSession;
 
+/// How a session was obtained: the `obtainedBy` word the broker writes into a session document.
+/// The document keeps the word as text, so a hand-seeded session may carry any other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ObtainedBy {
+    /// Renewed with the previous generation's refresh token.
+    #[serde(rename = "refresh")]
+    Refresh,
+    /// RingEX JWT grant, then RingCX's exchange.
+    #[serde(rename = "ringex-exchange")]
+    RingExExchange,
+    /// RingCX's username and password login (deprecated by RingCentral).
+    #[serde(rename = "engage-login")]
+    EngageLogin,
+    /// A permanent API token from the credentials (never renewed).
+    #[serde(rename = "api-token")]
+    ApiToken,
+}
+
+impl ObtainedBy {
+    /// Every flow, in the order the README lists them.
+    pub const ALL: [ObtainedBy; 4] = [
+        ObtainedBy::Refresh,
+        ObtainedBy::RingExExchange,
+        ObtainedBy::EngageLogin,
+        ObtainedBy::ApiToken,
+    ];
+
+    /// The word in the session document.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ObtainedBy::Refresh => "refresh",
+            ObtainedBy::RingExExchange => "ringex-exchange",
+            ObtainedBy::EngageLogin => "engage-login",
+            ObtainedBy::ApiToken => "api-token",
+        }
+    }
+}
+
+impl fmt::Display for ObtainedBy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One generation of a tenant's RingCX session. Fields this version does not know are kept and
 /// written back, so a newer broker's additions survive an older one's renewal.
 #[derive(Clone, Serialize, Deserialize)]
@@ -32,7 +76,7 @@ pub struct SessionState {
     pub access_token_expires_at: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub obtained_at: Option<DateTime<Utc>>,
-    /// `refresh`, `ringex-exchange`, `engage-login`, or whatever seeded it.
+    /// An [`ObtainedBy`] word, or whatever seeded it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub obtained_by: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -62,7 +106,7 @@ impl SessionState {
     pub fn next(
         previous: Option<&SessionState>,
         session: RingCxSession,
-        obtained_by: &str,
+        obtained_by: ObtainedBy,
     ) -> Self {
         let (extra, account_id, main_account_id, forced_renewals) = match previous {
             Some(p) => (
@@ -80,7 +124,7 @@ impl SessionState {
             token_type: session.token_type,
             access_token_expires_at: Some(session.expires_at),
             obtained_at: Some(session.obtained_at),
-            obtained_by: Some(obtained_by.to_owned()),
+            obtained_by: Some(obtained_by.as_str().to_owned()),
             account_id: session.account_id.or(account_id),
             main_account_id: session.main_account_id.or(main_account_id),
             forced_renewals,
@@ -133,6 +177,16 @@ mod tests {
     use secrecy::ExposeSecret;
 
     use super::*;
+
+    #[test]
+    fn obtained_by_words_are_the_serialized_ones() {
+        for flow in ObtainedBy::ALL {
+            assert_eq!(
+                serde_json::to_value(flow).ok(),
+                Some(Value::String(flow.as_str().to_owned()))
+            );
+        }
+    }
 
     #[test]
     fn round_trips_and_keeps_unknown_fields() {

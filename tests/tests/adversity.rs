@@ -11,7 +11,7 @@ use base64::engine::general_purpose::STANDARD;
 use broker::clock::{SharedClock, SystemClock};
 use broker::credentials::Credentials;
 use broker::ringcx::RingCxSession;
-use broker::session::SessionState;
+use broker::session::{ObtainedBy, SessionState};
 use broker::store::aws::SecretsManagerStore;
 use broker::store::{SecretNames, SecretStore, SessionRing};
 use broker_tests::lambda::{Invocation, LambdaProcess, RuntimeApi};
@@ -305,11 +305,16 @@ async fn an_unparsable_newest_slot_costs_one_login_and_the_ring_moves_on() {
         .refresh(first.refresh_token.as_ref().unwrap())
         .await
         .unwrap();
-    let mut g1 = SessionState::next(None, first, "ringex-exchange");
+    let mut g1 = SessionState::next(None, first, ObtainedBy::RingExExchange);
     g1.access_token_expires_at = Some(Utc::now() + chrono::Duration::seconds(100));
     w.publish("t", 6, 0, &g1).await;
-    w.publish("t", 6, 1, &SessionState::next(Some(&g1), second, "refresh"))
-        .await;
+    w.publish(
+        "t",
+        6,
+        1,
+        &SessionState::next(Some(&g1), second, ObtainedBy::Refresh),
+    )
+    .await;
     let corrupted = w.names.slot("t", 2);
     w.store
         .put(
@@ -442,7 +447,7 @@ async fn a_slow_ringcx_never_outlives_the_invocation_and_never_spends_a_token_it
     let w = World::new("slow").await;
     w.seed_credentials("t").await;
     let session = w.login().await;
-    let mut due = SessionState::next(None, session, "ringex-exchange");
+    let mut due = SessionState::next(None, session, ObtainedBy::RingExExchange);
     due.access_token_expires_at = Some(Utc::now() + chrono::Duration::seconds(120));
     w.publish("t", 6, 0, &due).await;
     w.sim.clear_requests();

@@ -4,6 +4,7 @@
 
 use broker::clock::Clock;
 use broker::renew::{Outcome, RenewError, RenewSettings};
+use broker::session::ObtainedBy;
 use broker::store::SecretStore;
 use broker::store::memory::{InjectedFault, Op};
 use broker_tests::sim::Fault;
@@ -27,7 +28,7 @@ async fn bootstrapped() -> Stack {
     assert_eq!(
         report.outcome,
         Outcome::LoggedIn {
-            flow: "ringex-exchange"
+            flow: ObtainedBy::RingExExchange
         }
     );
     s
@@ -76,7 +77,7 @@ async fn a_dead_refresh_token_falls_back_to_a_full_login() {
     assert_eq!(
         report.outcome,
         Outcome::LoggedIn {
-            flow: "ringex-exchange"
+            flow: ObtainedBy::RingExExchange
         }
     );
     assert_eq!(report.generation, 2);
@@ -97,7 +98,7 @@ async fn engage_login_credentials_work_as_the_fallback_too() {
     assert_eq!(
         report.outcome,
         Outcome::LoggedIn {
-            flow: "engage-login"
+            flow: ObtainedBy::EngageLogin
         }
     );
     s.sim.revoke_refresh_tokens();
@@ -106,7 +107,7 @@ async fn engage_login_credentials_work_as_the_fallback_too() {
     assert_eq!(
         report.outcome,
         Outcome::LoggedIn {
-            flow: "engage-login"
+            flow: ObtainedBy::EngageLogin
         }
     );
     assert_eq!(s.sim.count("POST", "/api/auth/login/admin"), 2);
@@ -270,7 +271,7 @@ async fn the_exchange_rate_limit_is_waited_out_inside_the_deadline() {
     assert_eq!(
         report.outcome,
         Outcome::LoggedIn {
-            flow: "ringex-exchange"
+            flow: ObtainedBy::RingExExchange
         }
     );
     assert!(

@@ -5,6 +5,7 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use broker::credentials::Credentials;
+use broker::session::ObtainedBy;
 use broker::store::{SecretNames, SecretStore, StoreError, upsert};
 use secrecy::{ExposeSecret, SecretString};
 
@@ -41,7 +42,7 @@ pub async fn seed_credentials(
     names: &SecretNames,
     tenant: &str,
     document: &SecretString,
-) -> Result<&'static str, OperatorError> {
+) -> Result<ObtainedBy, OperatorError> {
     let parsed: Credentials = serde_json::from_str(document.expose_secret()).map_err(|e| {
         OperatorError::BadCredentials(format!(
             "{:?} error at line {} column {}: expected {{\"type\": \"ringex-jwt\", \"clientId\", \"clientSecret\", \"jwt\"}} or {{\"type\": \"engage-login\", \"username\", \"password\", \"platformId\"}} or {{\"type\": \"api-token\", \"token\"}}",

@@ -1,6 +1,7 @@
 //! Why a renewal ended without a new token, each with what to do about it.
 
 use crate::ringcx::RingCxError;
+use crate::session::ObtainedBy;
 use crate::store::StoreError;
 
 /// Why a tenant ended a renewal without a new token.
@@ -78,7 +79,7 @@ pub enum RenewError {
     )]
     RefreshTokenMissing {
         tenant: String,
-        flow: &'static str,
+        flow: ObtainedBy,
         generation: u64,
     },
     #[error(

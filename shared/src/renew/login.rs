@@ -9,6 +9,7 @@ use super::{Outcome, RenewError, Renewer, Report, chrono_duration};
 use crate::credentials::Credentials;
 use crate::retry::{Policy, retry};
 use crate::ringcx::{RingCxError, RingCxSession, VoiceAuth};
+use crate::session::ObtainedBy;
 use crate::store::SecretStore;
 
 impl<S: SecretStore> Renewer<S> {
@@ -56,7 +57,7 @@ impl<S: SecretStore> Renewer<S> {
         had_session: bool,
         deadline: DateTime<Utc>,
         report: &mut Report,
-    ) -> Result<(RingCxSession, &'static str), RenewError> {
+    ) -> Result<(RingCxSession, ObtainedBy), RenewError> {
         if !self.settings.may_login {
             return Err(RenewError::LoginNeeded {
                 tenant: tenant.to_owned(),

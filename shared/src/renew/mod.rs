@@ -39,9 +39,8 @@ pub use error::RenewError;
 pub use report::{Outcome, RenewSettings, Report};
 
 use crate::clock::{SharedClock, later, remaining};
-use crate::credentials::API_TOKEN_FLOW;
 use crate::ringcx::{RingCxClient, RingCxError};
-use crate::session::SessionState;
+use crate::session::{ObtainedBy, SessionState};
 use crate::store::{SecretStore, SessionRing, fits};
 
 /// Runs the renewal protocol for any tenant of one deployment; clones share clients and the
@@ -187,7 +186,7 @@ impl<S: SecretStore> Renewer<S> {
         };
         let (session, obtained_by) = match refresh_token {
             Some(token) => match self.refresh(&token, upstream_deadline, &mut report).await {
-                Ok(session) => (session, "refresh"),
+                Ok(session) => (session, ObtainedBy::Refresh),
                 Err(RingCxError::RefreshTokenRejected { .. }) => {
                     if let Some(newer) = self.await_newer(tenant, base, deadline).await? {
                         return Ok(self.elsewhere(report, &newer));
@@ -209,13 +208,13 @@ impl<S: SecretStore> Renewer<S> {
             },
             None => self.login(tenant, false, deadline, &mut report).await?,
         };
-        if obtained_by == "refresh" {
+        if obtained_by == ObtainedBy::Refresh {
             report.outcome = Outcome::Refreshed;
         }
         let has_refresh_token = session.refresh_token.is_some();
         let mut state = SessionState::next(current, session, obtained_by);
         state.forced_renewals = forced_renewals;
-        state.permanent = obtained_by == API_TOKEN_FLOW;
+        state.permanent = obtained_by == ObtainedBy::ApiToken;
         report.permanent = state.permanent;
         let generation = self
             .publish(tenant, base, &state, deadline, &mut report)

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::session::ObtainedBy;
+
 /// Tunables of the protocol; the defaults suit a 1-minute schedule and 5-minute tokens.
 #[derive(Debug, Clone)]
 pub struct RenewSettings {
@@ -54,7 +56,7 @@ pub enum Outcome {
     /// Refreshed with the stored refresh token.
     Refreshed,
     /// Logged in again from the credentials (`flow` is `ringex-exchange` or `engage-login`).
-    LoggedIn { flow: &'static str },
+    LoggedIn { flow: ObtainedBy },
     /// Another renewer published a newer generation; ours (if any) was discarded.
     RenewedElsewhere,
 }
