@@ -14,8 +14,7 @@ use chrono::{DateTime, Utc};
 
 use crate::MAX_TOKEN_RETRIES;
 use crate::auth::{Caller, CallerCache, Presented, QueryAuth, Scope, presented};
-use crate::error::ApiError;
-use crate::oauth::PERMANENT_TOKEN_TENANT;
+use crate::error::{ApiError, ErrorCode};
 use crate::token_cache::{CachedToken, TokenCache};
 
 /// Time a request may spend beyond one renewal's needs (a ring read or two).
@@ -111,14 +110,14 @@ impl<S: SecretStore + Clone> App<S> {
             Some(Ok(t)) if t == caller.tenant => {}
             Some(_) => {
                 return Err(ApiError::forbidden(
-                    "wrong_tenant",
+                    ErrorCode::WrongTenant,
                     "this key does not act for the tenant named in X-Tenant",
                 ));
             }
         }
         if !self.tokens.serves(&caller.tenant) {
             return Err(ApiError::forbidden(
-                "tenant_not_served",
+                ErrorCode::TenantNotServed,
                 "this key's tenant is not served by this deployment",
             ));
         }
@@ -132,7 +131,7 @@ impl<S: SecretStore + Clone> App<S> {
         if token.permanent {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
-                PERMANENT_TOKEN_TENANT,
+                ErrorCode::PermanentTokenTenant,
                 "this tenant is served by a permanent API token: there is no short-lived token to hand out; call RingCX through /v1/engage/ instead",
             ));
         }

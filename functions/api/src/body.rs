@@ -5,7 +5,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 
 use crate::MAX_BODY_BYTES;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 
 /// The media type of a `Content-Type` value, lower-cased, without parameters.
 pub(crate) fn media_type(content_type: &str) -> String {
@@ -22,7 +22,7 @@ pub(crate) async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, 
     let too_large = || {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            "body_too_large",
+            ErrorCode::BodyTooLarge,
             format!(
                 "request bodies are limited to {} KiB",
                 MAX_BODY_BYTES / 1024

@@ -6,17 +6,147 @@ use axum::response::{IntoResponse, Response};
 use broker::ringcx::RingCxError;
 use serde_json::json;
 
+/// Every `error.code` the HTTP function answers with. The README's error table and the OpenAPI
+/// document's `Error.code` enum are checked against this list, so neither can drift.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(missing_docs)]
+pub enum ErrorCode {
+    ApiTokenNotFound,
+    AlreadyRotated,
+    BodyTooLarge,
+    CallersUnavailable,
+    InsufficientScope,
+    InvalidBody,
+    InvalidCredentials,
+    InvalidExpiry,
+    InvalidGrace,
+    InvalidLabel,
+    InvalidPath,
+    InvalidQuery,
+    InvalidToken,
+    MalformedCredentials,
+    MethodNotAllowed,
+    MethodOverrideRefused,
+    MissingCredentials,
+    PathNotAllowed,
+    PathRefused,
+    PermanentTokenTenant,
+    RegistryUnavailable,
+    RouteNotFound,
+    TenantNotServed,
+    TokenInUse,
+    TokenUnavailable,
+    UnsupportedMediaType,
+    UpstreamError,
+    UpstreamForbidden,
+    UpstreamNotFound,
+    UpstreamRateLimited,
+    UpstreamTimeout,
+    UpstreamUnauthorized,
+    WrongTenant,
+}
+
+impl ErrorCode {
+    /// Every code, sorted by name.
+    pub const ALL: [ErrorCode; 33] = [
+        ErrorCode::ApiTokenNotFound,
+        ErrorCode::AlreadyRotated,
+        ErrorCode::BodyTooLarge,
+        ErrorCode::CallersUnavailable,
+        ErrorCode::InsufficientScope,
+        ErrorCode::InvalidBody,
+        ErrorCode::InvalidCredentials,
+        ErrorCode::InvalidExpiry,
+        ErrorCode::InvalidGrace,
+        ErrorCode::InvalidLabel,
+        ErrorCode::InvalidPath,
+        ErrorCode::InvalidQuery,
+        ErrorCode::InvalidToken,
+        ErrorCode::MalformedCredentials,
+        ErrorCode::MethodNotAllowed,
+        ErrorCode::MethodOverrideRefused,
+        ErrorCode::MissingCredentials,
+        ErrorCode::PathNotAllowed,
+        ErrorCode::PathRefused,
+        ErrorCode::PermanentTokenTenant,
+        ErrorCode::RegistryUnavailable,
+        ErrorCode::RouteNotFound,
+        ErrorCode::TenantNotServed,
+        ErrorCode::TokenInUse,
+        ErrorCode::TokenUnavailable,
+        ErrorCode::UnsupportedMediaType,
+        ErrorCode::UpstreamError,
+        ErrorCode::UpstreamForbidden,
+        ErrorCode::UpstreamNotFound,
+        ErrorCode::UpstreamRateLimited,
+        ErrorCode::UpstreamTimeout,
+        ErrorCode::UpstreamUnauthorized,
+        ErrorCode::WrongTenant,
+    ];
+
+    /// The `error.code` string.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::ApiTokenNotFound => "api_token_not_found",
+            ErrorCode::AlreadyRotated => "already_rotated",
+            ErrorCode::BodyTooLarge => "body_too_large",
+            ErrorCode::CallersUnavailable => "callers_unavailable",
+            ErrorCode::InsufficientScope => "insufficient_scope",
+            ErrorCode::InvalidBody => "invalid_body",
+            ErrorCode::InvalidCredentials => "invalid_credentials",
+            ErrorCode::InvalidExpiry => "invalid_expiry",
+            ErrorCode::InvalidGrace => "invalid_grace",
+            ErrorCode::InvalidLabel => "invalid_label",
+            ErrorCode::InvalidPath => "invalid_path",
+            ErrorCode::InvalidQuery => "invalid_query",
+            ErrorCode::InvalidToken => "invalid_token",
+            ErrorCode::MalformedCredentials => "malformed_credentials",
+            ErrorCode::MethodNotAllowed => "method_not_allowed",
+            ErrorCode::MethodOverrideRefused => "method_override_refused",
+            ErrorCode::MissingCredentials => "missing_credentials",
+            ErrorCode::PathNotAllowed => "path_not_allowed",
+            ErrorCode::PathRefused => "path_refused",
+            ErrorCode::PermanentTokenTenant => "permanent_token_tenant",
+            ErrorCode::RegistryUnavailable => "registry_unavailable",
+            ErrorCode::RouteNotFound => "route_not_found",
+            ErrorCode::TenantNotServed => "tenant_not_served",
+            ErrorCode::TokenInUse => "token_in_use",
+            ErrorCode::TokenUnavailable => "token_unavailable",
+            ErrorCode::UnsupportedMediaType => "unsupported_media_type",
+            ErrorCode::UpstreamError => "upstream_error",
+            ErrorCode::UpstreamForbidden => "upstream_forbidden",
+            ErrorCode::UpstreamNotFound => "upstream_not_found",
+            ErrorCode::UpstreamRateLimited => "upstream_rate_limited",
+            ErrorCode::UpstreamTimeout => "upstream_timeout",
+            ErrorCode::UpstreamUnauthorized => "upstream_unauthorized",
+            ErrorCode::WrongTenant => "wrong_tenant",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<&str> for ErrorCode {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
 /// An error answer.
 #[derive(Debug, Clone)]
 pub struct ApiError {
     pub status: StatusCode,
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub message: String,
     pub retry_after: Option<u64>,
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
             status,
             code,
@@ -30,15 +160,15 @@ impl ApiError {
         self
     }
 
-    pub fn unauthorized(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn unauthorized(code: ErrorCode, message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, code, message)
     }
 
-    pub fn forbidden(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn forbidden(code: ErrorCode, message: impl Into<String>) -> Self {
         Self::new(StatusCode::FORBIDDEN, code, message)
     }
 
-    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn bad_request(code: ErrorCode, message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, code, message)
     }
 
@@ -47,36 +177,46 @@ impl ApiError {
         match e {
             RingCxError::Timeout { .. } => Self::new(
                 StatusCode::GATEWAY_TIMEOUT,
-                "upstream_timeout",
+                ErrorCode::UpstreamTimeout,
                 "RingCX did not answer in time; retry",
             ),
             RingCxError::RateLimited { retry_after, .. } => Self::new(
                 StatusCode::TOO_MANY_REQUESTS,
-                "upstream_rate_limited",
+                ErrorCode::UpstreamRateLimited,
                 "RingCX rate-limited the call; back off",
             )
             .with_retry_after(retry_after.map_or(5, |d| d.as_secs().max(1))),
-            RingCxError::Forbidden { .. } => {
-                Self::new(StatusCode::FORBIDDEN, "upstream_forbidden", e.to_string())
+            RingCxError::Forbidden { .. } => Self::new(
+                StatusCode::FORBIDDEN,
+                ErrorCode::UpstreamForbidden,
+                e.to_string(),
+            ),
+            RingCxError::NotFound { .. } => Self::new(
+                StatusCode::NOT_FOUND,
+                ErrorCode::UpstreamNotFound,
+                e.to_string(),
+            ),
+            RingCxError::InvalidPath { .. } => {
+                Self::bad_request(ErrorCode::InvalidPath, e.to_string())
             }
-            RingCxError::NotFound { .. } => {
-                Self::new(StatusCode::NOT_FOUND, "upstream_not_found", e.to_string())
-            }
-            RingCxError::InvalidPath { .. } => Self::bad_request("invalid_path", e.to_string()),
             // Only reached once retries with newer tokens were refused too.
             RingCxError::AccessTokenExpired | RingCxError::Unauthorized { .. } => Self::new(
                 StatusCode::BAD_GATEWAY,
-                "upstream_unauthorized",
+                ErrorCode::UpstreamUnauthorized,
                 "RingCX refused the broker's renewed token; the operators have been alerted",
             ),
-            _ => Self::new(StatusCode::BAD_GATEWAY, "upstream_error", e.to_string()),
+            _ => Self::new(
+                StatusCode::BAD_GATEWAY,
+                ErrorCode::UpstreamError,
+                e.to_string(),
+            ),
         }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({"error": {"code": self.code, "message": self.message}});
+        let body = json!({"error": {"code": self.code.as_str(), "message": self.message}});
         let mut response = (
             self.status,
             [(header::CONTENT_TYPE, "application/json")],

@@ -15,7 +15,7 @@ use secrecy::{ExposeSecret as _, SecretString};
 use serde_json::json;
 
 use crate::auth::{Presented, QueryAuth, Scope, presented};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::token_cache::CachedToken;
 use crate::{AppState, media_type, no_store, read_body};
 
@@ -207,7 +207,7 @@ async fn grant<S: SecretStore + Clone + 'static>(
     }
     match app.handout_token(&caller.tenant).await {
         Ok(token) => Ok(token_answer(&token, app.clock.now())),
-        Err(e) if e.code == PERMANENT_TOKEN_TENANT => Err(error(
+        Err(e) if e.code == ErrorCode::PermanentTokenTenant => Err(error(
             StatusCode::BAD_REQUEST,
             "unauthorized_client",
             "this client's tenant is served by a permanent API token: there is no short-lived token to hand out",
@@ -228,9 +228,6 @@ pub(crate) fn token_answer(token: &CachedToken, now: DateTime<Utc>) -> Response 
         .into_response(),
     )
 }
-
-/// The code of the error a permanent-token tenant gets from the token routes.
-pub(crate) const PERMANENT_TOKEN_TENANT: &str = "permanent_token_tenant";
 
 /// `GET /v1/token`: the current access token for clients that send a key header.
 pub(crate) async fn key_token<S: SecretStore + Clone + 'static>(

@@ -14,7 +14,7 @@ use broker::ringcx::{ApiPath, RingCxError, VoiceRequest, VoiceResponse};
 use broker::store::SecretStore;
 
 use crate::auth::{Scope, forwarded_query};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::{AppState, media_type, read_body};
 
 const PREFIX: &str = "/v1/engage/";
@@ -51,7 +51,7 @@ pub(crate) async fn proxy<S: SecretStore + Clone + 'static>(
     if !body.is_empty() && !content_type.as_deref().is_some_and(acceptable_content_type) {
         return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
+            ErrorCode::UnsupportedMediaType,
             "send JSON, form-encoded, XML or plain-text bodies",
         ));
     }
@@ -64,7 +64,7 @@ pub(crate) async fn proxy<S: SecretStore + Clone + 'static>(
     {
         // Spring's hidden-method filter would read it as the HTTP method, past the key's paths.
         return Err(ApiError::bad_request(
-            "method_override_refused",
+            ErrorCode::MethodOverrideRefused,
             "a _method form field is not forwarded: send the HTTP method itself",
         ));
     }

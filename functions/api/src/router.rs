@@ -6,7 +6,7 @@ use axum::response::Response;
 use axum::routing::{MethodFilter, MethodRouter, on};
 use broker::store::SecretStore;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::{AppState, health, oauth, permanent, proxy};
 
 /// Every route, the single source of the router and of the OpenAPI check.
@@ -93,7 +93,7 @@ fn endpoint<S: SecretStore + Clone + 'static>(
 async fn not_found() -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
-        "route_not_found",
+        ErrorCode::RouteNotFound,
         "no such route; see the OpenAPI document",
     )
 }
@@ -101,7 +101,7 @@ async fn not_found() -> ApiError {
 async fn method_not_allowed() -> ApiError {
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
+        ErrorCode::MethodNotAllowed,
         "this route does not take that method",
     )
 }

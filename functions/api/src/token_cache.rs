@@ -19,7 +19,7 @@ use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 use tokio::sync::Mutex as AsyncMutex;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 
 /// A usable access token and what it is.
 #[derive(Debug, Clone)]
@@ -134,7 +134,7 @@ impl<S: SecretStore> TokenCache<S> {
     fn slot(&self, tenant: &str) -> Result<&TenantSlot, ApiError> {
         self.tenants.get(tenant).ok_or_else(|| {
             ApiError::forbidden(
-                "tenant_not_served",
+                ErrorCode::TenantNotServed,
                 "this key's tenant is not served by this deployment",
             )
         })
@@ -287,7 +287,7 @@ impl<S: SecretStore> TokenCache<S> {
                     None => {
                         return Err(ApiError::new(
                             StatusCode::SERVICE_UNAVAILABLE,
-                            "token_unavailable",
+                            ErrorCode::TokenUnavailable,
                             "no usable RingCX token could be obtained; retry shortly",
                         )
                         .with_retry_after(10));
@@ -313,7 +313,7 @@ impl<S: SecretStore> TokenCache<S> {
             tracing::error!(tenant, error = %e, "cannot read the session ring");
             ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "token_unavailable",
+                ErrorCode::TokenUnavailable,
                 "the stored session cannot be read right now; retry shortly",
             )
             .with_retry_after(5)
@@ -331,7 +331,7 @@ impl<S: SecretStore> TokenCache<S> {
 fn refused_fresh_token() -> ApiError {
     ApiError::new(
         StatusCode::BAD_GATEWAY,
-        "upstream_unauthorized",
+        ErrorCode::UpstreamUnauthorized,
         "RingCX refused the broker's current token although it is fresh; the broker does not renew \
          again so soon (RingCX's clock or token validation is off); the operators have been alerted",
     )
@@ -342,7 +342,7 @@ fn refused_fresh_token() -> ApiError {
 fn login_needed() -> ApiError {
     ApiError::new(
         StatusCode::SERVICE_UNAVAILABLE,
-        "token_unavailable",
+        ErrorCode::TokenUnavailable,
         "the stored session can no longer be refreshed; the refresher logs in again at its next \
          run",
     )
@@ -364,7 +364,7 @@ fn unavailable(tenant: &str, e: &RenewError) -> ApiError {
     };
     ApiError::new(
         StatusCode::SERVICE_UNAVAILABLE,
-        "token_unavailable",
+        ErrorCode::TokenUnavailable,
         message,
     )
     .with_retry_after(retry)

@@ -12,7 +12,7 @@ use secrecy::ExposeSecret as _;
 use tokio::sync::Mutex as AsyncMutex;
 
 use super::{Caller, CallerSet, Presented, parse_callers};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 
 /// How old the cached callers must be before a credential that matched nothing reads them again.
 pub const MISS_RELOAD: Duration = Duration::from_secs(5);
@@ -102,7 +102,7 @@ impl<S: SecretStore> CallerCache<S> {
         let unavailable = || {
             ApiError::new(
                 axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                "callers_unavailable",
+                ErrorCode::CallersUnavailable,
                 "the callers list cannot be read right now",
             )
             .with_retry_after(5)
@@ -131,7 +131,7 @@ impl<S: SecretStore> CallerCache<S> {
             tracing::error!(secret = %self.name, error = %e, "cannot read the callers secret");
             ApiError::new(
                 axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                "callers_unavailable",
+                ErrorCode::CallersUnavailable,
                 "the callers list cannot be read right now",
             )
             .with_retry_after(5)

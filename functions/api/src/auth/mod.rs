@@ -21,7 +21,7 @@ pub use self::caller_cache::{CallerCache, MISS_RELOAD};
 use self::jwt::{JwtEntry, JwtVerifier};
 use self::paths::PathRules;
 pub use self::presented::{Presented, QueryAuth, forwarded_query, presented};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 
 /// What a caller may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -110,7 +110,7 @@ impl Caller {
             Ok(())
         } else {
             Err(ApiError::forbidden(
-                "insufficient_scope",
+                ErrorCode::InsufficientScope,
                 format!("this key lacks the {} scope", scope.as_str()),
             ))
         }
@@ -120,11 +120,11 @@ impl Caller {
     /// within the caller's `paths` when it has them.
     pub fn may_reach(&self, method: &Method, path: &ApiPath) -> Result<(), ApiError> {
         if let Some(area) = path.credential_area() {
-            return Err(ApiError::forbidden("path_refused", area.describe()));
+            return Err(ApiError::forbidden(ErrorCode::PathRefused, area.describe()));
         }
         match &self.paths {
             Some(rules) if !rules.allows(method, &path.decoded()) => Err(ApiError::forbidden(
-                "path_not_allowed",
+                ErrorCode::PathNotAllowed,
                 "this key's paths do not include that method and path",
             )),
             _ => Ok(()),
@@ -205,12 +205,13 @@ impl CallerSet {
             }
         }
         found.cloned().ok_or_else(|| {
-            ApiError::unauthorized("invalid_credentials", "the caller key is not valid")
+            ApiError::unauthorized(ErrorCode::InvalidCredentials, "the caller key is not valid")
         })
     }
 
     fn authenticate_jwt(&self, token: &str, now: i64) -> Result<Caller, ApiError> {
-        let refuse = |r: jwt::JwtRefusal| ApiError::unauthorized("invalid_token", r.to_string());
+        let refuse =
+            |r: jwt::JwtRefusal| ApiError::unauthorized(ErrorCode::InvalidToken, r.to_string());
         let issuer = jwt::unverified_issuer(token).map_err(refuse)?;
         let caller = self
             .callers

@@ -11,7 +11,7 @@ use base64::engine::general_purpose::STANDARD;
 use secrecy::{ExposeSecret, SecretString};
 
 use super::jwt::looks_like_jwt;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 
 /// The query parameter a caller key may arrive in (when allowed).
 pub const QUERY_KEY_PARAM: &str = "api_key";
@@ -58,7 +58,7 @@ pub struct QueryAuth<'a> {
 
 fn malformed(what: &str) -> ApiError {
     ApiError::unauthorized(
-        "malformed_credentials",
+        ErrorCode::MalformedCredentials,
         format!("the {what} could not be read"),
     )
 }
@@ -100,7 +100,7 @@ pub fn presented(
         }
     }
     Err(ApiError::unauthorized(
-        "missing_credentials",
+        ErrorCode::MissingCredentials,
         "send a caller key as Authorization: Bearer, X-Api-Key, or Basic id:key, or a signed JWT",
     ))
 }

@@ -20,7 +20,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::auth::{Caller, Scope};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::{App, AppState, no_store, read_body};
 
 /// Longest label accepted.
@@ -48,7 +48,7 @@ async fn optional_json<T: for<'de> Deserialize<'de> + Default>(
     }
     serde_json::from_slice(&bytes).map_err(|e| {
         ApiError::bad_request(
-            "invalid_body",
+            ErrorCode::InvalidBody,
             format!(
                 "the body must be a JSON object with the documented fields ({})",
                 classify_name(&e)
@@ -71,7 +71,7 @@ fn check_label(label: Option<String>) -> Result<Option<String>, ApiError> {
     match label {
         Some(l) if l.chars().count() > MAX_LABEL || l.chars().any(char::is_control) => {
             Err(ApiError::bad_request(
-                "invalid_label",
+                ErrorCode::InvalidLabel,
                 format!("a label is at most {MAX_LABEL} characters, without control characters"),
             ))
         }
@@ -84,7 +84,7 @@ fn registry_unavailable(e: &broker::api_tokens::RegistryError) -> ApiError {
     tracing::error!(error = %e, "the API token registry cannot be used");
     ApiError::new(
         StatusCode::SERVICE_UNAVAILABLE,
-        "registry_unavailable",
+        ErrorCode::RegistryUnavailable,
         "the API token registry cannot be read or written right now; retry",
     )
     .with_retry_after(5)
@@ -141,7 +141,7 @@ impl<S: SecretStore + Clone + 'static> App<S> {
         if current.permanent && current.token.expose_secret() == token.expose_secret() {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
-                "token_in_use",
+                ErrorCode::TokenInUse,
                 "this is the permanent token the tenant runs on: seed a new one with `make seed-credentials` first",
             ));
         }
@@ -197,7 +197,7 @@ pub(crate) async fn list<S: SecretStore + Clone + 'static>(
         Some("true") => true,
         Some(_) => {
             return Err(ApiError::bad_request(
-                "invalid_query",
+                ErrorCode::InvalidQuery,
                 "reveal must be true or false",
             ));
         }
@@ -243,7 +243,7 @@ pub(crate) async fn create<S: SecretStore + Clone + 'static>(
     let days = match body.expires_in_days {
         Some(d) if d == 0 || d > MAX_DAYS => {
             return Err(ApiError::bad_request(
-                "invalid_expiry",
+                ErrorCode::InvalidExpiry,
                 format!("expiresInDays is 1 to {MAX_DAYS}"),
             ));
         }
@@ -256,7 +256,7 @@ pub(crate) async fn create<S: SecretStore + Clone + 'static>(
         app.revoke_upstream(&caller.tenant, &token).await?;
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "registry_unavailable",
+            ErrorCode::RegistryUnavailable,
             "the token's expiry could not be recorded, so it was not kept; retry",
         )
         .with_retry_after(5));
@@ -278,7 +278,7 @@ fn target_token(token: String) -> Result<SecretString, ApiError> {
             .any(|c| c.is_whitespace() || c.is_control() || c == '/')
     {
         return Err(ApiError::bad_request(
-            "invalid_token",
+            ErrorCode::InvalidToken,
             "that is not a permanent API token",
         ));
     }
@@ -288,7 +288,7 @@ fn target_token(token: String) -> Result<SecretString, ApiError> {
 fn not_found() -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
-        "api_token_not_found",
+        ErrorCode::ApiTokenNotFound,
         "no such permanent API token for this tenant's user",
     )
 }

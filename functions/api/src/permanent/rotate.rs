@@ -15,7 +15,7 @@ use serde_json::json;
 
 use super::{not_found, optional_json, registry_unavailable, target_token};
 use crate::auth::Scope;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::{AppState, no_store};
 
 /// Longest grace accepted, and the default.
@@ -43,7 +43,7 @@ pub(crate) async fn rotate<S: SecretStore + Clone + 'static>(
     let grace = body.grace_hours.unwrap_or(DEFAULT_GRACE_HOURS);
     if grace > MAX_GRACE_HOURS {
         return Err(ApiError::bad_request(
-            "invalid_grace",
+            ErrorCode::InvalidGrace,
             format!("graceHours is 0 to {MAX_GRACE_HOURS}"),
         ));
     }
@@ -65,7 +65,7 @@ pub(crate) async fn rotate<S: SecretStore + Clone + 'static>(
     if previous.as_ref().is_some_and(|p| p.rotated_to.is_some()) {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
-            "already_rotated",
+            ErrorCode::AlreadyRotated,
             "that token was already rotated; rotate its successor instead",
         ));
     }
@@ -111,7 +111,7 @@ pub(crate) async fn rotate<S: SecretStore + Clone + 'static>(
         app.revoke_upstream(&caller.tenant, &new).await?;
         return Err(ApiError::new(
             StatusCode::CONFLICT,
-            "already_rotated",
+            ErrorCode::AlreadyRotated,
             "that token was rotated by another request meanwhile; rotate its successor instead",
         ));
     }
