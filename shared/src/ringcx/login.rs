@@ -87,7 +87,7 @@ impl RingCxClient {
             .http
             .post(join(&self.ringcx, &["api", "auth", "login", "admin"]))
             .form(&form);
-        self.session(Endpoint::AdminLogin, request, &[&creds.password])
+        self.session(Endpoint::PasswordLogin, request, &[&creds.password])
             .await
     }
 

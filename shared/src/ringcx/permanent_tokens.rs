@@ -8,7 +8,7 @@ use super::{Method, RingCxClient, RingCxError, Service, VoiceAuth};
 impl RingCxClient {
     /// Creates a permanent API token for the authenticated user; RingCX shows it only this once.
     pub async fn create_api_token(&self, auth: VoiceAuth<'_>) -> Result<SecretString, RingCxError> {
-        let raw = self.admin_token_call(Method::POST, None, auth).await?;
+        let raw = self.permanent_token_call(Method::POST, None, auth).await?;
         let text = String::from_utf8_lossy(&raw.body);
         super::model::parse_created_token(&text).ok_or_else(|| RingCxError::UnexpectedBody {
             service: Service::RingCx,
@@ -23,7 +23,7 @@ impl RingCxClient {
         &self,
         auth: VoiceAuth<'_>,
     ) -> Result<Vec<SecretString>, RingCxError> {
-        let raw = self.admin_token_call(Method::GET, None, auth).await?;
+        let raw = self.permanent_token_call(Method::GET, None, auth).await?;
         let text = String::from_utf8_lossy(&raw.body);
         super::model::parse_token_list(&text).ok_or_else(|| RingCxError::UnexpectedBody {
             service: Service::RingCx,
@@ -40,7 +40,7 @@ impl RingCxClient {
         token: &SecretString,
     ) -> Result<(), RingCxError> {
         let raw = self
-            .admin_token_call(Method::DELETE, Some(token), auth)
+            .permanent_token_call(Method::DELETE, Some(token), auth)
             .await?;
         let text = String::from_utf8_lossy(&raw.body);
         match super::model::parse_delete_answer(raw.status.as_u16(), &text) {
@@ -57,7 +57,7 @@ impl RingCxClient {
         }
     }
 
-    async fn admin_token_call(
+    async fn permanent_token_call(
         &self,
         method: Method,
         token: Option<&SecretString>,

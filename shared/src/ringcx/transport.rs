@@ -27,7 +27,7 @@ pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(120);
 pub(super) enum Endpoint {
     PlatformToken,
     Exchange,
-    AdminLogin,
+    PasswordLogin,
     Refresh,
     Voice,
 }
@@ -126,7 +126,7 @@ impl RingCxClient {
                 detail: detail(),
             },
             (
-                Endpoint::PlatformToken | Endpoint::Exchange | Endpoint::AdminLogin,
+                Endpoint::PlatformToken | Endpoint::Exchange | Endpoint::PasswordLogin,
                 400 | 401 | 403,
             ) => RingCxError::CredentialsRejected {
                 service,

@@ -3,8 +3,8 @@
 //! ([`Simulator::start`]) and as the `ringcx-sim` binary for `make dev`; the same controls are
 //! served over HTTP under `/__sim/`.
 
-mod admin;
 mod auth_configs;
+mod control;
 pub mod faults;
 pub mod outbound;
 mod ringcx;
@@ -231,7 +231,7 @@ impl Drop for Simulator {
 
 fn router(shared: Arc<Shared>) -> Router {
     ringcx::routes()
-        .nest("/__sim", admin::routes())
+        .nest("/__sim", control::routes())
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(shared.clone(), gate))
         .with_state(shared)
