@@ -12,6 +12,8 @@
 //! - [`telemetry`]: logging setup and CloudWatch EMF metrics.
 //! - [`clock`]: an injectable clock, so expiry and renewal can be tested without sleeping.
 
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod api_tokens;
 pub mod clock;
 pub mod config;

@@ -2,6 +2,8 @@
 //! payload 2.0) and by a loopback listener elsewhere, so the same code is tested, load-tested and
 //! used locally.
 
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
 mod app;
 pub mod auth;
 mod body;
