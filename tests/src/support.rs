@@ -68,6 +68,17 @@ impl CapturedLogs {
             .with_ansi(false)
             .finish()
     }
+
+    /// Runs `work` on a current-thread runtime with this capture as the thread's subscriber, so
+    /// every log line the work causes (and only those) lands here.
+    pub fn run<F: std::future::Future>(&self, work: F) -> F::Output {
+        let _guard = tracing::subscriber::set_default(self.subscriber());
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a current-thread runtime")
+            .block_on(work)
+    }
 }
 
 impl Write for CapturedLogs {

@@ -15,12 +15,7 @@ use serde_json::Value;
 #[test]
 fn a_full_run_logs_no_secret() {
     let logs = CapturedLogs::default();
-    let _guard = tracing::subscriber::set_default(logs.subscriber());
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let secrets = runtime.block_on(async {
+    let secrets = logs.run(async {
         let store = MemoryStore::new(Arc::new(ManualClock::starting_now()));
         let s = ApiStack::start(store.clone(), "ringcx/", &[("ALLOW_QUERY_KEY", "true")]).await;
         let jwt_secret = "jwt-shared-secret-that-must-never-be-logged-0001";

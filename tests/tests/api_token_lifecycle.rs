@@ -36,12 +36,7 @@ async fn send(
 #[test]
 fn tokens_are_created_listed_rotated_swept_and_deleted_with_their_registry_and_audit() {
     let logs = CapturedLogs::default();
-    let _guard = tracing::subscriber::set_default(logs.subscriber());
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let tokens = runtime.block_on(async {
+    let tokens = logs.run(async {
         let store = MemoryStore::new(Arc::new(ManualClock::starting_now()));
         let s = ApiStack::start(store.clone(), "ringcx/", &[]).await;
         let registries = Registries::new(store.clone(), SecretNames::new("ringcx/"));

@@ -91,15 +91,7 @@ fn the_readme_names_every_metric_outcome_and_login_flow() {
             metric.name()
         );
     }
-    for outcome in [
-        TenantOutcome::Fresh,
-        TenantOutcome::Refreshed,
-        TenantOutcome::LoggedIn,
-        TenantOutcome::RenewedElsewhere,
-        TenantOutcome::Deferred,
-        TenantOutcome::Failed,
-        TenantOutcome::CutShort,
-    ] {
+    for outcome in TenantOutcome::ALL {
         assert!(
             README.contains(&format!("`{}`", outcome.as_str())),
             "the README never names the outcome {}",

@@ -16,12 +16,7 @@ use secrecy::{ExposeSecret, SecretString};
 #[test]
 fn no_secret_in_logs_errors_or_debug_output() {
     let logs = CapturedLogs::default();
-    let _guard = tracing::subscriber::set_default(logs.subscriber());
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let (secrets, printed) = runtime.block_on(exercise());
+    let (secrets, printed) = logs.run(exercise());
 
     let log_text = logs.text();
     assert!(

@@ -24,6 +24,17 @@ pub enum TenantOutcome {
 }
 
 impl TenantOutcome {
+    /// Every outcome, in the order a pass can reach them.
+    pub const ALL: [TenantOutcome; 7] = [
+        TenantOutcome::Fresh,
+        TenantOutcome::Refreshed,
+        TenantOutcome::LoggedIn,
+        TenantOutcome::RenewedElsewhere,
+        TenantOutcome::Deferred,
+        TenantOutcome::Failed,
+        TenantOutcome::CutShort,
+    ];
+
     /// The name in the summary and the log line.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -94,15 +105,7 @@ mod tests {
 
     #[test]
     fn outcome_names_are_the_serialized_ones() {
-        for o in [
-            TenantOutcome::Fresh,
-            TenantOutcome::Refreshed,
-            TenantOutcome::LoggedIn,
-            TenantOutcome::RenewedElsewhere,
-            TenantOutcome::Deferred,
-            TenantOutcome::Failed,
-            TenantOutcome::CutShort,
-        ] {
+        for o in TenantOutcome::ALL {
             assert_eq!(
                 serde_json::to_value(o).ok(),
                 Some(serde_json::json!(o.as_str()))

@@ -7,7 +7,7 @@ use secrecy::{ExposeSecret, SecretString};
 use super::report::PERMANENT_DAYS;
 use super::{Outcome, RenewError, Renewer, Report, chrono_duration};
 use crate::credentials::Credentials;
-use crate::retry::{Policy, retry};
+use crate::retry::retry;
 use crate::ringcx::{RingCxError, RingCxSession, VoiceAuth};
 use crate::session::ObtainedBy;
 use crate::store::SecretStore;
@@ -188,12 +188,7 @@ impl<S: SecretStore> Renewer<S> {
         F: FnMut() -> Fut + Send,
         Fut: std::future::Future<Output = Result<T, RingCxError>> + Send,
     {
-        let policy = Policy {
-            first: self.settings.first_backoff,
-            max: self.settings.max_backoff,
-            attempts: limit,
-            attempt_time: self.ringcx.request_timeout(),
-        };
+        let policy = self.policy(limit, self.ringcx.request_timeout());
         let result = retry(&self.clock, policy, deadline, call, |e: &RingCxError, _| {
             tracing::warn!(tenant, what, attempt = report.retries, error = %e, "failed transiently; retrying");
             report.retries += 1;

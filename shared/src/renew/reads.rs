@@ -17,6 +17,21 @@ impl<S: SecretStore> Renewer<S> {
             .await
     }
 
+    /// The protocol's backoff, for calls of which at most `attempts` are made and each may take
+    /// `attempt_time`.
+    pub(super) fn policy(
+        &self,
+        attempts: Option<u32>,
+        attempt_time: std::time::Duration,
+    ) -> Policy {
+        Policy {
+            first: self.settings.first_backoff,
+            max: self.settings.max_backoff,
+            attempts,
+            attempt_time,
+        }
+    }
+
     /// A Secrets Manager call under the one retry policy: transient failures are retried while
     /// another attempt fits before `deadline`.
     pub(super) async fn store_call<T, F, Fut>(
@@ -30,15 +45,15 @@ impl<S: SecretStore> Renewer<S> {
         F: FnMut() -> Fut + Send,
         Fut: std::future::Future<Output = Result<T, StoreError>> + Send,
     {
-        let policy = Policy {
-            first: self.settings.first_backoff,
-            max: self.settings.max_backoff,
-            attempts: None,
-            attempt_time: CALL_TIMEOUT,
-        };
-        retry(&self.clock, policy, deadline, call, |e: &StoreError, _| {
-            tracing::warn!(tenant, error = %e, "Secrets Manager failed transiently; retrying");
-        })
+        retry(
+            &self.clock,
+            self.policy(None, CALL_TIMEOUT),
+            deadline,
+            call,
+            |e: &StoreError, _| {
+                tracing::warn!(tenant, error = %e, "Secrets Manager failed transiently; retrying");
+            },
+        )
         .await
         .map_err(|source| RenewError::Store {
             tenant: tenant.to_owned(),

@@ -157,6 +157,26 @@ impl MemoryStore {
         Ok(())
     }
 
+    /// What every write does first, as AWS would: check the value, count the call, and take an
+    /// injected fault (one that fails before the write ends it here).
+    async fn begin_write(
+        &self,
+        op: Op,
+        op_name: &'static str,
+        name: &str,
+        value: &SecretString,
+    ) -> Result<(MutexGuard<'_, Inner>, Option<InjectedFault>), StoreError> {
+        tokio::task::yield_now().await;
+        Self::check_value(op_name, name, value)?;
+        let mut inner = self.lock();
+        *inner.stats.calls.entry(op).or_default() += 1;
+        let fault = Self::take_fault(&mut inner, op);
+        if fault == Some(InjectedFault::FailBefore) {
+            return Err(Self::transient(op_name));
+        }
+        Ok((inner, fault))
+    }
+
     /// Applies a put with AWS's rules; `Ok(false)` when it was an idempotent no-op.
     fn apply_put(
         &self,
@@ -288,14 +308,9 @@ impl SecretStore for MemoryStore {
     }
 
     async fn put(&self, name: &str, value: &SecretString, token: &str) -> Result<(), StoreError> {
-        tokio::task::yield_now().await;
-        Self::check_value("PutSecretValue", name, value)?;
-        let mut inner = self.lock();
-        *inner.stats.calls.entry(Op::Put).or_default() += 1;
-        let fault = Self::take_fault(&mut inner, Op::Put);
-        if fault == Some(InjectedFault::FailBefore) {
-            return Err(Self::transient("PutSecretValue"));
-        }
+        let (mut inner, fault) = self
+            .begin_write(Op::Put, "PutSecretValue", name, value)
+            .await?;
         self.apply_put(&mut inner, name, value, token)?;
         match fault {
             Some(InjectedFault::FailAfter) => Err(Self::transient("PutSecretValue")),
@@ -309,14 +324,9 @@ impl SecretStore for MemoryStore {
         value: &SecretString,
         token: &str,
     ) -> Result<(), StoreError> {
-        tokio::task::yield_now().await;
-        Self::check_value("CreateSecret", name, value)?;
-        let mut inner = self.lock();
-        *inner.stats.calls.entry(Op::Create).or_default() += 1;
-        let fault = Self::take_fault(&mut inner, Op::Create);
-        if fault == Some(InjectedFault::FailBefore) {
-            return Err(Self::transient("CreateSecret"));
-        }
+        let (mut inner, fault) = self
+            .begin_write(Op::Create, "CreateSecret", name, value)
+            .await?;
         if inner.secrets.contains_key(name) {
             return Err(StoreError::AlreadyExists {
                 name: name.to_owned(),
