@@ -355,6 +355,17 @@ pub async fn raw_http(
 }
 
 impl<S: broker::store::SecretStore + Clone + 'static> ApiStack<S> {
+    /// A refresher of this stack's world for `tenants` (its own warm memory), on the stack's
+    /// clock and store.
+    pub fn refresher_for(&self, tenants: &str) -> refresher::Refresher<S> {
+        refresher::Refresher::new(
+            &config_for(self, tenants),
+            self.store.clone(),
+            Arc::new(self.clock.clone()),
+        )
+        .expect("the refresher builds")
+    }
+
     /// A renewer over the same store, simulator and clock: what the refresher Lambda runs.
     pub fn refresher(&self) -> broker::renew::Renewer<S> {
         let shared: SharedClock = Arc::new(self.clock.clone());

@@ -6,12 +6,11 @@
 use std::sync::Arc;
 
 use broker::api_tokens::Registries;
-use broker::clock::{Clock as _, ManualClock, SharedClock};
+use broker::clock::{Clock as _, ManualClock};
 use broker::store::SecretNames;
 use broker::store::memory::MemoryStore;
-use broker_tests::support::{ApiStack, CapturedLogs, config_for, raw_http, token_works};
+use broker_tests::support::{ApiStack, CapturedLogs, raw_http, token_works};
 use chrono::Duration;
-use refresher::Refresher;
 use serde_json::{Value, json};
 
 const ADMIN_USER: &str = "admin@example.com";
@@ -148,12 +147,7 @@ fn tokens_are_created_listed_rotated_swept_and_deleted_with_their_registry_and_a
             4,
             "nothing revoked by bad input"
         );
-        let refresher = Refresher::new(
-            &config_for(&s, "default,second"),
-            store.clone(),
-            Arc::new(s.clock.clone()) as SharedClock,
-        )
-        .unwrap();
+        let refresher = s.refresher_for("default,second");
         let pass = refresher
             .run_pass(s.clock.now() + Duration::seconds(40))
             .await;

@@ -5,12 +5,11 @@
 use std::sync::Arc;
 
 use broker::api_tokens::{Registries, token_sha256};
-use broker::clock::{Clock as _, ManualClock, SharedClock};
+use broker::clock::{Clock as _, ManualClock};
 use broker::store::SecretNames;
 use broker::store::memory::MemoryStore;
 use broker_tests::support::{ApiStack, config_for, moto_store, token_works, unique_prefix};
 use chrono::Duration;
-use refresher::Refresher;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 
@@ -99,13 +98,7 @@ async fn a_tenant_served_by_a_permanent_token_alone() {
     };
     let first = s.sim.issue_api_token("agent@example.com").unwrap();
     seed(&first).await;
-    let config = config_for(&s, "perm");
-    let refresher = Refresher::new(
-        &config,
-        store.clone(),
-        Arc::new(s.clock.clone()) as SharedClock,
-    )
-    .unwrap();
+    let refresher = s.refresher_for("perm");
     let pass = refresher
         .run_pass(s.clock.now() + Duration::seconds(40))
         .await;
@@ -317,12 +310,7 @@ async fn the_sweep_reads_the_registry_every_ten_minutes_and_when_a_token_falls_d
     assert_eq!(r.status(), 201);
     let created: Value = r.json().await.unwrap();
     let old = created["token"].as_str().unwrap().to_owned();
-    let refresher = Refresher::new(
-        &config_for(&s, "default"),
-        store.clone(),
-        Arc::new(s.clock.clone()) as SharedClock,
-    )
-    .unwrap();
+    let refresher = s.refresher_for("default");
     let reads = || store.stats().reads.get(&registry).copied().unwrap_or(0);
     // Registry reads made by the refresher's pass alone, and what the pass revoked.
     let pass = || async {

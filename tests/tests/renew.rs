@@ -121,10 +121,7 @@ async fn seeded_without_credentials() -> (Stack, SecretString) {
         std::sync::Arc::new(s.clock.clone()),
         std::time::Duration::from_secs(5),
     );
-    let creds = match serde_json::from_value(s.sim.ringex_credentials(ADMIN).unwrap()).unwrap() {
-        broker::credentials::Credentials::RingExJwt(c) => c,
-        _ => unreachable!(),
-    };
+    let creds = s.sim.ringex_jwt(ADMIN);
     let session = client.login_ringex(&creds).await.unwrap();
     let refresh = session.refresh_token.unwrap();
     let doc = serde_json::json!({"generation": 0, "refreshToken": refresh.expose_secret()});

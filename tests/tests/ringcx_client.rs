@@ -4,7 +4,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use broker::clock::{Clock, ManualClock, SharedClock};
-use broker::credentials::Credentials;
 use broker::ringcx::{
     ApiPath, ExpirySource, Method, RingCxClient, RingCxError, Service, VoiceAuth, VoiceRequest,
 };
@@ -39,17 +38,11 @@ async fn env_with_timeout(timeout: Duration) -> Env {
 }
 
 fn ringex(sim: &Simulator, user: &str) -> broker::credentials::RingExJwtCredentials {
-    match serde_json::from_value(sim.ringex_credentials(user).unwrap()).unwrap() {
-        Credentials::RingExJwt(c) => c,
-        other => panic!("unexpected {other:?}"),
-    }
+    sim.ringex_jwt(user)
 }
 
 fn engage_login(sim: &Simulator, user: &str) -> broker::credentials::RingCxLoginCredentials {
-    match serde_json::from_value(sim.engage_login_credentials(user).unwrap()).unwrap() {
-        Credentials::RingCxLogin(c) => c,
-        other => panic!("unexpected {other:?}"),
-    }
+    sim.ringcx_login(user)
 }
 
 // ---- flows ----

@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use broker::clock::{Clock, ManualClock, SharedClock};
-use broker::credentials::Credentials;
 use broker::ringcx::{RingCxError, VoiceAuth};
 use broker_tests::sim::{Behaviour, FaultScope, Faults, Simulator};
 use broker_tests::support::client_for;
@@ -21,10 +20,7 @@ async fn start() -> (ManualClock, Simulator, broker::ringcx::RingCxClient) {
 }
 
 fn ringex(sim: &Simulator) -> broker::credentials::RingExJwtCredentials {
-    match serde_json::from_value(sim.ringex_credentials("admin@example.com").unwrap()).unwrap() {
-        Credentials::RingExJwt(c) => c,
-        _ => unreachable!(),
-    }
+    sim.ringex_jwt("admin@example.com")
 }
 
 #[tokio::test]

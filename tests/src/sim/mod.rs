@@ -202,6 +202,26 @@ impl Simulator {
         self.shared.world().users.clone()
     }
 
+    /// The typed RingEX JWT credentials of a fixture user (test support: panics for an unknown one).
+    pub fn ringex_jwt(&self, username: &str) -> broker::credentials::RingExJwtCredentials {
+        let doc = self.ringex_credentials(username).expect("a fixture user");
+        match serde_json::from_value(doc).expect("a credentials document") {
+            broker::credentials::Credentials::RingExJwt(c) => c,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    /// The typed RingCX login credentials of a fixture user (test support).
+    pub fn ringcx_login(&self, username: &str) -> broker::credentials::RingCxLoginCredentials {
+        let doc = self
+            .engage_login_credentials(username)
+            .expect("a fixture user");
+        match serde_json::from_value(doc).expect("a credentials document") {
+            broker::credentials::Credentials::RingCxLogin(c) => c,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
     /// A `ringex-jwt` credentials document for the fixture user `username`.
     pub fn ringex_credentials(&self, username: &str) -> Option<Value> {
         let w = self.shared.world();
