@@ -22,22 +22,29 @@ const TOKEN_SLACK: Duration = Duration::from_secs(1);
 
 /// What the handlers share, built once per execution environment.
 pub struct App<S> {
+    /// The RingCX client, for the proxy and the permanent-token routes.
     pub ringcx: RingCxClient,
     /// The tenants' registries of permanent API tokens.
     pub registries: broker::api_tokens::Registries<S>,
     /// One registry change at a time per instance (instances race through the fencing token).
     pub(crate) registry_lock: tokio::sync::Mutex<()>,
+    /// Each tenant's current token, read from the ring and renewed inline when due.
     pub tokens: TokenCache<S>,
+    /// The callers secret, as this instance last read it.
     pub callers: CallerCache<S>,
+    /// Everything time-dependent reads this clock (a manual one in tests).
     pub clock: SharedClock,
+    /// Whether a key may arrive in `?api_key=` (`ALLOW_QUERY_KEY`).
     pub allow_query_key: bool,
     /// Time a request may spend obtaining a token inline: one whole refresh and its write.
     pub token_budget: Duration,
 }
 
+/// The state axum hands every handler.
 pub type AppState<S> = Arc<App<S>>;
 
 impl<S: SecretStore + Clone> App<S> {
+    /// Builds the clients and caches once per execution environment.
     pub fn new(config: &Config, store: S, clock: SharedClock) -> Result<Self, RingCxError> {
         let ringcx = RingCxClient::new(&config.ringcx, clock.clone())?;
         let ring = SessionRing::new(

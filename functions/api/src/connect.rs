@@ -16,31 +16,45 @@ use crate::operator::{NewCaller, OperatorError, add_caller, read_callers, remove
 /// What an operator asked for.
 #[derive(Debug, Clone)]
 pub struct ConnectRequest {
+    /// The tenant whose RingCX account gets the auth config.
     pub tenant: String,
     /// The broker's public base URL (Function URL or API Gateway), without a path.
     pub api_url: String,
     /// The RingCX account; by default the one the tenant's session belongs to.
     pub account: Option<String>,
+    /// The auth config's name in RingCX.
     pub provider_name: String,
+    /// Replace the client key even when the config is in place.
     pub rotate: bool,
 }
 
 /// What happened.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Connected {
+    /// The RingCX account the config is in.
     pub account: String,
+    /// The auth config's id in RingCX.
     pub auth_config_id: String,
+    /// Its name.
     pub provider_name: String,
+    /// The caller id RingCX presents.
     pub client_id: String,
+    /// Where RingCX fetches its token (`/v1/oauth/token`).
     pub token_url: String,
+    /// What this run changed.
     pub action: Action,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What `connect-ringcx` did.
 pub enum Action {
+    /// A new auth config and client key.
     Created,
+    /// The config was in place and right.
     Unchanged,
+    /// The config's token URL was corrected.
     TokenUrlUpdated,
+    /// A new client key replaced the old one.
     Rotated,
 }
 

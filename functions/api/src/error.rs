@@ -139,13 +139,18 @@ impl PartialEq<&str> for ErrorCode {
 /// An error answer.
 #[derive(Debug, Clone)]
 pub struct ApiError {
+    /// The HTTP status.
     pub status: StatusCode,
+    /// The machine-readable code.
     pub code: ErrorCode,
+    /// A sentence for the person reading it; never a secret.
     pub message: String,
+    /// Seconds for a `Retry-After` header.
     pub retry_after: Option<u64>,
 }
 
 impl ApiError {
+    /// An error with any status.
     pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
             status,
@@ -155,19 +160,23 @@ impl ApiError {
         }
     }
 
+    /// Adds `Retry-After`.
     pub fn with_retry_after(mut self, seconds: u64) -> Self {
         self.retry_after = Some(seconds);
         self
     }
 
+    /// A `401`, with the `WWW-Authenticate` challenge.
     pub fn unauthorized(code: ErrorCode, message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, code, message)
     }
 
+    /// A `403`.
     pub fn forbidden(code: ErrorCode, message: impl Into<String>) -> Self {
         Self::new(StatusCode::FORBIDDEN, code, message)
     }
 
+    /// A `400`.
     pub fn bad_request(code: ErrorCode, message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, code, message)
     }

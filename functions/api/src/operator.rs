@@ -15,24 +15,34 @@ use crate::auth::{CallerEntry, Scope, caller_from, generate_key};
 #[derive(Debug, thiserror::Error)]
 pub enum OperatorError {
     #[error("{0}")]
+    /// Secrets Manager failed.
     Store(#[from] StoreError),
     #[error("the credentials document is not valid: {0}")]
+    /// The credentials document does not parse.
     BadCredentials(String),
     #[error("the callers secret {0} is not a JSON array of callers; fix or delete it first")]
+    /// The callers secret is not an array of callers.
     BadCallers(String),
     #[error("a caller with id {0:?} already exists; remove it first or pick another id")]
+    /// The caller id is taken.
     DuplicateCaller(String),
     #[error("caller ids are 1-64 letters, digits, '-', '_' or '.' (no ':', which Basic auth uses)")]
+    /// The caller id has characters Basic auth or logs cannot carry.
     BadCallerId,
     #[error("no random bytes from the OS: {0}")]
+    /// The OS random source failed.
     Random(String),
     #[error("{0}")]
+    /// A `paths` pattern is not valid.
     BadPaths(String),
     #[error("{0}")]
+    /// An argument is not valid.
     BadInput(String),
     #[error("{0}")]
+    /// RingCX refused or failed a call.
     RingCx(String),
     #[error("{0}")]
+    /// RingCX has no such resource.
     RingCxNotFound(String),
 }
 
@@ -71,8 +81,11 @@ pub(crate) async fn read_callers(
 /// What a new caller may do.
 #[derive(Debug, Clone)]
 pub struct NewCaller {
+    /// The caller's id.
     pub id: String,
+    /// The tenant it acts for.
     pub tenant: String,
+    /// What it may do.
     pub scopes: Vec<Scope>,
     /// Glob patterns (see [`crate::auth::paths`]); `None` reaches every non-credential path.
     pub paths: Option<Vec<String>>,
@@ -109,8 +122,11 @@ pub async fn add_caller(
 pub struct JwtSpec {
     /// HS256/384/512 (a shared secret is generated) or RS256/384/512 (with `public_key_pem`).
     pub algorithm: String,
+    /// The RS256 public key; none for HS256 (a secret is generated).
     pub public_key_pem: Option<String>,
+    /// The oldest `iat` accepted, in seconds.
     pub max_age_seconds: Option<u64>,
+    /// A query parameter the JWT may also arrive in.
     pub query_param: Option<String>,
 }
 

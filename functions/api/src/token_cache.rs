@@ -24,10 +24,15 @@ use crate::error::{ApiError, ErrorCode};
 /// A usable access token and what it is.
 #[derive(Debug, Clone)]
 pub struct CachedToken {
+    /// The access token (or permanent API token).
     pub token: SecretString,
+    /// `Bearer`, or `X-Auth-Token` for a permanent token.
     pub token_type: String,
+    /// When the access token expires.
     pub expires_at: DateTime<Utc>,
+    /// The ring generation it came from.
     pub generation: u64,
+    /// The RingCX account it acts in.
     pub account_id: Option<String>,
     /// A permanent API token (an `api-token` tenant): sent as `X-Auth-Token`, never handed out.
     pub permanent: bool,
@@ -61,6 +66,7 @@ impl CachedToken {
         })
     }
 
+    /// Seconds until it expires (negative once it has).
     pub fn seconds_left(&self, now: DateTime<Utc>) -> i64 {
         (self.expires_at - now).num_seconds()
     }
@@ -98,6 +104,7 @@ pub struct TokenCache<S> {
 }
 
 impl<S: SecretStore> TokenCache<S> {
+    /// A cache over `renewer`'s rings for `tenants`; tokens with less than `min_ttl_secs` left are not handed out.
     pub fn new(
         renewer: Renewer<S>,
         clock: SharedClock,
@@ -117,6 +124,7 @@ impl<S: SecretStore> TokenCache<S> {
         }
     }
 
+    /// Whether `tenant` is one this deployment serves.
     pub fn serves(&self, tenant: &str) -> bool {
         self.tenants.contains_key(tenant)
     }

@@ -2,6 +2,7 @@
 //! and one EMF metrics document per tenant, and fails when any tenant ends without a usable token
 //! so that the function's Errors metric and its alarm fire.
 
+#![warn(missing_docs)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 mod summary;
@@ -51,6 +52,7 @@ pub struct Refresher<S> {
 }
 
 impl<S: SecretStore + Clone + 'static> Refresher<S> {
+    /// Builds the clients once per execution environment; fails only if the HTTP client cannot.
     pub fn new(config: &Config, store: S, clock: SharedClock) -> Result<Self, RingCxError> {
         let ring = SessionRing::new(
             store.clone(),

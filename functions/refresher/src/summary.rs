@@ -64,12 +64,17 @@ impl From<Outcome> for TenantOutcome {
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TenantResult {
+    /// The tenant, as configured in `TENANTS`.
     pub tenant: String,
+    /// How its part of the pass ended.
     pub outcome: TenantOutcome,
+    /// The newest generation in its ring afterwards (0: none).
     pub generation: u64,
+    /// Seconds left on the newest token afterwards, if there is one.
     pub seconds_left: Option<i64>,
     /// Whether the ring holds a token with more than `MIN_TOKEN_TTL_SECONDS` left afterwards.
     pub usable: bool,
+    /// Why the renewal failed, in words an operator can act on; never a secret.
     pub error: Option<String>,
     /// Slot secrets that hold no session document, by name (see the README's "Corrupted slots").
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -87,7 +92,9 @@ fn is_zero(n: &u32) -> bool {
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PassSummary {
+    /// Every tenant ends with a usable token.
     pub ok: bool,
+    /// Per tenant, in `TENANTS` order.
     pub tenants: Vec<TenantResult>,
 }
 
@@ -95,7 +102,9 @@ pub struct PassSummary {
 #[derive(Debug, thiserror::Error)]
 #[error("{} of {total} tenants have no usable RingCX token: {}", failed.len(), failed.join("; "))]
 pub struct PassFailed {
+    /// Tenants in the pass.
     pub total: usize,
+    /// `tenant: why` for each tenant without a usable token.
     pub failed: Vec<String>,
 }
 

@@ -30,20 +30,28 @@ pub struct Swept {
 /// Why the sweep stopped early; the tenant's renewal result is unaffected.
 #[derive(Debug, thiserror::Error)]
 pub enum SweepError {
+    /// The registry could not be read or written.
     #[error("the API token registry: {0}")]
     Registry(#[from] broker::api_tokens::RegistryError),
+    /// RingCX failed to list or revoke tokens.
     #[error("RingCX, while revoking API tokens: {0}")]
     RingCx(#[from] RingCxError),
+    /// The ring could not be read for an access token.
     #[error("the session ring: {0}")]
     Ring(#[from] broker::store::StoreError),
 }
 
 /// What the sweep works with.
 pub struct Sweeper<'a, S> {
+    /// Where the broker records the tokens it manages.
     pub registries: &'a Registries<S>,
+    /// For the access token the revocations are made with.
     pub ring: &'a SessionRing<S>,
+    /// Lists and revokes the tokens in RingCX.
     pub ringcx: &'a RingCxClient,
+    /// What "due" is measured against.
     pub clock: &'a SharedClock,
+    /// An access token with less left is not used (`MIN_TOKEN_TTL_SECONDS`).
     pub min_ttl_secs: i64,
     /// Time one RingCX call and one registry write may take.
     pub call_time: std::time::Duration,

@@ -35,6 +35,7 @@ pub struct CallerCache<S> {
 }
 
 impl<S: SecretStore> CallerCache<S> {
+    /// A cache of secret `name`, trusted for `ttl`.
     pub fn new(store: S, name: String, ttl: Duration, clock: SharedClock) -> Self {
         Self {
             store,

@@ -21,14 +21,19 @@ pub const DEFAULT_QUERY_PARAM: &str = "jwt";
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct JwtEntry {
+    /// `HS256` or `RS256` (what RingCX's JWT auth config signs with).
     pub algorithm: String,
     #[serde(default)]
+    /// The shared secret, for HS256.
     pub secret: Option<SecretString>,
     #[serde(default)]
+    /// Whether `secret` is base64 (RingCX's `isSecretEncoded`).
     pub secret_base64: bool,
     #[serde(default)]
+    /// The public key, for RS256.
     pub public_key_pem: Option<String>,
     #[serde(default)]
+    /// The oldest `iat` accepted, in seconds.
     pub max_age_seconds: Option<u64>,
     /// The query parameter RingCX puts the token in (its `queryParamName`); default `jwt`.
     #[serde(default)]
@@ -57,22 +62,31 @@ impl std::fmt::Debug for JwtVerifier {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum JwtRefusal {
     #[error("the JWT is not three base64url parts with a JSON header and payload")]
+    /// Not a JWT at all.
     Malformed,
     #[error("unsigned JWTs (alg none) are never accepted")]
+    /// `alg: none`.
     Unsigned,
     #[error("the JWT's iss claim names no JWT caller")]
+    /// No caller has that `iss`.
     UnknownIssuer,
     #[error("the JWT's algorithm is not the one configured for its caller")]
+    /// Signed with another algorithm than its caller's.
     WrongAlgorithm,
     #[error("the JWT's signature does not verify with its caller's key")]
+    /// The signature does not verify.
     BadSignature,
     #[error("the JWT has no numeric exp claim")]
+    /// No `exp` claim.
     NoExpiry,
     #[error("the JWT has expired")]
+    /// Past its `exp`.
     Expired,
     #[error("the JWT is not valid yet (nbf or iat in the future)")]
+    /// Its `nbf` or `iat` is in the future.
     NotYetValid,
     #[error("the JWT is older than its caller's maxAgeSeconds")]
+    /// Older than its caller's `maxAgeSeconds`.
     TooOld,
 }
 
@@ -147,6 +161,7 @@ impl JwtVerifier {
         })
     }
 
+    /// The query parameter a JWT may arrive in.
     pub fn query_param(&self) -> &str {
         &self.query_param
     }

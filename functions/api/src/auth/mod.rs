@@ -27,10 +27,13 @@ use crate::error::{ApiError, ErrorCode};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Scope {
     #[serde(rename = "engage:proxy")]
+    /// `engage:proxy`: the Voice API proxy.
     EngageProxy,
     #[serde(rename = "token:read")]
+    /// `token:read`: the tenant's access token itself (`/v1/token`, `/v1/oauth/token`).
     TokenRead,
     #[serde(rename = "api-tokens:admin")]
+    /// `api-tokens:admin`: create, list, rotate and revoke permanent API tokens.
     ApiTokensAdmin,
 }
 
@@ -68,12 +71,17 @@ impl std::str::FromStr for Scope {
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CallerEntry {
+    /// The caller's name; the Basic user, and a JWT's `iss`.
     pub id: String,
+    /// The tenant whose credentials the caller uses.
     pub tenant: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Hex SHA-256 of the caller's key; never the key itself.
     pub key_sha256: Option<String>,
+    /// What the caller may do.
     pub scopes: Vec<Scope>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Optional `METHOD glob` patterns the proxy is limited to.
     pub paths: Option<Vec<String>>,
     /// Kept as written (it may hold a shared secret); read into a [`JwtEntry`] when loaded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -96,8 +104,11 @@ impl std::fmt::Debug for CallerEntry {
 /// An authenticated caller.
 #[derive(Debug, Clone)]
 pub struct Caller {
+    /// The caller's id, for logs and audit lines.
     pub id: String,
+    /// The tenant it acts for.
     pub tenant: String,
+    /// What it may do.
     pub scopes: Vec<Scope>,
     paths: Option<PathRules>,
     hash: Option<[u8; 32]>,
@@ -105,6 +116,7 @@ pub struct Caller {
 }
 
 impl Caller {
+    /// Refuses with `403 insufficient_scope` unless the caller has `scope`.
     pub fn require(&self, scope: Scope) -> Result<(), ApiError> {
         if self.scopes.contains(&scope) {
             Ok(())

@@ -33,7 +33,12 @@ pub enum Presented {
     /// `Authorization: Bearer`, `X-Api-Key`, or `api_key`: the key alone.
     Key(SecretString),
     /// Basic `id:key`, what an IVR Remote HTTP Service sends: the id must match too.
-    Basic { id: String, key: SecretString },
+    Basic {
+        /// The caller id.
+        id: String,
+        /// Its key.
+        key: SecretString,
+    },
     /// A signed JWT, in `Authorization` or a query parameter.
     Jwt(SecretString),
 }
@@ -52,7 +57,9 @@ impl Presented {
 /// Which query parameters may authenticate.
 #[derive(Debug, Clone, Copy)]
 pub struct QueryAuth<'a> {
+    /// Whether a key may come in the query string.
     pub allow_key: bool,
+    /// Query parameters JWT callers may use.
     pub jwt_params: &'a BTreeSet<String>,
 }
 
