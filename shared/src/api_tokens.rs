@@ -25,13 +25,19 @@ pub const MAX_ATTEMPTS: u32 = 24;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TokenRecord {
+    /// Hex SHA-256 of the token: the registry never holds the token.
     pub sha256: String,
+    /// The token masked for lists and logs (`aws80:…c0a9`).
     pub masked: String,
     #[serde(default)]
+    /// A label for people.
     pub label: Option<String>,
+    /// When it was created.
     pub created_at: DateTime<Utc>,
+    /// The caller id that created it.
     pub created_by: String,
     #[serde(default)]
+    /// When the sweep revokes it, if it expires.
     pub expires_at: Option<DateTime<Utc>>,
     /// The SHA-256 of the token that replaced this one.
     #[serde(default)]
@@ -87,10 +93,12 @@ pub struct Registry {
     #[serde(default)]
     pub revision: u64,
     #[serde(default)]
+    /// Every managed token.
     pub tokens: Vec<TokenRecord>,
 }
 
 impl Registry {
+    /// The record of the token with this SHA-256, if the broker manages it.
     pub fn find(&self, sha256: &str) -> Option<&TokenRecord> {
         self.tokens.iter().find(|t| t.sha256 == sha256)
     }
@@ -100,15 +108,26 @@ impl Registry {
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum RegistryError {
     #[error("{0}")]
+    /// Secrets Manager failed.
     Store(#[from] StoreError),
     #[error(
         "the API token registry {name} is not a registry document; fix or delete it (the broker recreates it)"
     )]
-    Corrupt { name: String },
+    /// The registry secret is not a registry document.
+    Corrupt {
+        /// The secret, by name.
+        name: String,
+    },
     #[error(
         "the API token registry {name} kept changing under {attempts} attempts, or time ran out; retry"
     )]
-    Contended { name: String, attempts: u32 },
+    /// Other writers kept winning until the time budget ran out.
+    Contended {
+        /// The secret, by name.
+        name: String,
+        /// How many times it was tried.
+        attempts: u32,
+    },
 }
 
 /// SHA-256 of a token, hex: how the registry names it.
@@ -159,6 +178,7 @@ pub struct Registries<S> {
 }
 
 impl<S: SecretStore> Registries<S> {
+    /// Registries in `store` under `names`.
     pub fn new(store: S, names: SecretNames) -> Self {
         Self {
             store,

@@ -13,8 +13,10 @@ pub type Sleep<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
 /// A source of the current time, shared by everything that reasons about expiry, and the way
 /// that code waits (backoff, re-reads), so a simulated clock makes waiting free.
 pub trait Clock: Send + Sync + std::fmt::Debug {
+    /// The current time.
     fn now(&self) -> DateTime<Utc>;
 
+    /// Waits `duration` of this clock's time.
     fn sleep(&self, duration: std::time::Duration) -> Sleep<'_>;
 }
 
@@ -37,6 +39,7 @@ impl Clock for SystemClock {
 pub struct ManualClock(Arc<Mutex<DateTime<Utc>>>);
 
 impl ManualClock {
+    /// A clock stopped at `start`.
     pub fn new(start: DateTime<Utc>) -> Self {
         Self(Arc::new(Mutex::new(start)))
     }
@@ -47,11 +50,13 @@ impl ManualClock {
         Self::new(now - Duration::nanoseconds(i64::from(now.timestamp_subsec_nanos())))
     }
 
+    /// Moves time forward by `by`.
     pub fn advance(&self, by: Duration) {
         let mut now = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         *now += by;
     }
 
+    /// Sets the time (it may go back: a test of clocks that disagree).
     pub fn set(&self, to: DateTime<Utc>) {
         *self.0.lock().unwrap_or_else(PoisonError::into_inner) = to;
     }

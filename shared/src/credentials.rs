@@ -38,6 +38,7 @@ impl Credentials {
 #[serde(rename_all = "camelCase")]
 pub struct ApiTokenCredentials {
     #[serde(with = "crate::secret::string")]
+    /// The permanent API token.
     pub token: SecretString,
 }
 
@@ -45,10 +46,13 @@ pub struct ApiTokenCredentials {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RingExJwtCredentials {
+    /// The RingCentral app's client id.
     pub client_id: String,
     #[serde(with = "crate::secret::string")]
+    /// The RingCentral app's client secret.
     pub client_secret: SecretString,
     #[serde(with = "crate::secret::string")]
+    /// The RingEX JWT credential.
     pub jwt: SecretString,
     /// Overrides `RINGCENTRAL_SERVER_URL` for this tenant.
     #[serde(default)]
@@ -59,10 +63,13 @@ pub struct RingExJwtCredentials {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RingCxLoginCredentials {
+    /// The RingCX user name.
     pub username: String,
     #[serde(with = "crate::secret::string")]
+    /// The user's password.
     pub password: SecretString,
     #[serde(default)]
+    /// The RingCX platform id, when the account needs one.
     pub platform_id: Option<String>,
 }
 

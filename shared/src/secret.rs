@@ -27,10 +27,12 @@ pub mod string {
     use secrecy::{ExposeSecret, SecretString};
     use serde::{Deserialize, Deserializer, Serializer};
 
+    /// Writes a secret (only into the secret documents themselves).
     pub fn serialize<S: Serializer>(value: &SecretString, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(value.expose_secret())
     }
 
+    /// Reads a secret.
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SecretString, D::Error> {
         String::deserialize(d).map(SecretString::from)
     }
@@ -42,6 +44,7 @@ pub mod optional {
     use secrecy::{ExposeSecret, SecretString};
     use serde::{Deserialize, Deserializer, Serializer};
 
+    /// Writes an optional secret.
     pub fn serialize<S: Serializer>(value: &Option<SecretString>, s: S) -> Result<S::Ok, S::Error> {
         match value {
             Some(v) => s.serialize_some(v.expose_secret()),
@@ -49,6 +52,7 @@ pub mod optional {
         }
     }
 
+    /// Reads an optional secret.
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SecretString>, D::Error> {
         Ok(Option::<String>::deserialize(d)?
             .filter(|v| !v.is_empty())

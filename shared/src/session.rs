@@ -59,6 +59,7 @@ impl fmt::Display for ObtainedBy {
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SessionState {
+    /// The generation that was written.
     pub generation: u64,
     /// Absent in a session an administrator seeded with a refresh token only.
     #[serde(
@@ -68,20 +69,25 @@ pub struct SessionState {
     )]
     pub access_token: Option<SecretString>,
     #[serde(default, with = "crate::secret::optional")]
+    /// The single-use refresh token; `None` for a permanent token.
     pub refresh_token: Option<SecretString>,
     #[serde(default = "bearer")]
+    /// `Bearer`, or `X-Auth-Token` for a permanent token.
     pub token_type: String,
     /// `None` reads as already expired.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access_token_expires_at: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// When it was obtained.
     pub obtained_at: Option<DateTime<Utc>>,
     /// An [`ObtainedBy`] word, or whatever seeded it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub obtained_by: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The RingCX account the session acts in.
     pub account_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The main account, when RingCX names one.
     pub main_account_id: Option<String>,
     /// When the tenant's forced renewals (a token RingCX refused before its time) happened in the
     /// last 24 h: carried from generation to generation, so every instance of either function
@@ -93,6 +99,7 @@ pub struct SessionState {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub permanent: bool,
     #[serde(flatten)]
+    /// Fields this version does not know, written back as they were.
     pub extra: Map<String, Value>,
 }
 

@@ -13,6 +13,7 @@ use crate::store::{SecretNames, SecretStore, SessionRing, StoreError};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Verdict {
+    /// A usable token with time to spare.
     Healthy,
     /// The token should have been renewed by now (a refresher run has passed since it was due).
     RenewingLate,
@@ -23,6 +24,7 @@ pub enum Verdict {
 }
 
 impl Verdict {
+    /// The verdict's name.
     pub fn as_str(self) -> &'static str {
         match self {
             Verdict::Healthy => "healthy",
@@ -37,20 +39,31 @@ impl Verdict {
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TenantStatus {
+    /// The tenant.
     pub tenant: String,
+    /// The verdict.
     pub verdict: Verdict,
+    /// Why, in words that name no secret.
     pub reason: String,
+    /// The generation that was written.
     pub generation: Option<u64>,
+    /// Seconds left on the newest token.
     pub seconds_left: Option<i64>,
+    /// How it was obtained.
     pub obtained_by: Option<String>,
+    /// When the newest token was obtained.
     pub obtained_at: Option<DateTime<Utc>>,
+    /// Whether the session is a permanent API token.
     pub permanent: bool,
+    /// Whether the tenant has a credentials secret.
     pub has_credentials: bool,
     /// Slot versions created in the last 24 h, all slots together.
     pub writes_24h: u64,
     /// The most any one slot had, against [`SLOT_WRITES_PER_DAY`].
     pub busiest_slot_writes_24h: u64,
+    /// The versions a slot may take in 24 h.
     pub slot_write_budget_24h: u64,
+    /// Slot secrets that hold no session document, by name.
     pub unreadable_slots: Vec<String>,
 }
 

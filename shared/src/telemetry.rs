@@ -72,7 +72,9 @@ pub fn in_lambda() -> bool {
 /// A metric unit CloudWatch understands.
 #[derive(Debug, Clone, Copy)]
 pub enum Unit {
+    /// A count.
     Count,
+    /// Seconds.
     Seconds,
 }
 
@@ -91,15 +93,23 @@ impl Unit {
 pub enum Metric {
     /// Time left on the stored token after a run (Minimum is what the alarm watches).
     SecondsLeft,
+    /// Tokens renewed (refresh or login).
     Renewals,
     /// Full logins: each means a refresh token was lost.
     FallbackLogins,
+    /// Another writer won a generation (harmless).
     CasConflicts,
+    /// Slots skipped at the version quota.
     QuotaPressure,
+    /// Tenants that ended a run without renewing when due.
     RenewalFailures,
+    /// Retries after transient RingCX failures.
     UpstreamRetries,
+    /// Slot secrets that hold no session document.
     UnreadableSlots,
+    /// RingCX refused a token before its time.
     ForcedRenewals,
+    /// Permanent API tokens the sweep revoked.
     ApiTokensRevoked,
 }
 
@@ -139,6 +149,7 @@ impl Metric {
         Metric::ALL.into_iter().find(|m| m.name() == name)
     }
 
+    /// The CloudWatch unit.
     pub fn unit(self) -> Unit {
         match self {
             Metric::SecondsLeft => Unit::Seconds,

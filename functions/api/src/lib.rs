@@ -2,7 +2,6 @@
 //! payload 2.0) and by a loopback listener elsewhere, so the same code is tested, load-tested and
 //! used locally.
 
-#![warn(missing_docs)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 mod app;

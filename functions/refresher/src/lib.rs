@@ -2,7 +2,6 @@
 //! and one EMF metrics document per tenant, and fails when any tenant ends without a usable token
 //! so that the function's Errors metric and its alarm fire.
 
-#![warn(missing_docs)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 mod summary;

@@ -53,15 +53,23 @@ pub const DEPLOYMENT_REQUIRED: &[&str] = &[
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("configuration {name}={value:?} is invalid: expected {expected}")]
+    /// A value that cannot be used.
     Invalid {
+        /// The secret, by name.
         name: &'static str,
+        /// The value as given.
         value: String,
+        /// What the answer should have been.
         expected: &'static str,
     },
     #[error("configuration {name}={value:?} contradicts the other settings: {fix}")]
+    /// Settings that contradict each other.
     Contradiction {
+        /// The secret, by name.
         name: &'static str,
+        /// The value as given.
         value: String,
+        /// The sentence that fixes it.
         fix: String,
     },
 }
@@ -78,12 +86,19 @@ impl ConfigError {
 /// Every setting both functions share.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// Where RingCX and the platform are, and their timeouts.
     pub ringcx: RingCxConfig,
+    /// Every secret name starts with this (`SECRET_PREFIX`).
     pub secret_prefix: String,
+    /// The tenants served (`TENANTS`).
     pub tenants: Vec<String>,
+    /// K, the slot secrets per tenant (`SESSION_SLOTS`).
     pub session_slots: u32,
+    /// Renew once this little is left (`REFRESH_MARGIN_SECONDS`).
     pub refresh_margin: Duration,
+    /// A token with less left is not handed out (`MIN_TOKEN_TTL_SECONDS`).
     pub min_token_ttl: Duration,
+    /// The local listener of the HTTP function (`BIND_ADDR`).
     pub bind_addr: SocketAddr,
     /// Customer-managed KMS key for new slot secrets (`KMS_KEY_ID`), if any.
     pub kms_key_id: Option<String>,
@@ -103,6 +118,7 @@ pub struct Config {
 }
 
 impl Config {
+    /// Reads the process environment.
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
@@ -271,6 +287,7 @@ impl Config {
         Ok(config)
     }
 
+    /// The secret names under `SECRET_PREFIX`.
     pub fn names(&self) -> SecretNames {
         SecretNames::new(self.secret_prefix.clone())
     }

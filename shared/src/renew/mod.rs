@@ -69,6 +69,7 @@ enum Trigger {
 }
 
 impl<S: SecretStore> Renewer<S> {
+    /// A renewer over `ring`, logging in through `ringcx`.
     pub fn new(
         ring: SessionRing<S>,
         ringcx: RingCxClient,
@@ -84,10 +85,12 @@ impl<S: SecretStore> Renewer<S> {
         }
     }
 
+    /// The ring this renewer reads and writes.
     pub fn ring(&self) -> &SessionRing<S> {
         &self.ring
     }
 
+    /// The protocol's settings.
     pub fn settings(&self) -> &RenewSettings {
         &self.settings
     }

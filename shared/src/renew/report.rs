@@ -13,8 +13,11 @@ pub struct RenewSettings {
     pub write_reserve: Duration,
     /// How long to look for someone else's renewal after RingCX rejects our refresh token.
     pub reread_window: Duration,
+    /// How often the ring is re-read in that window.
     pub reread_interval: Duration,
+    /// The first wait before a retry.
     pub first_backoff: Duration,
+    /// The longest wait between retries.
     pub max_backoff: Duration,
     /// Exchange (or RingCX login) calls in one renewal: each exchange spends one of RingCX's 5 a
     /// minute. The RingEX JWT grant before it is retried within the deadline without a limit.
@@ -56,12 +59,16 @@ pub enum Outcome {
     /// Refreshed with the stored refresh token.
     Refreshed,
     /// Logged in again from the credentials (`flow` is `ringex-exchange` or `engage-login`).
-    LoggedIn { flow: ObtainedBy },
+    LoggedIn {
+        /// How the session was obtained.
+        flow: ObtainedBy,
+    },
     /// Another renewer published a newer generation; ours (if any) was discarded.
     RenewedElsewhere,
 }
 
 impl Outcome {
+    /// The outcome's name in logs.
     pub fn as_str(&self) -> &'static str {
         match self {
             Outcome::Fresh => "fresh",
@@ -75,7 +82,9 @@ impl Outcome {
 /// One tenant's renewal, for logs and metrics. Holds no secret.
 #[derive(Debug, Clone)]
 pub struct Report {
+    /// The tenant.
     pub tenant: String,
+    /// What the renewal did.
     pub outcome: Outcome,
     /// The newest generation in the ring afterwards.
     pub generation: u64,

@@ -26,80 +26,131 @@ impl fmt::Display for Service {
 #[derive(Debug, thiserror::Error)]
 pub enum RingCxError {
     #[error("RingCX access token expired (401 Jwt is expired): renew the session and retry")]
+    /// `401 Jwt is expired`: the access token lived its 5 minutes.
     AccessTokenExpired,
 
     #[error(
         "RingCX rejected the refresh token ({status}: {detail}): it was already used or revoked; \
          log in again from the tenant's credentials"
     )]
-    RefreshTokenRejected { status: u16, detail: String },
+    /// The refresh token was refused (spent, revoked or unknown).
+    RefreshTokenRejected {
+        /// The HTTP status.
+        status: u16,
+        /// What the answer said, shortened and redacted.
+        detail: String,
+    },
 
     #[error(
         "{service} rejected the credentials ({status}: {detail}): fix the tenant's credentials \
          secret; retrying will not help"
     )]
+    /// A login or grant refused the credentials.
     CredentialsRejected {
+        /// Which service answered.
         service: Service,
+        /// The HTTP status.
         status: u16,
+        /// What the answer said, shortened and redacted.
         detail: String,
     },
 
     #[error("RingCX refused the access token (401: {detail}): renew the session")]
-    Unauthorized { detail: String },
+    /// A 401 that is not about expiry.
+    Unauthorized {
+        /// What the answer said, shortened and redacted.
+        detail: String,
+    },
 
     #[error(
         "RingCX denied permission (403 {code}: {message}): the RingCX user lacks the role this \
          call needs"
     )]
-    Forbidden { code: String, message: String },
+    /// `access.denied.exception`: the user may not do that.
+    Forbidden {
+        /// RingCX's error code.
+        code: String,
+        /// The message, shortened.
+        message: String,
+    },
 
     #[error("RingCX has no such resource (404: {detail})")]
-    NotFound { detail: String },
+    /// No such resource.
+    NotFound {
+        /// What the answer said, shortened and redacted.
+        detail: String,
+    },
 
     #[error("{service} rate-limited the call (429){}: back off before retrying", retry_after_text(*.retry_after))]
+    /// 429: too many calls.
     RateLimited {
+        /// Which service answered.
         service: Service,
+        /// How long it asked us to wait, if it said.
         retry_after: Option<Duration>,
     },
 
     #[error(
         "{service} failed with a server error ({status}: {detail}): transient, retry with backoff"
     )]
+    /// A 5xx.
     Upstream {
+        /// Which service answered.
         service: Service,
+        /// The HTTP status.
         status: u16,
+        /// What the answer said, shortened and redacted.
         detail: String,
     },
 
     #[error("{service} rejected the request ({status}: {detail})")]
+    /// Another 4xx.
     Rejected {
+        /// Which service answered.
         service: Service,
+        /// The HTTP status.
         status: u16,
+        /// What the answer said, shortened and redacted.
         detail: String,
     },
 
     #[error("{service} did not answer in time: transient, retry with backoff")]
-    Timeout { service: Service },
+    /// No complete answer within the timeout.
+    Timeout {
+        /// Which service answered.
+        service: Service,
+    },
 
     #[error("could not connect to {service} ({source}): check the base URL and the network")]
+    /// No connection could be made.
     Connect {
+        /// Which service answered.
         service: Service,
         #[source]
+        /// What failed underneath.
         source: reqwest::Error,
     },
 
     #[error("the connection to {service} broke before a full answer ({source}): transient, retry")]
+    /// The connection broke before a complete answer.
     ConnectionDropped {
+        /// Which service answered.
         service: Service,
         #[source]
+        /// What failed underneath.
         source: reqwest::Error,
     },
 
     #[error("{service} answered {status} with a body that is not {expected}: {detail}")]
+    /// An answer that is not what the documentation says.
     UnexpectedBody {
+        /// Which service answered.
         service: Service,
+        /// The HTTP status.
         status: u16,
+        /// What the answer should have been.
         expected: &'static str,
+        /// What the answer said, shortened and redacted.
         detail: String,
     },
 
@@ -107,12 +158,25 @@ pub enum RingCxError {
         "{service} answered with a body over {limit} bytes; the broker does not read answers \
          that large"
     )]
-    BodyTooLarge { service: Service, limit: usize },
+    /// An answer over the size limit.
+    BodyTooLarge {
+        /// Which service answered.
+        service: Service,
+        /// The limit in bytes.
+        limit: usize,
+    },
 
     #[error("refused to call RingCX path {path:?}: {reason}")]
-    InvalidPath { path: String, reason: &'static str },
+    /// A path the generic call refuses.
+    InvalidPath {
+        /// The refused path.
+        path: String,
+        /// Why, in words that name no secret.
+        reason: &'static str,
+    },
 
     #[error("the RingCX client could not be built: {0}")]
+    /// The HTTP client could not be built.
     Build(String),
 }
 

@@ -31,6 +31,7 @@ use crate::clock::SharedClock;
 
 /// The documented production host (SDK defaults and the OpenAPI `servers` entry).
 pub const DEFAULT_ENGAGE_BASE_URL: &str = "https://engage.ringcentral.com";
+/// The RingCentral platform's production host.
 pub const DEFAULT_PLATFORM_URL: &str = "https://platform.ringcentral.com";
 /// Largest upstream answer read: RingCX's documented answers are far smaller, and a Lambda has
 /// 128 MB.
@@ -39,14 +40,18 @@ pub const MAX_UPSTREAM_BODY_BYTES: usize = 5 * 1024 * 1024;
 /// Where RingCX lives and how long to wait for it.
 #[derive(Debug, Clone)]
 pub struct RingCxConfig {
+    /// RingCX (`ENGAGE_BASE_URL`).
     pub engage_base_url: Url,
+    /// The RingCentral platform (`RINGCENTRAL_SERVER_URL`).
     pub platform_base_url: Url,
+    /// Connect timeout.
     pub connect_timeout: Duration,
     /// Whole-request budget; the HTTP function keeps it well under an IVR's patience.
     pub request_timeout: Duration,
 }
 
 impl RingCxConfig {
+    /// The given hosts with the default timeouts.
     pub fn new(engage_base_url: Url, platform_base_url: Url) -> Self {
         Self {
             engage_base_url,
@@ -68,6 +73,7 @@ pub struct RingCxClient {
 }
 
 impl RingCxClient {
+    /// The client for `config`; fails only if the HTTP client cannot be built.
     pub fn new(config: &RingCxConfig, clock: SharedClock) -> Result<Self, RingCxError> {
         let http = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout)

@@ -26,15 +26,21 @@ pub enum ExpirySource {
 /// A RingCX session as returned by login, exchange or refresh.
 #[derive(Debug, Clone)]
 pub struct RingCxSession {
+    /// The RingCX access token.
     pub access_token: SecretString,
     /// `None` when RingCX did not issue one (an exchange without `includeRefresh=true`).
     pub refresh_token: Option<SecretString>,
+    /// `Bearer`, as RingCX says.
     pub token_type: String,
+    /// When the access token expires.
     pub expires_at: DateTime<Utc>,
+    /// Whether the expiry was read from the token or assumed.
     pub expiry_source: ExpirySource,
+    /// When the call that obtained it was sent.
     pub obtained_at: DateTime<Utc>,
     /// The first agent's account, the one most calls are made against.
     pub account_id: Option<String>,
+    /// The main account, when RingCX names one.
     pub main_account_id: Option<String>,
 }
 
@@ -129,10 +135,13 @@ fn lenient_id(v: &Value) -> Option<String> {
 #[derive(Debug, Deserialize)]
 pub struct PlatformToken {
     #[serde(with = "crate::secret::string")]
+    /// The RingCentral platform access token.
     pub access_token: SecretString,
     #[serde(default)]
+    /// `bearer`, if the platform said.
     pub token_type: Option<String>,
     #[serde(default)]
+    /// Seconds it lives, if the platform said.
     pub expires_in: Option<u64>,
 }
 
@@ -141,10 +150,13 @@ pub struct PlatformToken {
 #[serde(rename_all = "camelCase")]
 pub struct Account {
     #[serde(deserialize_with = "required_id_string")]
+    /// RingCX's account id.
     pub account_id: String,
     #[serde(default)]
+    /// The account's name.
     pub account_name: Option<String>,
     #[serde(flatten)]
+    /// Every other field, kept as RingCX sent it.
     pub other: Map<String, Value>,
 }
 
@@ -153,12 +165,16 @@ pub struct Account {
 #[serde(rename_all = "camelCase")]
 pub struct User {
     #[serde(default, deserialize_with = "id_string")]
+    /// RingCX's user id.
     pub user_id: Option<String>,
     #[serde(default)]
+    /// The user's login name.
     pub user_name: Option<String>,
     #[serde(default)]
+    /// Whether the user is enabled.
     pub enabled: Option<bool>,
     #[serde(flatten)]
+    /// Every other field, kept as RingCX sent it.
     pub other: Map<String, Value>,
 }
 

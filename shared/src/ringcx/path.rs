@@ -8,6 +8,7 @@ use super::RingCxError;
 pub struct ApiPath(String);
 
 impl ApiPath {
+    /// The path, or why it is refused.
     pub fn new(path: &str) -> Result<Self, RingCxError> {
         let refuse = |reason| {
             Err(RingCxError::InvalidPath {
@@ -67,6 +68,7 @@ impl ApiPath {
         Ok(Self(path.to_owned()))
     }
 
+    /// The path as given.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -150,6 +152,7 @@ pub enum CredentialArea {
 }
 
 impl CredentialArea {
+    /// What the credential area is, for an error message.
     pub fn describe(self) -> &'static str {
         match self {
             CredentialArea::PermanentTokens => {

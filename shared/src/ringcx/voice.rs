@@ -31,20 +31,28 @@ impl VoiceAuth<'_> {
 /// A call to any RingCX API under `/voice/api/`, passed through as it is.
 #[derive(Clone)]
 pub struct VoiceRequest {
+    /// The HTTP method.
     pub method: Method,
+    /// The refused path.
     pub path: ApiPath,
     /// The raw query string, without `?`.
     pub query: Option<String>,
+    /// The body's content type.
     pub content_type: Option<String>,
+    /// The body, passed on as it is.
     pub body: Bytes,
 }
 
 /// RingCX's answer to a [`VoiceRequest`], whatever its status.
 #[derive(Clone)]
 pub struct VoiceResponse {
+    /// The HTTP status.
     pub status: u16,
+    /// RingCX's content type.
     pub content_type: Option<String>,
+    /// How long it asked us to wait, if it said.
     pub retry_after: Option<Duration>,
+    /// The body as RingCX sent it.
     pub body: Bytes,
 }
 
@@ -60,11 +68,13 @@ impl VoiceRequest {
         }
     }
 
+    /// With a query string (without `?`).
     pub fn with_query(mut self, query: impl Into<String>) -> Self {
         self.query = Some(query.into());
         self
     }
 
+    /// With a body of `content_type`.
     pub fn with_body(mut self, content_type: impl Into<String>, body: impl Into<Bytes>) -> Self {
         self.content_type = Some(content_type.into());
         self.body = body.into();

@@ -13,6 +13,7 @@ use super::{CALL_TIMEOUT, SecretStore, StoreError};
 
 /// Tag put on every slot secret the broker creates (IAM scopes `CreateSecret` to it).
 pub const MANAGED_TAG_KEY: &str = "ringcx-broker";
+/// The `ringcx-broker` tag value of the slot secrets the broker creates.
 pub const MANAGED_TAG_VALUE: &str = "session";
 /// The tag value on a tenant's API token registry (IAM scopes its `CreateSecret` to it).
 pub const REGISTRY_TAG_VALUE: &str = "api-tokens";

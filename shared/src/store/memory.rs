@@ -56,17 +56,24 @@ pub enum InjectedFault {
 /// Which operation a fault or counter concerns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Op {
+    /// `BatchGetSecretValue`.
     BatchGet,
+    /// `GetSecretValue`.
     Get,
+    /// `PutSecretValue`.
     Put,
+    /// `CreateSecret`.
     Create,
 }
 
 /// What the model has seen, for tests and benchmarks.
 #[derive(Debug, Clone, Default)]
 pub struct Stats {
+    /// Calls by operation.
     pub calls: BTreeMap<Op, u64>,
+    /// Writes refused by the version quota.
     pub limit_exceeded: u64,
+    /// Writes refused for a different value under a used fencing token.
     pub version_conflicts: u64,
     /// Versions created per secret name.
     pub writes: BTreeMap<String, u64>,
@@ -91,6 +98,7 @@ pub struct MemoryStore {
 }
 
 impl MemoryStore {
+    /// An empty store on `clock`.
     pub fn new(clock: SharedClock) -> Self {
         Self {
             clock,
@@ -107,6 +115,7 @@ impl MemoryStore {
         self.lock().faults.push_back((op, fault));
     }
 
+    /// A copy of the counters.
     pub fn stats(&self) -> Stats {
         self.lock().stats.clone()
     }

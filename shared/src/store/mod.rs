@@ -65,27 +65,47 @@ pub trait SecretStore: Send + Sync {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
     #[error("secret {name} does not exist")]
-    NotFound { name: String },
+    /// No such secret.
+    NotFound {
+        /// The secret, by name.
+        name: String,
+    },
 
     #[error(
         "secret {name} already has a different value under this ClientRequestToken: another \
          writer published this generation first"
     )]
-    VersionConflict { name: String },
+    /// Another value was already written under this fencing token.
+    VersionConflict {
+        /// The secret, by name.
+        name: String,
+    },
 
     #[error("secret {name} already exists")]
-    AlreadyExists { name: String },
+    /// The secret exists already (a create raced another).
+    AlreadyExists {
+        /// The secret, by name.
+        name: String,
+    },
 
     #[error(
         "secret {name} hit the Secrets Manager version quota (LimitExceededException): too many \
          versions younger than 24 h; raise SESSION_SLOTS or slow the schedule"
     )]
-    QuotaExceeded { name: String },
+    /// The secret holds as many versions as Secrets Manager allows.
+    QuotaExceeded {
+        /// The secret, by name.
+        name: String,
+    },
 
     #[error("Secrets Manager refused {op} on {name}: {message}")]
+    /// Secrets Manager refused the request as invalid.
     Invalid {
+        /// The Secrets Manager operation.
         op: &'static str,
+        /// The secret, by name.
         name: String,
+        /// The message, shortened.
         message: String,
     },
 
@@ -93,9 +113,13 @@ pub enum StoreError {
         "access denied for {op} on {name} ({message}): check the function's IAM policy, and that \
          the KMS key policy lets the function's role decrypt (kms:Decrypt)"
     )]
+    /// IAM or the KMS key policy refused the call.
     AccessDenied {
+        /// The Secrets Manager operation.
         op: &'static str,
+        /// The secret, by name.
         name: String,
+        /// The message, shortened.
         message: String,
     },
 
@@ -104,13 +128,29 @@ pub enum StoreError {
          (aws secretsmanager restore-secret --secret-id {name}) or delete it for good \
          (aws secretsmanager delete-secret --force-delete-without-recovery --secret-id {name})"
     )]
-    ScheduledForDeletion { name: String },
+    /// The secret is scheduled for deletion: it can be neither read nor written.
+    ScheduledForDeletion {
+        /// The secret, by name.
+        name: String,
+    },
 
     #[error("Secrets Manager {op} failed transiently ({message}): retry")]
-    Transient { op: &'static str, message: String },
+    /// A timeout, throttling or a 5xx: the same call may succeed later.
+    Transient {
+        /// The Secrets Manager operation.
+        op: &'static str,
+        /// The message, shortened.
+        message: String,
+    },
 
     #[error("Secrets Manager {op} failed: {message}")]
-    Other { op: &'static str, message: String },
+    /// Anything else.
+    Other {
+        /// The Secrets Manager operation.
+        op: &'static str,
+        /// The message, shortened.
+        message: String,
+    },
 }
 
 impl StoreError {
@@ -146,20 +186,24 @@ pub async fn upsert(
 /// Secret names for a deployment: everything lives under one prefix (IAM is scoped to it).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SecretNames {
+    /// The prefix every name starts with.
     pub prefix: String,
 }
 
 impl SecretNames {
+    /// Names under `prefix`.
     pub fn new(prefix: impl Into<String>) -> Self {
         Self {
             prefix: prefix.into(),
         }
     }
 
+    /// `{prefix}{tenant}/session-{slot}`.
     pub fn slot(&self, tenant: &str, slot: u32) -> String {
         format!("{}{tenant}/session-{slot}", self.prefix)
     }
 
+    /// `{prefix}{tenant}/credentials`.
     pub fn credentials(&self, tenant: &str) -> String {
         format!("{}{tenant}/credentials", self.prefix)
     }
@@ -169,6 +213,7 @@ impl SecretNames {
         format!("{}{tenant}/api-tokens", self.prefix)
     }
 
+    /// `{prefix}callers`.
     pub fn callers(&self) -> String {
         format!("{}callers", self.prefix)
     }

@@ -33,6 +33,7 @@ pub const MAX_SLOTS: u32 = 20;
 /// by something else).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnreadableSlot {
+    /// The slot's number.
     pub slot: u32,
     /// The secret's name, for the log line and the operator.
     pub name: String,
@@ -72,9 +73,17 @@ impl RingView {
 pub enum PublishOutcome {
     /// Our state is now generation `generation`; `quota_skips` generations were skipped because
     /// their slot was over the version quota.
-    Published { generation: u64, quota_skips: u32 },
+    Published {
+        /// The generation that was written.
+        generation: u64,
+        /// Slots skipped at the version quota.
+        quota_skips: u32,
+    },
     /// Another writer published `generation` first: our state was discarded.
-    Lost { generation: u64 },
+    Lost {
+        /// The generation that was written.
+        generation: u64,
+    },
 }
 
 /// The first wait before retrying a session write; it doubles while another attempt fits. The
@@ -104,14 +113,17 @@ impl<S: SecretStore> SessionRing<S> {
         }
     }
 
+    /// The store underneath.
     pub fn store(&self) -> &S {
         &self.store
     }
 
+    /// The secret names.
     pub fn names(&self) -> &SecretNames {
         &self.names
     }
 
+    /// K, where new generations go.
     pub fn slots(&self) -> u32 {
         self.slots
     }
