@@ -73,7 +73,7 @@ where
 {
     // backon jitters a wait d within [d, 2d): start from half of ours, so waits fall in [d/2, d].
     let backoff = ExponentialBuilder::default()
-        .with_min_delay(policy.first / 2)
+        .with_min_delay(policy.first.min(policy.max) / 2)
         .with_max_delay(policy.max / 2)
         .with_jitter();
     let backoff = match policy.attempts {
@@ -173,6 +173,18 @@ mod tests {
         // Waits in [100, 200] + [200, 400] + [400, 800] ms.
         assert!(spent >= Duration::from_millis(700), "{spent:?}");
         assert!(spent <= Duration::from_millis(1400), "{spent:?}");
+    }
+
+    #[tokio::test]
+    async fn no_wait_is_longer_than_the_maximum_even_the_first() {
+        let inverted = Policy {
+            first: Duration::from_secs(10),
+            max: Duration::from_secs(1),
+            ..policy(None)
+        };
+        let (result, calls, spent) = run(1, transient, inverted, Duration::from_secs(60)).await;
+        assert_eq!((result.ok(), calls), (Some(2), 2));
+        assert!(spent <= Duration::from_secs(1), "{spent:?}");
     }
 
     #[tokio::test]

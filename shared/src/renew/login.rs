@@ -189,15 +189,21 @@ impl<S: SecretStore> Renewer<S> {
         Fut: std::future::Future<Output = Result<T, RingCxError>> + Send,
     {
         let policy = self.policy(limit, self.ringcx.request_timeout());
+        let mut attempt: u32 = 0;
         let result = retry(&self.clock, policy, deadline, call, |e: &RingCxError, _| {
-            tracing::warn!(tenant, what, attempt = report.retries, error = %e, "failed transiently; retrying");
+            tracing::warn!(tenant, what, attempt, error = %e, "failed transiently; retrying");
+            attempt += 1;
             report.retries += 1;
         })
         .await;
         if let Err(e) = &result
             && e.is_transient()
         {
-            tracing::warn!(tenant, what, error = %e, "failed transiently; no attempt left before the deadline");
+            if limit.is_some_and(|l| attempt + 1 >= l) {
+                tracing::warn!(tenant, what, attempt, error = %e, "failed transiently; no attempt left (limit reached)");
+            } else {
+                tracing::warn!(tenant, what, attempt, error = %e, "failed transiently; no time left for another attempt");
+            }
         }
         result
     }
