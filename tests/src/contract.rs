@@ -15,6 +15,21 @@ fn secret(s: &str) -> SecretString {
     SecretString::from(s.to_owned())
 }
 
+/// The fencing-token shaped id `n` (a UUID, as Secrets Manager requires).
+fn token(n: u32) -> String {
+    format!("00000000-0000-4000-8000-{n:012}")
+}
+
+/// Creates `name` with `value` under token `n`; the write must succeed.
+async fn create_ok<S: SecretStore>(store: &S, name: &str, value: &str, n: u32) {
+    store.create(name, &secret(value), &token(n)).await.unwrap();
+}
+
+/// Puts `value` into `name` under token `n`; the write must succeed.
+async fn put_ok<S: SecretStore>(store: &S, name: &str, value: &str, n: u32) {
+    store.put(name, &secret(value), &token(n)).await.unwrap();
+}
+
 fn shown(v: &Option<SecretString>) -> Option<&str> {
     v.as_ref().map(|s| s.expose_secret())
 }
@@ -39,10 +54,7 @@ async fn missing_secrets_read_as_none<S: SecretStore>(store: &S, prefix: &str) {
         None,
         "get of a missing secret"
     );
-    store
-        .create(&b, &secret("B"), "00000000-0000-4000-8000-000000000001")
-        .await
-        .unwrap();
+    create_ok(store, &b, "B", 1).await;
     let got = store
         .batch_get(&[a.clone(), b.clone(), format!("{prefix}missing/c")])
         .await
@@ -63,65 +75,38 @@ async fn missing_secrets_read_as_none<S: SecretStore>(store: &S, prefix: &str) {
 
 async fn create_then_put_moves_current<S: SecretStore>(store: &S, prefix: &str) {
     let name = format!("{prefix}moves/s");
-    store
-        .create(&name, &secret("v1"), "00000000-0000-4000-8000-000000000011")
-        .await
-        .unwrap();
-    store
-        .put(&name, &secret("v2"), "00000000-0000-4000-8000-000000000012")
-        .await
-        .unwrap();
+    create_ok(store, &name, "v1", 11).await;
+    put_ok(store, &name, "v2", 12).await;
     assert_eq!(
         shown(&store.get(&name).await.unwrap()),
         Some("v2"),
         "the put value is current"
     );
-    store
-        .put(&name, &secret("v3"), "00000000-0000-4000-8000-000000000013")
-        .await
-        .unwrap();
+    put_ok(store, &name, "v3", 13).await;
     let got = store.batch_get(std::slice::from_ref(&name)).await.unwrap();
     assert_eq!(shown(&got[0]), Some("v3"), "batch reads see the newest put");
 }
 
 async fn same_token_same_value_is_a_no_op<S: SecretStore>(store: &S, prefix: &str) {
     let name = format!("{prefix}noop/s");
-    store
-        .create(&name, &secret("v1"), "00000000-0000-4000-8000-000000000021")
-        .await
-        .unwrap();
-    store
-        .put(&name, &secret("v2"), "00000000-0000-4000-8000-000000000022")
-        .await
-        .unwrap();
-    store
-        .put(&name, &secret("v3"), "00000000-0000-4000-8000-000000000023")
-        .await
-        .unwrap();
+    create_ok(store, &name, "v1", 21).await;
+    put_ok(store, &name, "v2", 22).await;
+    put_ok(store, &name, "v3", 23).await;
     // Retrying v2's write (same token, same value) changes nothing: v3 stays current.
-    store
-        .put(&name, &secret("v2"), "00000000-0000-4000-8000-000000000022")
-        .await
-        .unwrap();
+    put_ok(store, &name, "v2", 22).await;
     assert_eq!(
         shown(&store.get(&name).await.unwrap()),
         Some("v3"),
         "an idempotent retry is a no-op"
     );
     // The same holds for the creating version.
-    store
-        .put(&name, &secret("v1"), "00000000-0000-4000-8000-000000000021")
-        .await
-        .unwrap();
+    put_ok(store, &name, "v1", 21).await;
     assert_eq!(shown(&store.get(&name).await.unwrap()), Some("v3"));
 }
 
 async fn same_token_other_value_is_a_conflict<S: SecretStore>(store: &S, prefix: &str) {
     let name = format!("{prefix}conflict/s");
-    store
-        .create(&name, &secret("v1"), "00000000-0000-4000-8000-000000000031")
-        .await
-        .unwrap();
+    create_ok(store, &name, "v1", 31).await;
     store
         .put(
             &name,
@@ -152,10 +137,7 @@ async fn same_token_other_value_is_a_conflict<S: SecretStore>(store: &S, prefix:
 
 async fn create_on_an_existing_name_fails<S: SecretStore>(store: &S, prefix: &str) {
     let name = format!("{prefix}exists/s");
-    store
-        .create(&name, &secret("v1"), "00000000-0000-4000-8000-000000000041")
-        .await
-        .unwrap();
+    create_ok(store, &name, "v1", 41).await;
     let err = store
         .create(&name, &secret("v2"), "00000000-0000-4000-8000-000000000042")
         .await

@@ -587,3 +587,15 @@ pub async fn seed_due_tenants<S: broker::store::SecretStore + Clone>(
     }
     tenants
 }
+
+/// Sends `request` and reads its JSON answer (test support: panics on a transport error or a
+/// body that is not JSON).
+pub async fn json_of<T: serde::de::DeserializeOwned>(request: reqwest::RequestBuilder) -> T {
+    request
+        .send()
+        .await
+        .expect("the server answers")
+        .json()
+        .await
+        .expect("a JSON answer")
+}

@@ -7,7 +7,7 @@ use broker::clock::ManualClock;
 use broker::store::memory::MemoryStore;
 use broker::store::{SecretNames, SecretStore};
 use broker_tests::sim::{CLIENT_SECRET, Fault};
-use broker_tests::support::{ApiStack, CapturedLogs};
+use broker_tests::support::{ApiStack, CapturedLogs, json_of};
 use chrono::Duration;
 use secrecy::ExposeSecret;
 use serde_json::Value;
@@ -91,15 +91,11 @@ fn a_full_run_logs_no_secret() {
         get("/v1/engage/%2e%2e/api/auth", s.key("proxy"))
             .await
             .unwrap();
-        let created: Value = http
-            .post(s.url("/v1/api-tokens"))
-            .bearer_auth(s.key("admin"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let created: Value = json_of(
+            http.post(s.url("/v1/api-tokens"))
+                .bearer_auth(s.key("admin")),
+        )
+        .await;
         let api_token = created["token"].as_str().unwrap().to_owned();
         secrets.push(api_token.clone());
         get("/v1/api-tokens?reveal=true", s.key("admin"))

@@ -10,7 +10,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use broker::clock::{Clock as _, ManualClock};
 use broker::store::memory::MemoryStore;
 use broker_tests::sim::outbound::fetch_token;
-use broker_tests::support::{ApiStack, raw_http, rsa_pems};
+use broker_tests::support::{ApiStack, json_of, raw_http, rsa_pems};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 
@@ -230,15 +230,11 @@ async fn paths_allow_and_refuse_per_method_and_keys_stay_in_their_tenant() {
         .await
         .unwrap();
     assert_eq!(r.status(), 403);
-    let mine: Value = http
-        .get(s.url("/v1/engage/v1/admin/accounts"))
-        .bearer_auth(other)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let mine: Value = json_of(
+        http.get(s.url("/v1/engage/v1/admin/accounts"))
+            .bearer_auth(other),
+    )
+    .await;
     assert_eq!(
         mine[0]["accountId"], "333334",
         "the second tenant's own account"

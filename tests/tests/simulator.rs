@@ -1,6 +1,7 @@
 //! The simulator's own promises: its HTTP controls under `/__sim/`, its rate limits, and that
 //! random faults follow their ratios and scope.
 
+use broker_tests::support::json_of;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,15 +31,11 @@ async fn http_controls_drive_clock_faults_formats_and_log() {
     let admin = |path: &str| format!("{}/__sim/{path}", sim.base_url());
 
     let session = client.login_ringex(&ringex(&sim)).await.unwrap();
-    let answer: Value = http
-        .post(admin("clock/advance"))
-        .json(&json!({"seconds": 301}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let answer: Value = json_of(
+        http.post(admin("clock/advance"))
+            .json(&json!({"seconds": 301})),
+    )
+    .await;
     assert!(answer["now"].is_string());
     assert_eq!(sim.now() - clock.now(), ChronoDuration::seconds(301));
     let err = client
@@ -54,14 +51,7 @@ async fn http_controls_drive_clock_faults_formats_and_log() {
         .unwrap();
     assert_eq!(backwards.status(), 400);
 
-    let revoked: Value = http
-        .post(admin("refresh-tokens/revoke"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let revoked: Value = json_of(http.post(admin("refresh-tokens/revoke"))).await;
     assert_eq!(revoked["revoked"], 1);
     let err = client
         .refresh(session.refresh_token.as_ref().unwrap())
@@ -114,27 +104,13 @@ async fn http_controls_drive_clock_faults_formats_and_log() {
         broker_tests::sim::TokenListFormat::BraceSet
     );
 
-    let counters: Value = http
-        .get(admin("counters"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let counters: Value = json_of(http.get(admin("counters"))).await;
     // Two logins plus the one answered 502.
     assert_eq!(
         counters["requests"]["POST /api/auth/login/rc/accesstoken"],
         3
     );
-    let log: Vec<Value> = http
-        .get(admin("requests"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let log: Vec<Value> = json_of(http.get(admin("requests"))).await;
     assert_eq!(log.len(), sim.requests().len());
     assert!(
         log.iter()
