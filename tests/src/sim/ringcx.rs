@@ -23,7 +23,7 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
     Router::new()
         .route("/restapi/oauth/token", post(platform_token))
         .route("/api/auth/login/rc/accesstoken", post(exchange))
-        .route("/api/auth/login/admin", post(admin_login))
+        .route("/api/auth/login/admin", post(password_login))
         .route("/api/auth/token/refresh", post(refresh))
         .route(
             "/voice/api/v1/admin/token",
@@ -216,7 +216,7 @@ async fn exchange(
     json_answer(StatusCode::OK, answer)
 }
 
-async fn admin_login(
+async fn password_login(
     State(s): State<Arc<Shared>>,
     uri: Uri,
     headers: HeaderMap,
