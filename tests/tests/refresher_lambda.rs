@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use broker::clock::{SharedClock, SystemClock};
+use broker::store::aws::SecretsManagerStore;
 use broker::store::{SecretNames, SecretStore, SessionRing};
 use broker::telemetry::Metric;
 use broker_tests::lambda::{Invocation, LambdaProcess, RuntimeApi};
@@ -27,6 +28,23 @@ fn scheduler_event() -> Value {
     })
 }
 
+/// The simulator, moto and a prefix of this test's own.
+async fn world(
+    test: &str,
+) -> (
+    SharedClock,
+    Simulator,
+    SecretsManagerStore,
+    String,
+    SecretNames,
+) {
+    let clock: SharedClock = Arc::new(SystemClock);
+    let sim = Simulator::start(clock.clone()).await.unwrap();
+    let prefix = unique_prefix(test);
+    let names = SecretNames::new(prefix.clone());
+    (clock, sim, moto_store().await, prefix, names)
+}
+
 async fn put(store: &impl SecretStore, name: &str, doc: &Value) {
     let value = SecretString::from(doc.to_string());
     store
@@ -43,11 +61,7 @@ fn env(sim: &Simulator, prefix: &str, tenants: &str) -> Vec<(&'static str, Strin
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scheduled_invocations_renew_every_tenant_into_moto() {
-    let clock: SharedClock = Arc::new(SystemClock);
-    let sim = Simulator::start(clock.clone()).await.unwrap();
-    let store = moto_store().await;
-    let prefix = unique_prefix("refresher");
-    let names = SecretNames::new(prefix.clone());
+    let (clock, sim, store, prefix, names) = world("refresher").await;
     put(
         &store,
         &names.credentials("default"),
@@ -175,11 +189,7 @@ async fn scheduled_invocations_renew_every_tenant_into_moto() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invocation_fails_when_a_tenant_has_no_usable_token() {
-    let clock: SharedClock = Arc::new(SystemClock);
-    let sim = Simulator::start(clock).await.unwrap();
-    let store = moto_store().await;
-    let prefix = unique_prefix("refresher-fail");
-    let names = SecretNames::new(prefix.clone());
+    let (_, sim, store, prefix, names) = world("refresher-fail").await;
     put(
         &store,
         &names.credentials("good"),
@@ -222,11 +232,7 @@ async fn an_invocation_fails_when_a_tenant_has_no_usable_token() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outside_lambda_once_runs_one_pass_and_reports_by_exit_status() {
-    let clock: SharedClock = Arc::new(SystemClock);
-    let sim = Simulator::start(clock).await.unwrap();
-    let store = moto_store().await;
-    let prefix = unique_prefix("refresher-once");
-    let names = SecretNames::new(prefix.clone());
+    let (_, sim, store, prefix, names) = world("refresher-once").await;
     put(
         &store,
         &names.credentials("default"),

@@ -38,6 +38,21 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
 }
 
 /// Request parameters the way RingCX's server reads them: query string and form body merged.
+/// A request's parameters, from the query string and a form body, as RingCX reads them.
+pub(crate) struct Params(pub(crate) HashMap<String, String>);
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for Params {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request(request: axum::extract::Request, _: &S) -> Result<Self, Self::Rejection> {
+        let (parts, body) = request.into_parts();
+        let body = axum::body::to_bytes(body, usize::MAX)
+            .await
+            .unwrap_or_default();
+        Ok(Params(params(&parts.uri, &parts.headers, &body)))
+    }
+}
+
 fn params(uri: &Uri, headers: &HeaderMap, body: &Bytes) -> HashMap<String, String> {
     let mut out: HashMap<String, String> = uri
         .query()
@@ -110,11 +125,9 @@ fn oauth_error(status: StatusCode, code: &str, description: &str) -> Response {
 
 async fn platform_token(
     State(s): State<Arc<Shared>>,
-    uri: Uri,
     headers: HeaderMap,
-    body: Bytes,
+    Params(p): Params,
 ) -> Response {
-    let p = params(&uri, &headers, &body);
     let basic = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -165,13 +178,7 @@ async fn platform_token(
     )
 }
 
-async fn exchange(
-    State(s): State<Arc<Shared>>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let p = params(&uri, &headers, &body);
+async fn exchange(State(s): State<Arc<Shared>>, uri: Uri, Params(p): Params) -> Response {
     let mut w = s.world();
     let now = w.now(&s.clock);
     let grant = p
@@ -216,13 +223,7 @@ async fn exchange(
     json_answer(StatusCode::OK, answer)
 }
 
-async fn password_login(
-    State(s): State<Arc<Shared>>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let p = params(&uri, &headers, &body);
+async fn password_login(State(s): State<Arc<Shared>>, uri: Uri, Params(p): Params) -> Response {
     let mut w = s.world();
     let now = w.now(&s.clock);
     let found = w.users.iter().position(|u| {
@@ -245,13 +246,7 @@ async fn password_login(
     }
 }
 
-async fn refresh(
-    State(s): State<Arc<Shared>>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let p = params(&uri, &headers, &body);
+async fn refresh(State(s): State<Arc<Shared>>, uri: Uri, Params(p): Params) -> Response {
     let mut w = s.world();
     let now = w.now(&s.clock);
     // Single use: a refresh token is spent by the refresh that succeeds with it; the new one
