@@ -234,16 +234,7 @@ impl<S: broker::store::SecretStore + Clone + 'static> ApiStack<S> {
         let names = config.names();
         let put = |name: String, doc: String| {
             let store = store.clone();
-            async move {
-                store
-                    .create(
-                        &name,
-                        &secrecy::SecretString::from(doc),
-                        &uuid::Uuid::new_v4().to_string(),
-                    )
-                    .await
-                    .expect("seed secret");
-            }
+            async move { seed(&store, &name, &doc).await }
         };
         put(
             names.credentials("default"),
@@ -598,4 +589,11 @@ pub async fn json_of<T: serde::de::DeserializeOwned>(request: reqwest::RequestBu
         .json()
         .await
         .expect("a JSON answer")
+}
+
+/// Writes an administrator's document (credentials, callers) as `operator` would.
+pub async fn seed(store: &impl broker::store::SecretStore, name: &str, doc: &str) {
+    broker::store::upsert(store, name, &secrecy::SecretString::from(doc.to_owned()))
+        .await
+        .expect("seed a secret");
 }

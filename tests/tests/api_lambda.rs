@@ -7,11 +7,11 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use broker::clock::{SharedClock, SystemClock};
-use broker::store::{SecretNames, SecretStore};
+use broker::store::SecretNames;
 use broker_tests::lambda::{Invocation, LambdaProcess, RuntimeApi};
 use broker_tests::sim::Simulator;
 use broker_tests::support::{function_env, moto_store, refresh_with, unique_prefix};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 
 /// A Function URL event, as Lambda delivers it (payload format 2.0).
@@ -72,16 +72,7 @@ async fn function_url_events_reach_ringcx_through_the_real_binary() {
     let names = SecretNames::new(prefix.clone());
     let seed = |name: String, doc: String| {
         let store = store.clone();
-        async move {
-            store
-                .create(
-                    &name,
-                    &SecretString::from(doc),
-                    &uuid::Uuid::new_v4().to_string(),
-                )
-                .await
-                .unwrap()
-        }
+        async move { broker_tests::support::seed(&store, &name, &doc).await }
     };
     seed(
         names.credentials("default"),

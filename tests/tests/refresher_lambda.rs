@@ -11,7 +11,7 @@ use broker::telemetry::Metric;
 use broker_tests::lambda::{Invocation, LambdaProcess, RuntimeApi};
 use broker_tests::sim::{CLIENT_SECRET, Simulator};
 use broker_tests::support::{function_env, moto_store, unique_prefix};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 
 fn scheduler_event() -> Value {
@@ -46,11 +46,7 @@ async fn world(
 }
 
 async fn put(store: &impl SecretStore, name: &str, doc: &Value) {
-    let value = SecretString::from(doc.to_string());
-    store
-        .create(name, &value, &uuid::Uuid::new_v4().to_string())
-        .await
-        .unwrap();
+    broker_tests::support::seed(store, name, &doc.to_string()).await;
 }
 
 fn env(sim: &Simulator, prefix: &str, tenants: &str) -> Vec<(&'static str, String)> {

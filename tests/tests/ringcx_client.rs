@@ -41,6 +41,17 @@ fn ringex(sim: &Simulator, user: &str) -> broker::credentials::RingExJwtCredenti
     sim.ringex_jwt(user)
 }
 
+/// A GET under `/voice/api/`; RingCX's answer, whatever its status.
+async fn get(e: &Env, auth: VoiceAuth<'_>, path: &str) -> broker::ringcx::VoiceResponse {
+    e.client
+        .voice(
+            auth,
+            VoiceRequest::new(Method::GET, ApiPath::new(path).unwrap()),
+        )
+        .await
+        .unwrap()
+}
+
 fn engage_login(sim: &Simulator, user: &str) -> broker::credentials::RingCxLoginCredentials {
     sim.ringcx_login(user)
 }
@@ -277,25 +288,11 @@ async fn generic_voice_call_passes_method_query_and_body_through() {
         assert_eq!(echoed["body"], body);
     }
     // Upstream statuses are answers, not errors.
-    let missing = e
-        .client
-        .voice(
-            auth,
-            VoiceRequest::new(Method::GET, ApiPath::new("v1/admin/nothing-here").unwrap()),
-        )
-        .await
-        .unwrap();
+    let missing = get(&e, auth, "v1/admin/nothing-here").await;
     assert_eq!(missing.status, 404);
     assert!(!missing.is_jwt_expired());
     e.clock.advance(ChronoDuration::seconds(301));
-    let expired = e
-        .client
-        .voice(
-            auth,
-            VoiceRequest::new(Method::GET, ApiPath::new("v1/admin/accounts").unwrap()),
-        )
-        .await
-        .unwrap();
+    let expired = get(&e, auth, "v1/admin/accounts").await;
     assert!(expired.is_jwt_expired());
 }
 
