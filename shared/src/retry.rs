@@ -41,6 +41,20 @@ impl Transient for StoreError {
     }
 }
 
+/// A call the retry mechanism can repeat: every call makes a fresh future.
+pub trait Attempt<T, E>: FnMut() -> <Self as Attempt<T, E>>::Future + Send {
+    /// The future one attempt is.
+    type Future: Future<Output = Result<T, E>> + Send;
+}
+
+impl<T, E, F, Fut> Attempt<T, E> for F
+where
+    F: FnMut() -> Fut + Send,
+    Fut: Future<Output = Result<T, E>> + Send,
+{
+    type Future = Fut;
+}
+
 /// How one kind of call is retried.
 #[derive(Debug, Clone, Copy)]
 pub struct Policy {
@@ -58,7 +72,7 @@ pub struct Policy {
 /// Calls `call` until it succeeds, fails for good, `policy.attempts` calls were made, or the next
 /// attempt could not finish before `deadline`. `on_retry` sees every failure that is retried,
 /// with the wait before the next attempt. A transient error returned means no attempt was left.
-pub fn retry<'a, T, E, F, Fut>(
+pub fn retry<'a, T, E, F>(
     clock: &SharedClock,
     policy: Policy,
     deadline: DateTime<Utc>,
@@ -68,8 +82,7 @@ pub fn retry<'a, T, E, F, Fut>(
 where
     T: Send + 'a,
     E: Transient + Send + 'a,
-    F: FnMut() -> Fut + Send + 'a,
-    Fut: Future<Output = Result<T, E>> + Send + 'a,
+    F: Attempt<T, E> + 'a,
 {
     // backon jitters a wait d within [d, 2d): start from half of ours, so waits fall in [d/2, d].
     let backoff = ExponentialBuilder::default()

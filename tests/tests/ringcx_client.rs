@@ -52,6 +52,14 @@ async fn get(e: &Env, auth: VoiceAuth<'_>, path: &str) -> broker::ringcx::VoiceR
         .unwrap()
 }
 
+/// Refreshes `session` expecting RingCX to refuse; the error.
+async fn refresh_err(e: &Env, session: &broker::ringcx::RingCxSession) -> RingCxError {
+    e.client
+        .refresh(session.refresh_token.as_ref().unwrap())
+        .await
+        .unwrap_err()
+}
+
 fn engage_login(sim: &Simulator, user: &str) -> broker::credentials::RingCxLoginCredentials {
     sim.ringcx_login(user)
 }
@@ -334,11 +342,7 @@ async fn revoked_refresh_tokens_are_rejected() {
     let e = env().await;
     let s = e.client.login_ringex(&ringex(&e.sim, ADMIN)).await.unwrap();
     assert_eq!(e.sim.revoke_refresh_tokens(), 1);
-    let err = e
-        .client
-        .refresh(s.refresh_token.as_ref().unwrap())
-        .await
-        .unwrap_err();
+    let err = refresh_err(&e, &s).await;
     assert!(
         matches!(err, RingCxError::RefreshTokenRejected { .. }),
         "{err}"
@@ -456,11 +460,7 @@ async fn server_errors_are_transient_upstream_errors() {
         Fault::ServerError { status: 503 },
         1,
     );
-    let err = e
-        .client
-        .refresh(s.refresh_token.as_ref().unwrap())
-        .await
-        .unwrap_err();
+    let err = refresh_err(&e, &s).await;
     assert!(
         matches!(err, RingCxError::Upstream { status: 503, .. }),
         "{err}"
@@ -524,11 +524,7 @@ async fn a_dropped_connection_is_reported_as_such() {
     let e = env().await;
     let s = e.client.login_ringex(&ringex(&e.sim, ADMIN)).await.unwrap();
     e.sim.fail_next("/api/auth/token/refresh", Fault::Drop, 1);
-    let err = e
-        .client
-        .refresh(s.refresh_token.as_ref().unwrap())
-        .await
-        .unwrap_err();
+    let err = refresh_err(&e, &s).await;
     assert!(
         matches!(err, RingCxError::ConnectionDropped { .. }),
         "{err}"
@@ -548,11 +544,7 @@ async fn odd_bodies_are_unexpected_body_errors_that_quote_nothing() {
     let auth = VoiceAuth::Bearer(&s.access_token);
     e.sim
         .fail_next("/api/auth/token/refresh", Fault::Garbage, 1);
-    let err = e
-        .client
-        .refresh(s.refresh_token.as_ref().unwrap())
-        .await
-        .unwrap_err();
+    let err = refresh_err(&e, &s).await;
     assert!(
         matches!(err, RingCxError::UnexpectedBody { status: 200, .. }),
         "{err}"

@@ -7,7 +7,7 @@ use secrecy::{ExposeSecret, SecretString};
 use super::report::PERMANENT_DAYS;
 use super::{Outcome, RenewError, Renewer, Report, chrono_duration};
 use crate::credentials::Credentials;
-use crate::retry::retry;
+use crate::retry::{Attempt, retry};
 use crate::ringcx::{RingCxError, RingCxSession, VoiceAuth};
 use crate::session::ObtainedBy;
 use crate::store::SecretStore;
@@ -174,20 +174,15 @@ impl<S: SecretStore> Renewer<S> {
     /// A RingCX call under the one retry policy: transient failures are retried while another
     /// attempt (its wait plus a whole request timeout) fits before `deadline`, at most `limit`
     /// calls, after RingCX's `Retry-After` when it sends one.
-    async fn upstream<T, F, Fut>(
+    async fn upstream<T: Send>(
         &self,
         tenant: &str,
         what: &'static str,
         limit: Option<u32>,
         deadline: DateTime<Utc>,
         report: &mut Report,
-        call: F,
-    ) -> Result<T, RingCxError>
-    where
-        T: Send,
-        F: FnMut() -> Fut + Send,
-        Fut: std::future::Future<Output = Result<T, RingCxError>> + Send,
-    {
+        call: impl Attempt<T, RingCxError>,
+    ) -> Result<T, RingCxError> {
         let policy = self.policy(limit, self.ringcx.request_timeout());
         let mut attempt: u32 = 0;
         let result = retry(&self.clock, policy, deadline, call, |e: &RingCxError, _| {

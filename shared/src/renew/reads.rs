@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 
 use super::{RenewError, Renewer};
-use crate::retry::{Policy, retry};
+use crate::retry::{Attempt, Policy, retry};
 use crate::store::{CALL_TIMEOUT, RingView, SecretStore, StoreError};
 
 impl<S: SecretStore> Renewer<S> {
@@ -34,17 +34,12 @@ impl<S: SecretStore> Renewer<S> {
 
     /// A Secrets Manager call under the one retry policy: transient failures are retried while
     /// another attempt fits before `deadline`.
-    pub(super) async fn store_call<T, F, Fut>(
+    pub(super) async fn store_call<T: Send>(
         &self,
         tenant: &str,
         deadline: DateTime<Utc>,
-        call: F,
-    ) -> Result<T, RenewError>
-    where
-        T: Send,
-        F: FnMut() -> Fut + Send,
-        Fut: std::future::Future<Output = Result<T, StoreError>> + Send,
-    {
+        call: impl Attempt<T, StoreError>,
+    ) -> Result<T, RenewError> {
         retry(
             &self.clock,
             self.policy(None, CALL_TIMEOUT),
