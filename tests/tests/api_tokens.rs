@@ -353,3 +353,46 @@ async fn the_sweep_reads_the_registry_every_ten_minutes_and_when_a_token_falls_d
     assert_eq!(revoked_at, Some(63), "revoked at the pass its grace ends");
     assert!(!token_works(&s.sim, &old).await);
 }
+
+#[tokio::test]
+async fn a_due_token_the_tenant_runs_on_is_kept_without_rereading_every_pass() {
+    let store = MemoryStore::new(Arc::new(ManualClock::starting_now()));
+    let s = ApiStack::start(store.clone(), "ringcx/", &[("TENANTS", "perm")]).await;
+    let names = SecretNames::new("ringcx/");
+    let token = s.sim.issue_api_token("agent@example.com").unwrap();
+    let doc = json!({"type": "api-token", "token": token}).to_string();
+    broker_tests::support::seed(&store, &names.credentials("perm"), &doc).await;
+    // A hand-edited (or restored) registry: the token it runs on expired a minute ago.
+    let secret = SecretString::from(token.clone());
+    let now = s.clock.now();
+    Registries::new(store.clone(), names.clone())
+        .update("perm", std::time::Duration::from_secs(5), |r| {
+            r.tokens.push(broker::api_tokens::TokenRecord::created(
+                &secret,
+                None,
+                now - Duration::days(2),
+                "test",
+                Some(now - Duration::minutes(1)),
+            ))
+        })
+        .await
+        .unwrap();
+    let refresher = s.refresher_for("perm");
+    let registry = names.api_tokens("perm");
+    let reads = || store.stats().reads.get(&registry).copied().unwrap_or(0);
+    let mut read_at = Vec::new();
+    for minute in 0..12 {
+        let before = reads();
+        let pass = refresher
+            .run_pass(s.clock.now() + Duration::seconds(40))
+            .await;
+        assert!(pass.ok, "{pass:?}");
+        assert_eq!(pass.tenants[0].api_tokens_revoked, 0, "never revoked");
+        if reads() > before {
+            read_at.push(minute);
+        }
+        s.clock.advance(Duration::minutes(1));
+    }
+    assert_eq!(read_at, [0, 10], "kept, not looked at again every pass");
+    assert!(token_works(&s.sim, &token).await);
+}

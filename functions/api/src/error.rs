@@ -130,12 +130,6 @@ impl std::fmt::Display for ErrorCode {
     }
 }
 
-impl PartialEq<&str> for ErrorCode {
-    fn eq(&self, other: &&str) -> bool {
-        self.as_str() == *other
-    }
-}
-
 /// An error answer.
 #[derive(Debug, Clone)]
 pub struct ApiError {

@@ -109,11 +109,15 @@ pub async fn sweep<S: SecretStore>(
     };
     let listed = ringcx.list_api_tokens(access()).await?;
     let mut done: Vec<String> = Vec::new();
+    // Due but kept on purpose: nothing changes until an operator seeds a new token, so they do
+    // not make the next pass read the registry, the ring and RingCX's list again.
+    let mut kept = 0;
     // The token an api-token tenant runs on is never revoked by the broker.
     let in_use = state.permanent.then(|| token_sha256(token));
     for (record, why) in &due {
         if in_use.as_deref() == Some(record.sha256.as_str()) {
             tracing::error!(tenant, token = %record.masked, "a due API token is the one this tenant runs on; not revoking it: seed a new token first");
+            kept += 1;
             continue;
         }
         let live = listed.iter().find(|t| token_sha256(t) == record.sha256);
@@ -148,7 +152,7 @@ pub async fn sweep<S: SecretStore>(
         .filter(|(r, _)| done.contains(&r.sha256))
         .filter(|(r, _)| listed.iter().any(|t| token_sha256(t) == r.sha256))
         .count();
-    let finished = !backlog && done.len() == due.len();
+    let finished = !backlog && done.len() + kept == due.len();
     Ok(Swept {
         revoked: u32::try_from(revoked).unwrap_or(u32::MAX),
         next_read: if finished { next_read } else { now },

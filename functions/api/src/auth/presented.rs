@@ -178,6 +178,7 @@ pub fn forwarded_query(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::ErrorCode;
 
     const JWT: &str = "eyJhbGciOiJIUzI1NiJ9.eyJpc3MiOiJ4In0.c2ln";
 
@@ -220,7 +221,7 @@ mod tests {
         ] {
             h.insert(header::AUTHORIZATION, bad.parse().unwrap());
             let err = presented(&h, None, off).unwrap_err();
-            assert_eq!(err.code, "malformed_credentials", "{bad}");
+            assert_eq!(err.code, ErrorCode::MalformedCredentials, "{bad}");
         }
         let mut h = HeaderMap::new();
         h.insert("x-api-key", "abc".parse().unwrap());
@@ -228,7 +229,7 @@ mod tests {
         let empty = HeaderMap::new();
         assert_eq!(
             presented(&empty, None, off).unwrap_err().code,
-            "missing_credentials"
+            ErrorCode::MissingCredentials
         );
         assert!(presented(&empty, Some("api_key=q"), off).is_err());
         let on = QueryAuth {
