@@ -118,11 +118,11 @@ async fn run(profile: &Profile) {
             tenants
                 .iter()
                 .map(|t| {
-                    stats
-                        .writes
-                        .get(&config.names().slot(t, i))
-                        .copied()
-                        .unwrap_or(0)
+                    let name = config.names().slot(t, i);
+                    let count = |w: &std::collections::BTreeMap<String, u64>| {
+                        w.get(&name).copied().unwrap_or(0)
+                    };
+                    count(&stats.writes) - count(&before.writes)
                 })
                 .max()
                 .unwrap_or(0)
