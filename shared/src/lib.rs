@@ -3,6 +3,8 @@
 //! - [`api_tokens`]: the registry of permanent API tokens the broker created, and their audit.
 //! - [`ringcx`]: the RingCX (formerly Engage Voice) and RingCentral platform HTTP client.
 //! - [`credentials`]: the login material a tenant's session can be rebuilt from.
+//! - [`document`]: administrator-written documents (callers, hooks) as each instance caches them.
+//! - [`hooks`]: webhooks turned into one RingCX call each, exactly once.
 //! - [`secret`]: secret wrapper types and their serde helpers.
 //! - [`session`]: the session document kept in the ring.
 //! - [`status`]: the per-tenant health view behind `make status`.
@@ -18,6 +20,8 @@ pub mod api_tokens;
 pub mod clock;
 pub mod config;
 pub mod credentials;
+pub mod document;
+pub mod hooks;
 pub mod renew;
 pub mod retry;
 pub mod ringcx;

@@ -51,9 +51,7 @@ impl SecretsManagerStore {
     /// deadline budgets), and the SDK does not retry, because the broker's own retries know the
     /// deadline and retrying in both places would multiply the attempts.
     pub async fn from_env(kms_key_id: Option<String>) -> Self {
-        let loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-        let config = Self::configure(loader).load().await;
-        Self::new(Client::new(&config), kms_key_id)
+        Self::new(Client::new(&sdk_config().await), kms_key_id)
     }
 
     /// The broker's SDK settings on top of any loader: call timeouts, no SDK retries.
@@ -68,6 +66,23 @@ impl SecretsManagerStore {
             )
             .retry_config(RetryConfig::disabled())
     }
+}
+
+/// The AWS SDK configuration every client of the broker is built from (Secrets Manager,
+/// DynamoDB): the environment as the SDK reads it, with the broker's call timeouts and without
+/// the SDK's own retries (see [`SecretsManagerStore::configure`]). Load it once per instance.
+pub async fn sdk_config() -> aws_config::SdkConfig {
+    let loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    SecretsManagerStore::configure(loader).load().await
+}
+
+/// An SDK error with its chain of causes, for the transient failures whose cause is in the chain
+/// (a timeout, a refused connection). SDK error messages carry no secret values.
+pub fn sdk_cause<E: std::error::Error>(err: &E) -> String {
+    format!(
+        "{}",
+        aws_sdk_secretsmanager::error::DisplayErrorContext(err)
+    )
 }
 
 /// What one entry of a `BatchGetSecretValue` answer's `Errors` means. `None`: the secret does not
@@ -117,10 +132,7 @@ where
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
             return StoreError::Transient {
                 op,
-                message: format!(
-                    "{}",
-                    aws_sdk_secretsmanager::error::DisplayErrorContext(&err)
-                ),
+                message: sdk_cause(&err),
             };
         }
         _ => {}

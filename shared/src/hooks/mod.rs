@@ -1,0 +1,407 @@
+//! Hooks: webhooks from senders that do not speak RingCX (a CRM, a form tool, a payment system,
+//! RingCX's own call events), each turned into one RingCX call, exactly once per idempotency key.
+//!
+//! - this module: the `{prefix}hooks` document and its loading (a wrong entry is refused with a
+//!   log line naming it and why; the other hooks keep working);
+//! - [`verify`]: the signature schemes;
+//! - [`template`]: the RingCX request as MiniJinja expressions over the payload;
+//! - [`idempotency`]: the DynamoDB claim, lease, completion and release of a key.
+
+pub mod idempotency;
+pub mod template;
+pub mod verify;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use minijinja::value::Value;
+use serde::Deserialize;
+use serde_json::Value as Json;
+
+use self::template::{
+    RenderError, RenderedRequest, RequestEntry, RequestTemplate, Text, from_json,
+};
+use self::verify::{Scheme, VerifyEntry};
+
+/// A request's headers: lower-case names, repeated headers joined with `", "`.
+pub type Headers = BTreeMap<String, String>;
+
+/// Headers a template never sees: credentials meant for the broker, not for RingCX.
+pub const HIDDEN_HEADERS: [&str; 4] = ["authorization", "cookie", "x-api-key", "x-auth-token"];
+
+/// One entry of `{prefix}hooks`, as an administrator writes it.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HookEntry {
+    /// `[a-z0-9-]{1,64}`: the last segment of `/v1/hooks/{name}`.
+    pub name: String,
+    /// The tenant whose RingCX session makes the call.
+    pub tenant: String,
+    /// How requests prove where they come from.
+    pub verify: VerifyEntry,
+    /// The RingCX call, as templates.
+    pub request: RequestEntry,
+    /// The idempotency key's template (default: by scheme, see [`Hook::idempotency_key`]).
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
+    /// `sync` (the default): the sender waits for RingCX's answer.
+    #[serde(default)]
+    pub delivery: Option<String>,
+}
+
+/// A hook ready to serve.
+pub struct Hook {
+    /// Its name.
+    pub name: String,
+    /// Its tenant.
+    pub tenant: String,
+    /// Its verification.
+    pub scheme: Scheme,
+    /// Its RingCX request.
+    pub request: RequestTemplate,
+    idempotency_key: Option<Text>,
+}
+
+impl std::fmt::Debug for Hook {
+    /// Without the signing secrets.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hook")
+            .field("name", &self.name)
+            .field("tenant", &self.tenant)
+            .field("scheme", &self.scheme.name())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a payload brings to the templates.
+pub struct Inbound<'a> {
+    /// The parsed body (JSON, or a form's fields).
+    pub payload: &'a Json,
+    /// The request's headers, lower-case.
+    pub headers: &'a Headers,
+    /// The query parameters.
+    pub query: &'a BTreeMap<String, String>,
+    /// The raw body, for the default idempotency key.
+    pub raw_body: &'a [u8],
+    /// The tenant session's RingCX account.
+    pub account_id: Option<&'a str>,
+}
+
+/// What one inbound request makes: the RingCX call and the key that makes it happen once.
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    /// The RingCX call.
+    pub request: RenderedRequest,
+    /// The idempotency key (the sender's event id, or a hash of the body).
+    pub idempotency_key: String,
+}
+
+impl Hook {
+    /// Checks an entry against the served tenants; the error says what to fix.
+    pub fn from_entry(entry: &HookEntry, tenants: &[String]) -> Result<Self, String> {
+        if !valid_name(&entry.name) {
+            return Err("name must be 1-64 of a-z, 0-9 and '-'".into());
+        }
+        if !tenants.contains(&entry.tenant) {
+            return Err(format!(
+                "tenant {:?} is not served by this deployment (TENANTS)",
+                entry.tenant
+            ));
+        }
+        match entry.delivery.as_deref() {
+            None | Some("sync") => {}
+            Some(other) => {
+                return Err(format!(
+                    "delivery {other:?} is not available: this version delivers \"sync\" only"
+                ));
+            }
+        }
+        let scheme = Scheme::from_entry(&entry.verify)?;
+        let request = RequestTemplate::parse(&entry.request).map_err(|e| e.to_string())?;
+        let idempotency_key = entry
+            .idempotency_key
+            .as_deref()
+            .map(|k| Text::parse("idempotencyKey", k))
+            .transpose()
+            .map_err(|e| e.to_string())?;
+        Ok(Self {
+            name: entry.name.clone(),
+            tenant: entry.tenant.clone(),
+            scheme,
+            request,
+            idempotency_key,
+        })
+    }
+
+    /// The templates' context: `payload`, `headers`, `query`, `account_id`, `tenant`, `hook`.
+    pub fn context(&self, inbound: &Inbound<'_>) -> Value {
+        let headers = inbound
+            .headers
+            .iter()
+            .filter(|(k, _)| !HIDDEN_HEADERS.contains(&k.as_str()))
+            .map(|(k, v)| (k.as_str(), Value::from(v.as_str())));
+        let query = inbound
+            .query
+            .iter()
+            .map(|(k, v)| (k.as_str(), Value::from(v.as_str())));
+        let mut pairs = vec![
+            ("payload", from_json(inbound.payload)),
+            ("headers", Value::from_pairs(headers)),
+            ("query", Value::from_pairs(query)),
+            ("tenant", Value::from(self.tenant.as_str())),
+            ("hook", Value::from(self.name.as_str())),
+        ];
+        if let Some(account) = inbound.account_id {
+            pairs.push(("account_id", Value::from(account)));
+        }
+        Value::from_pairs(pairs)
+    }
+
+    /// The RingCX call and the idempotency key one inbound request makes. The key is the
+    /// entry's `idempotencyKey`, or by default the `webhook-id` header (Standard Webhooks), the
+    /// event's `id` (Stripe), else the SHA-256 of the raw body.
+    pub fn render(&self, inbound: &Inbound<'_>) -> Result<Rendered, RenderError> {
+        let ctx = self.context(inbound);
+        let request = self.request.render(&ctx)?;
+        let key = match (&self.idempotency_key, &self.scheme) {
+            (Some(t), _) => t.render(&ctx)?,
+            (None, Scheme::StandardWebhooks { .. }) => inbound
+                .headers
+                .get("webhook-id")
+                .cloned()
+                .unwrap_or_default(),
+            (None, Scheme::Stripe { .. }) => inbound
+                .payload
+                .get("id")
+                .and_then(Json::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+            (None, _) => crate::secret::hex(&crate::secret::sha256(inbound.raw_body)),
+        };
+        if key.trim().is_empty() {
+            return Err(RenderError {
+                at: "idempotencyKey".into(),
+                reason: "the idempotency key is empty for this payload".into(),
+            });
+        }
+        if key.len() > 1024 {
+            return Err(RenderError {
+                at: "idempotencyKey".into(),
+                reason: "the idempotency key is longer than 1024 bytes".into(),
+            });
+        }
+        Ok(Rendered {
+            request,
+            idempotency_key: key,
+        })
+    }
+}
+
+fn valid_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+/// Every usable hook, by name.
+#[derive(Debug, Default)]
+pub struct HookSet {
+    hooks: HashMap<String, Arc<Hook>>,
+}
+
+impl HookSet {
+    /// The hook called `name`.
+    pub fn get(&self, name: &str) -> Option<Arc<Hook>> {
+        self.hooks.get(name).cloned()
+    }
+
+    /// The hooks, by name.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Hook>> {
+        let mut hooks: Vec<&Arc<Hook>> = self.hooks.values().collect();
+        hooks.sort_by(|a, b| a.name.cmp(&b.name));
+        hooks.into_iter()
+    }
+
+    /// How many hooks serve.
+    pub fn len(&self) -> usize {
+        self.hooks.len()
+    }
+
+    /// Whether no hook serves.
+    pub fn is_empty(&self) -> bool {
+        self.hooks.is_empty()
+    }
+}
+
+/// Why an entry of the hooks document is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    /// Its place in the array.
+    pub index: usize,
+    /// Its name, when it has one.
+    pub name: Option<String>,
+    /// What to fix.
+    pub reason: String,
+}
+
+/// Reads the hooks document: every usable hook, and every refused entry with its reason. A
+/// name given twice is refused in every entry that has it (which one was meant is unknowable).
+pub fn parse_hooks(raw: &str, tenants: &[String]) -> (HookSet, Vec<Refused>) {
+    let items: Vec<Json> = match serde_json::from_str(raw) {
+        Ok(Json::Array(items)) => items,
+        _ => {
+            return (
+                HookSet::default(),
+                vec![Refused {
+                    index: 0,
+                    name: None,
+                    reason: "the hooks secret is not a JSON array of hook entries".into(),
+                }],
+            );
+        }
+    };
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    for item in &items {
+        if let Some(name) = item.get("name").and_then(Json::as_str) {
+            *counts.entry(name.to_owned()).or_default() += 1;
+        }
+    }
+    let mut set = HookSet::default();
+    let mut refused = Vec::new();
+    for (index, item) in items.into_iter().enumerate() {
+        let name = item.get("name").and_then(Json::as_str).map(str::to_owned);
+        let result = match &name {
+            Some(n) if counts.get(n).copied().unwrap_or(0) > 1 => {
+                Err(format!("the name {n:?} is used by more than one entry"))
+            }
+            _ => serde_json::from_value::<HookEntry>(item)
+                .map_err(|e| format!("the entry does not read as a hook: {}", serde_error(&e)))
+                .and_then(|entry| Hook::from_entry(&entry, tenants)),
+        };
+        match result {
+            Ok(hook) => {
+                set.hooks.insert(hook.name.clone(), Arc::new(hook));
+            }
+            Err(reason) => refused.push(Refused {
+                index,
+                name,
+                reason,
+            }),
+        }
+    }
+    (set, refused)
+}
+
+/// A serde error without the value it choked on (which may be a secret): serde_json quotes the
+/// value in its "invalid type" and "invalid value" messages, so those keep only what was expected.
+fn serde_error(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    match text
+        .strip_prefix("invalid type: ")
+        .or_else(|| text.strip_prefix("invalid value: "))
+    {
+        Some(rest) => match rest.find(", expected") {
+            Some(i) => format!("a field has the wrong type or value ({})", &rest[i + 2..]),
+            None => "a field has the wrong type or value".into(),
+        },
+        None => text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn tenants() -> Vec<String> {
+        vec!["default".into()]
+    }
+
+    fn sample(name: &str) -> Json {
+        json!({"name": name, "tenant": "default",
+               "verify": {"scheme": "standard-webhooks", "secrets": ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]},
+               "request": {"method": "POST", "path": "v1/admin/accounts/{{ account_id }}/campaigns/{{ payload.campaign }}/leadLoader/direct",
+                           "body": {"uploadLeads": [{"leadPhone": "{{ payload.phone }}"}]}}})
+    }
+
+    #[test]
+    fn wrong_entries_are_refused_one_by_one() {
+        let mut bad_tenant = sample("bad-tenant");
+        bad_tenant["tenant"] = json!("nobody");
+        let mut bad_scheme = sample("bad-scheme");
+        bad_scheme["verify"]["scheme"] = json!("md5");
+        let mut bad_template = sample("bad-template");
+        bad_template["request"]["body"] = json!({"a": "{{ payload. }}"});
+        let mut bad_path = sample("bad-path");
+        bad_path["request"]["path"] = json!("v1/admin/token");
+        let mut typo = sample("typo");
+        typo["idempotencyKy"] = json!("x");
+        let doc = json!([sample("good"), sample("dup"), sample("dup"), bad_tenant, bad_scheme,
+                         bad_template, bad_path, typo, sample("Bad_Name"), {"name": 3}]);
+        let (set, refused) = parse_hooks(&doc.to_string(), &tenants());
+        assert_eq!(
+            set.iter().map(|h| h.name.as_str()).collect::<Vec<_>>(),
+            ["good"]
+        );
+        let reasons: Vec<(Option<&str>, &str)> = refused
+            .iter()
+            .map(|r| (r.name.as_deref(), r.reason.as_str()))
+            .collect();
+        assert_eq!(reasons.len(), 9, "{reasons:?}");
+        assert!(reasons[0].1.contains("more than one") && reasons[1].1.contains("more than one"));
+        assert!(reasons[2].1.contains("not served"));
+        assert!(reasons[3].1.contains("unknown verify.scheme"));
+        assert!(reasons[4].1.contains("request.body.a"));
+        assert!(reasons[5].1.contains("permanent API tokens"));
+        assert!(reasons[6].1.contains("idempotencyKy"));
+        assert!(reasons[7].1.contains("name must be"));
+        let (none, why) = parse_hooks("{}", &tenants());
+        assert!(none.is_empty() && why.len() == 1);
+    }
+
+    #[test]
+    fn default_idempotency_keys() {
+        let (set, _) = parse_hooks(&json!([sample("h")]).to_string(), &tenants());
+        let hook = set.get("h").unwrap();
+        let payload = json!({"campaign": 1, "phone": "5550100"});
+        let mut headers = Headers::new();
+        headers.insert("webhook-id".into(), "msg_1".into());
+        headers.insert("authorization".into(), "Bearer secret-key".into());
+        let query = BTreeMap::new();
+        let inbound = Inbound {
+            payload: &payload,
+            headers: &headers,
+            query: &query,
+            raw_body: b"{}",
+            account_id: Some("333333"),
+        };
+        let rendered = hook.render(&inbound).unwrap();
+        assert_eq!(rendered.idempotency_key, "msg_1");
+        // Credentials meant for the broker are not in the templates' reach.
+        let ctx = hook.context(&inbound);
+        assert!(
+            ctx.get_attr("headers")
+                .unwrap()
+                .get_attr("authorization")
+                .unwrap()
+                .is_undefined()
+        );
+        headers.remove("webhook-id");
+        let inbound = Inbound {
+            payload: &payload,
+            headers: &headers,
+            query: &query,
+            raw_body: b"{}",
+            account_id: Some("333333"),
+        };
+        assert_eq!(hook.render(&inbound).unwrap_err().at, "idempotencyKey");
+    }
+
+    #[test]
+    fn debug_shows_no_secret() {
+        let (set, _) = parse_hooks(&json!([sample("h")]).to_string(), &tenants());
+        let shown = format!("{:?}", set.get("h").unwrap());
+        assert!(!shown.contains("MfKQ9r8"), "{shown}");
+    }
+}
