@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs a command with a moto Secrets Manager server on a free loopback port (MOTO_URL), and
+# Runs a command with a moto server (Secrets Manager, DynamoDB, SQS) on a free loopback port (MOTO_URL), and
 # stops the server afterwards whatever happens.
 set -euo pipefail
 venv=${VENV:-.venv}
@@ -21,6 +21,7 @@ export MOTO_URL="http://127.0.0.1:$port"
 # The AWS SDK's own variables, so tests configure it exactly as the functions do; dummy
 # credentials, and nothing inherited that could reach a real account.
 unset AWS_PROFILE AWS_SESSION_TOKEN AWS_DEFAULT_PROFILE AWS_ENDPOINT_URL
-export AWS_ENDPOINT_URL_SECRETS_MANAGER="$MOTO_URL" AWS_REGION=us-east-1 \
+export AWS_ENDPOINT_URL_SECRETS_MANAGER="$MOTO_URL" AWS_ENDPOINT_URL_DYNAMODB="$MOTO_URL" \
+  AWS_ENDPOINT_URL_SQS="$MOTO_URL" AWS_REGION=us-east-1 \
   AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_EC2_METADATA_DISABLED=true
 "$@"

@@ -87,7 +87,7 @@ impl Unit {
     }
 }
 
-/// Every metric the refresher publishes. The template's alarms and dashboard are checked against
+/// Every metric the functions publish. The template's alarms and dashboard are checked against
 /// these names, so a renamed metric cannot silently leave an alarm watching nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Metric {
@@ -111,11 +111,19 @@ pub enum Metric {
     ForcedRenewals,
     /// Permanent API tokens the sweep revoked.
     ApiTokensRevoked,
+    /// Hook events RingCX took (any answer but 5xx and 429), across hooks.
+    HooksDelivered,
+    /// Repeats of delivered hook events, answered from the idempotency record.
+    HooksReplayed,
+    /// Hook events RingCX did not take (5xx, 429, timeout, no usable token): the sender retries.
+    HooksFailed,
+    /// Hook requests refused before RingCX, also per `Reason` (the error code).
+    HooksRejected,
 }
 
 impl Metric {
     /// Every metric, in the order the refresher emits them.
-    pub const ALL: [Metric; 10] = [
+    pub const ALL: [Metric; 14] = [
         Metric::SecondsLeft,
         Metric::Renewals,
         Metric::FallbackLogins,
@@ -126,6 +134,10 @@ impl Metric {
         Metric::UnreadableSlots,
         Metric::ForcedRenewals,
         Metric::ApiTokensRevoked,
+        Metric::HooksDelivered,
+        Metric::HooksReplayed,
+        Metric::HooksFailed,
+        Metric::HooksRejected,
     ];
 
     /// The CloudWatch metric name.
@@ -141,6 +153,10 @@ impl Metric {
             Metric::UnreadableSlots => "UnreadableSlots",
             Metric::ForcedRenewals => "ForcedRenewals",
             Metric::ApiTokensRevoked => "ApiTokensRevoked",
+            Metric::HooksDelivered => "HooksDelivered",
+            Metric::HooksReplayed => "HooksReplayed",
+            Metric::HooksFailed => "HooksFailed",
+            Metric::HooksRejected => "HooksRejected",
         }
     }
 
@@ -198,6 +214,31 @@ pub fn emf(tenant: &str, metrics: &[(Metric, f64)], per_tenant: bool, timestamp_
             "Dimensions": [[TENANT_DIMENSION]],
             "Metrics": tenant_metrics,
         }));
+    }
+    doc.insert(
+        "_aws".to_owned(),
+        json!({"Timestamp": timestamp_ms, "CloudWatchMetrics": directives}),
+    );
+    Value::Object(doc)
+}
+
+/// The dimension rejected hook requests also carry: the error code.
+pub const REASON_DIMENSION: &str = "Reason";
+
+/// One EMF document for one hook request: `metric` across hooks (hook names stay in the log
+/// line: a dimension per hook would be a custom metric per hook), and for a rejection also under
+/// `Reason`, a handful of error codes.
+pub fn hook_emf(metric: Metric, reason: Option<&str>, timestamp_ms: i64) -> Value {
+    let spec = json!([{"Name": metric.name(), "Unit": metric.unit().as_str()}]);
+    let mut directives =
+        vec![json!({"Namespace": NAMESPACE, "Dimensions": [Vec::<&str>::new()], "Metrics": spec})];
+    let mut doc = Map::new();
+    doc.insert(metric.name().to_owned(), json!(1));
+    if let Some(reason) = reason {
+        doc.insert(REASON_DIMENSION.to_owned(), json!(reason));
+        directives.push(
+            json!({"Namespace": NAMESPACE, "Dimensions": [[REASON_DIMENSION]], "Metrics": spec}),
+        );
     }
     doc.insert(
         "_aws".to_owned(),

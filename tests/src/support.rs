@@ -42,6 +42,48 @@ pub async fn moto_store() -> SecretsManagerStore {
     SecretsManagerStore::from_env(None).await
 }
 
+/// A new idempotency table in moto's DynamoDB (partition key `id`, on demand, as the template
+/// makes it), under a name no other test uses.
+pub async fn idempotency_table(test: &str) -> (aws_sdk_dynamodb::Client, String) {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    };
+    let endpoint = std::env::var("AWS_ENDPOINT_URL_DYNAMODB").unwrap_or_default();
+    assert_eq!(
+        endpoint,
+        moto_url(),
+        "the AWS SDK must be pointed at moto, never at AWS"
+    );
+    let client = aws_sdk_dynamodb::Client::new(&broker::store::aws::sdk_config().await);
+    let table = format!(
+        "t{}-{}-{test}",
+        std::process::id(),
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    );
+    client
+        .create_table()
+        .table_name(&table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("id")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .unwrap(),
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("id")
+                .key_type(KeyType::Hash)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .expect("moto creates the table");
+    (client, table)
+}
+
 /// A prefix no other test run uses, so tests share one moto without interfering.
 pub fn unique_prefix(test: &str) -> String {
     format!(
@@ -219,6 +261,38 @@ pub struct ApiStack<S> {
     /// Caller id -> key.
     pub keys: std::collections::HashMap<&'static str, String>,
     server: tokio::task::JoinHandle<()>,
+    /// The configuration every instance of this stack runs with.
+    pub config: broker::config::Config,
+}
+
+/// One HTTP function instance as `main` builds it (with the idempotency table when the
+/// configuration names one), on `store` and `clock`.
+pub async fn instance<S: broker::store::SecretStore + Clone + 'static>(
+    config: &broker::config::Config,
+    store: S,
+    clock: SharedClock,
+) -> api::AppState<S> {
+    let dynamodb = aws_sdk_dynamodb::Client::new(&broker::store::aws::sdk_config().await);
+    Arc::new(
+        api::App::new(config, store, clock)
+            .expect("app builds")
+            .with_idempotency(config, dynamodb),
+    )
+}
+
+/// Serves an instance on a loopback port; its base URL and server task.
+pub async fn serve<S: broker::store::SecretStore + Clone + 'static>(
+    app: api::AppState<S>,
+) -> (String, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let router = api::router(app);
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    (base, server)
 }
 
 impl<S: broker::store::SecretStore + Clone + 'static> ApiStack<S> {
@@ -259,15 +333,8 @@ impl<S: broker::store::SecretStore + Clone + 'static> ApiStack<S> {
             entries.push(entry);
         }
         put(names.callers(), serde_json::to_string(&entries).unwrap()).await;
-        let app = Arc::new(api::App::new(&config, store.clone(), shared).expect("app builds"));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let base = format!("http://{}", listener.local_addr().expect("addr"));
-        let router = api::router(app.clone());
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, router).await;
-        });
+        let app = instance(&config, store.clone(), shared).await;
+        let (base, server) = serve(app.clone()).await;
         let stack = Self {
             clock,
             sim,
@@ -277,6 +344,7 @@ impl<S: broker::store::SecretStore + Clone + 'static> ApiStack<S> {
             prefix: prefix.to_owned(),
             keys,
             server,
+            config,
         };
         // As in production, the refresher makes the first session; the HTTP function never
         // logs in.
@@ -295,6 +363,13 @@ impl<S: broker::store::SecretStore + Clone + 'static> ApiStack<S> {
         use broker::clock::Clock as _;
         let deadline = self.clock.now() + chrono::Duration::seconds(50);
         self.refresher().renew(tenant, deadline).await
+    }
+
+    /// Another instance of the HTTP function over the same store, clock and configuration (its
+    /// own caches and clients), served on its own port: its base URL and server task.
+    pub async fn another_instance(&self) -> (String, tokio::task::JoinHandle<()>) {
+        let shared: SharedClock = Arc::new(self.clock.clone());
+        serve(instance(&self.config, self.store.clone(), shared).await).await
     }
 
     pub fn key(&self, caller: &str) -> &str {
@@ -407,6 +482,7 @@ pub async fn refresh_with<S: broker::store::SecretStore>(
 pub fn function_env(sim: &Simulator, prefix: &str, tenants: &str) -> Vec<(&'static str, String)> {
     vec![
         ("AWS_ENDPOINT_URL_SECRETS_MANAGER", moto_url()),
+        ("AWS_ENDPOINT_URL_DYNAMODB", moto_url()),
         ("AWS_REGION", "us-east-1".into()),
         ("AWS_ACCESS_KEY_ID", "testing".into()),
         ("AWS_SECRET_ACCESS_KEY", "testing".into()),

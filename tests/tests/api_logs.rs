@@ -152,3 +152,64 @@ fn a_full_run_logs_no_secret() {
         assert!(!text.contains(secret.as_str()), "a secret reached the logs");
     }
 }
+
+#[test]
+fn wrong_hook_entries_are_logged_by_name_the_rest_serve_and_no_hook_secret_is_logged() {
+    let logs = CapturedLogs::default();
+    let (secrets, signatures) = logs.run(async {
+        let mut broken = broker_tests::hooks::lead_hook("broken-hook");
+        broken["request"]["path"] = serde_json::json!("v1/admin/token");
+        let h = broker_tests::hooks::hooks_stack(
+            "hooks-logs",
+            &[],
+            serde_json::json!([broker_tests::hooks::lead_hook("crm-new-lead"), broken]),
+        )
+        .await;
+        let base = h.s.base.clone();
+        let request = h
+            .signed(&base, "crm-new-lead", "msg_l", &broker_tests::hooks::lead())
+            .build()
+            .unwrap();
+        let signature = request.headers()["webhook-signature"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert_eq!(h.http.execute(request).await.unwrap().status(), 200);
+        let (status, _, _) = broker_tests::hooks::answer(h.signed(
+            &base,
+            "broken-hook",
+            "msg_l",
+            &broker_tests::hooks::lead(),
+        ))
+        .await;
+        assert_eq!(status, 404, "a refused entry does not serve");
+        (
+            vec![
+                broker_tests::hooks::SECRET.to_owned(),
+                "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".to_owned(),
+            ],
+            vec![signature],
+        )
+    });
+    let text = logs.text();
+    assert!(
+        text.contains("refusing a hooks entry")
+            && text.contains("broken-hook")
+            && text.contains("permanent API tokens"),
+        "{text}"
+    );
+    assert!(
+        text.contains("hook=crm-new-lead"),
+        "the audit line names the hook: {text}"
+    );
+    for s in secrets.iter().chain(&signatures) {
+        assert!(
+            !text.contains(s.as_str()),
+            "a secret or signature reached the logs"
+        );
+    }
+    assert!(
+        !text.contains("msg_l"),
+        "the idempotency key is logged hashed only"
+    );
+}

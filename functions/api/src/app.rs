@@ -7,8 +7,11 @@ use std::time::Duration;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use broker::clock::SharedClock;
 use broker::config::Config;
+use broker::document::DocumentCache;
+use broker::hooks::HookSet;
+use broker::hooks::idempotency::IdempotencyStore;
 use broker::renew::Renewer;
-use broker::ringcx::{RingCxClient, RingCxError};
+use broker::ringcx::{RingCxClient, RingCxError, VoiceRequest, VoiceResponse};
 use broker::store::{SecretStore, SessionRing};
 use chrono::{DateTime, Utc};
 
@@ -38,6 +41,12 @@ pub struct App<S> {
     pub allow_query_key: bool,
     /// Time a request may spend obtaining a token inline: one whole refresh and its write.
     pub token_budget: Duration,
+    /// The hooks secret, as this instance last read it (read like the callers secret).
+    pub hooks: DocumentCache<S, HookSet>,
+    /// Where hooks claim their idempotency keys (`IDEMPOTENCY_TABLE`); without it hooks answer 503.
+    pub idempotency: Option<IdempotencyStore>,
+    /// What one RingCX call may take (`ENGAGE_TIMEOUT_MS`).
+    pub request_timeout: Duration,
 }
 
 /// The state axum hands every handler.
@@ -60,7 +69,31 @@ impl<S: SecretStore + Clone> App<S> {
             config.api_renew_settings(),
         );
         let token_budget = renewer.time_needed() + TOKEN_SLACK;
+        let tenants = config.tenants.clone();
+        let hooks_secret = config.names().hooks();
+        let parse_hooks = {
+            let secret = hooks_secret.clone();
+            Box::new(move |raw: Option<&str>| match raw {
+                None => HookSet::default(),
+                Some(raw) => {
+                    let (set, refused) = broker::hooks::parse_hooks(raw, &tenants);
+                    for r in refused {
+                        tracing::warn!(secret = %secret, index = r.index, hook = r.name.as_deref().unwrap_or("?"), reason = %r.reason, "refusing a hooks entry");
+                    }
+                    set
+                }
+            })
+        };
         Ok(Self {
+            hooks: DocumentCache::new(
+                store.clone(),
+                hooks_secret,
+                config.callers_cache,
+                clock.clone(),
+                parse_hooks,
+            ),
+            idempotency: None,
+            request_timeout: config.ringcx.request_timeout,
             tokens: TokenCache::new(
                 renewer,
                 clock.clone(),
@@ -80,6 +113,20 @@ impl<S: SecretStore + Clone> App<S> {
             allow_query_key: config.allow_query_key,
             token_budget,
         })
+    }
+
+    /// With the hooks' idempotency table when `IDEMPOTENCY_TABLE` names one (the client built
+    /// once per instance, like every client).
+    pub fn with_idempotency(mut self, config: &Config, dynamodb: aws_sdk_dynamodb::Client) -> Self {
+        self.idempotency = config.idempotency_table.as_ref().map(|table| {
+            IdempotencyStore::new(
+                dynamodb,
+                table.clone(),
+                self.clock.clone(),
+                config.hook_idempotency,
+            )
+        });
+        self
     }
 
     pub(crate) fn deadline(&self) -> DateTime<Utc> {
@@ -143,6 +190,27 @@ impl<S: SecretStore + Clone> App<S> {
             ));
         }
         Ok(token)
+    }
+
+    /// One RingCX Voice API call with the tenant's token, retried with a newer token when RingCX
+    /// says the token has expired; every other answer is RingCX's and comes back as it came.
+    pub(crate) async fn voice(
+        &self,
+        tenant: &str,
+        request: &VoiceRequest,
+    ) -> Result<VoiceResponse, ApiError> {
+        let ringcx = &self.ringcx;
+        self.with_token(tenant, |token| async move {
+            let answer = ringcx.voice(token.auth(), request.clone()).await?;
+            // An expired token goes back to `with_token`, which retries with a newer one; any
+            // other answer, other 401s included, is RingCX's and is relayed as it came.
+            if answer.is_jwt_expired() {
+                Err(RingCxError::AccessTokenExpired)
+            } else {
+                Ok(answer)
+            }
+        })
+        .await
     }
 
     /// Runs `call` with the tenant's token; if RingCX refuses it, again with a newer one (at most

@@ -11,10 +11,16 @@ use serde_json::json;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[allow(missing_docs)]
 pub enum ErrorCode {
-    ApiTokenNotFound,
     AlreadyRotated,
+    ApiTokenNotFound,
     BodyTooLarge,
     CallersUnavailable,
+    HookDeliveryFailed,
+    HookInProgress,
+    HookNotFound,
+    HookPayloadInvalid,
+    HooksUnavailable,
+    IdempotencyUnavailable,
     InsufficientScope,
     InvalidBody,
     InvalidCredentials,
@@ -23,6 +29,7 @@ pub enum ErrorCode {
     InvalidLabel,
     InvalidPath,
     InvalidQuery,
+    InvalidSignature,
     InvalidToken,
     MalformedCredentials,
     MethodNotAllowed,
@@ -48,11 +55,17 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, sorted by name.
-    pub const ALL: [ErrorCode; 33] = [
-        ErrorCode::ApiTokenNotFound,
+    pub const ALL: [ErrorCode; 40] = [
         ErrorCode::AlreadyRotated,
+        ErrorCode::ApiTokenNotFound,
         ErrorCode::BodyTooLarge,
         ErrorCode::CallersUnavailable,
+        ErrorCode::HookDeliveryFailed,
+        ErrorCode::HookInProgress,
+        ErrorCode::HookNotFound,
+        ErrorCode::HookPayloadInvalid,
+        ErrorCode::HooksUnavailable,
+        ErrorCode::IdempotencyUnavailable,
         ErrorCode::InsufficientScope,
         ErrorCode::InvalidBody,
         ErrorCode::InvalidCredentials,
@@ -61,6 +74,7 @@ impl ErrorCode {
         ErrorCode::InvalidLabel,
         ErrorCode::InvalidPath,
         ErrorCode::InvalidQuery,
+        ErrorCode::InvalidSignature,
         ErrorCode::InvalidToken,
         ErrorCode::MalformedCredentials,
         ErrorCode::MethodNotAllowed,
@@ -87,10 +101,16 @@ impl ErrorCode {
     /// The `error.code` string.
     pub fn as_str(self) -> &'static str {
         match self {
-            ErrorCode::ApiTokenNotFound => "api_token_not_found",
             ErrorCode::AlreadyRotated => "already_rotated",
+            ErrorCode::ApiTokenNotFound => "api_token_not_found",
             ErrorCode::BodyTooLarge => "body_too_large",
             ErrorCode::CallersUnavailable => "callers_unavailable",
+            ErrorCode::HookDeliveryFailed => "hook_delivery_failed",
+            ErrorCode::HookInProgress => "hook_in_progress",
+            ErrorCode::HookNotFound => "hook_not_found",
+            ErrorCode::HookPayloadInvalid => "hook_payload_invalid",
+            ErrorCode::HooksUnavailable => "hooks_unavailable",
+            ErrorCode::IdempotencyUnavailable => "idempotency_unavailable",
             ErrorCode::InsufficientScope => "insufficient_scope",
             ErrorCode::InvalidBody => "invalid_body",
             ErrorCode::InvalidCredentials => "invalid_credentials",
@@ -99,6 +119,7 @@ impl ErrorCode {
             ErrorCode::InvalidLabel => "invalid_label",
             ErrorCode::InvalidPath => "invalid_path",
             ErrorCode::InvalidQuery => "invalid_query",
+            ErrorCode::InvalidSignature => "invalid_signature",
             ErrorCode::InvalidToken => "invalid_token",
             ErrorCode::MalformedCredentials => "malformed_credentials",
             ErrorCode::MethodNotAllowed => "method_not_allowed",

@@ -7,7 +7,7 @@ use anyhow::Context as _;
 use api::{App, router};
 use broker::clock::{SharedClock, SystemClock};
 use broker::config::Config;
-use broker::store::aws::SecretsManagerStore;
+use broker::store::aws::{SecretsManagerStore, sdk_config};
 use broker::telemetry;
 
 #[tokio::main]
@@ -20,8 +20,15 @@ async fn main() -> anyhow::Result<()> {
     telemetry::init();
     let config = Config::from_env()?;
     let clock: SharedClock = Arc::new(SystemClock);
-    let store = SecretsManagerStore::from_env(config.kms_key_id.clone()).await;
-    let app = Arc::new(App::new(&config, store, clock).context("building the RingCX client")?);
+    let sdk = sdk_config().await;
+    let store = SecretsManagerStore::new(
+        aws_sdk_secretsmanager::Client::new(&sdk),
+        config.kms_key_id.clone(),
+    );
+    let app = App::new(&config, store, clock)
+        .context("building the RingCX client")?
+        .with_idempotency(&config, aws_sdk_dynamodb::Client::new(&sdk));
+    let app = Arc::new(app);
     let router = router(app);
     if telemetry::in_lambda() {
         return lambda_http::run(router)

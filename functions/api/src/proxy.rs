@@ -10,7 +10,7 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use broker::ringcx::{ApiPath, RingCxError, VoiceRequest, VoiceResponse};
+use broker::ringcx::{ApiPath, VoiceRequest, VoiceResponse};
 use broker::store::SecretStore;
 
 use crate::auth::{Scope, forwarded_query};
@@ -74,24 +74,12 @@ pub(crate) async fn proxy<S: SecretStore + Clone + 'static>(
     if !body.is_empty() {
         request = request.with_body(content_type.unwrap_or_default(), body);
     }
-    let (ringcx, request) = (&app.ringcx, &request);
-    let answer = app
-        .with_token(&caller.tenant, |token| async move {
-            let answer = ringcx.voice(token.auth(), request.clone()).await?;
-            // An expired token goes back to `with_token`, which retries with a newer one; any
-            // other answer, other 401s included, is RingCX's and is relayed as it came.
-            if answer.is_jwt_expired() {
-                Err(RingCxError::AccessTokenExpired)
-            } else {
-                Ok(answer)
-            }
-        })
-        .await?;
+    let answer = app.voice(&caller.tenant, &request).await?;
     Ok(relay(answer))
 }
 
 /// RingCX's answer, status and body as they came, with its content type and `Retry-After`.
-fn relay(answer: VoiceResponse) -> Response {
+pub(crate) fn relay(answer: VoiceResponse) -> Response {
     let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_GATEWAY);
     let mut response = (status, answer.body).into_response();
     let headers = response.headers_mut();

@@ -7,7 +7,7 @@ use axum::routing::{MethodFilter, MethodRouter, on};
 use broker::store::SecretStore;
 
 use crate::error::{ApiError, ErrorCode};
-use crate::{AppState, health, oauth, permanent, proxy};
+use crate::{AppState, health, hooks, oauth, permanent, proxy};
 
 /// Every route, the single source of the router and of the OpenAPI check.
 pub const ROUTES: &[(&str, &[&str])] = &[
@@ -21,6 +21,7 @@ pub const ROUTES: &[(&str, &[&str])] = &[
     ("/v1/api-tokens", &["get", "post"]),
     ("/v1/api-tokens/{token}", &["delete"]),
     ("/v1/api-tokens/{token}/rotate", &["post"]),
+    ("/v1/hooks/{name}", &["post"]),
 ];
 
 /// The router over every route in [`ROUTES`].
@@ -85,6 +86,7 @@ fn endpoint<S: SecretStore + Clone + 'static>(
         ("/v1/api-tokens", "post") => on(f, permanent::create::<S>),
         ("/v1/api-tokens/{token}", "delete") => on(f, permanent::delete::<S>),
         ("/v1/api-tokens/{token}/rotate", "post") => on(f, permanent::rotate::<S>),
+        ("/v1/hooks/{name}", "post") => on(f, hooks::hook::<S>),
         // A table entry without a handler routes nothing; the OpenAPI test catches it.
         _ => MethodRouter::new(),
     }

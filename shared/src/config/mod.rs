@@ -34,6 +34,8 @@ pub const VARIABLES: &[&str] = &[
     "CALLERS_CACHE_SECONDS",
     "PER_TENANT_METRICS",
     "KMS_KEY_ID",
+    "IDEMPOTENCY_TABLE",
+    "HOOK_IDEMPOTENCY_HOURS",
     "RUST_LOG",
 ];
 
@@ -115,6 +117,11 @@ pub struct Config {
     /// Publish `SecondsLeft` per tenant as well as across tenants (`PER_TENANT_METRICS`, on by
     /// default): $0.30 a month per tenant, and what the dashboard's per-tenant line draws.
     pub per_tenant_metrics: bool,
+    /// The DynamoDB table hooks claim their idempotency keys in (`IDEMPOTENCY_TABLE`); without
+    /// it, hooks answer `503 idempotency_unavailable` rather than risk a second delivery.
+    pub idempotency_table: Option<String>,
+    /// How long a delivered hook event is remembered and replayed (`HOOK_IDEMPOTENCY_HOURS`, 24).
+    pub hook_idempotency: Duration,
 }
 
 impl Config {
@@ -268,6 +275,30 @@ impl Config {
             "seconds, 0..=3600",
             |n| *n <= 3600,
         )?;
+        let idempotency_table = match get("IDEMPOTENCY_TABLE") {
+            Some(t)
+                if (3..=255).contains(&t.len())
+                    && t.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c)) =>
+            {
+                Some(t)
+            }
+            Some(t) => {
+                return Err(ConfigError::Invalid {
+                    name: "IDEMPOTENCY_TABLE",
+                    value: t,
+                    expected: "a DynamoDB table name (3-255 letters, digits, _ - .)",
+                });
+            }
+            None => None,
+        };
+        let hook_hours = number(
+            "HOOK_IDEMPOTENCY_HOURS",
+            get("HOOK_IDEMPOTENCY_HOURS"),
+            24u64,
+            "hours, 1..=720",
+            |n| (1..=720).contains(n),
+        )?;
         let config = Self {
             ringcx,
             secret_prefix: prefix,
@@ -282,6 +313,8 @@ impl Config {
             allow_query_key,
             callers_cache: Duration::from_secs(callers_cache),
             per_tenant_metrics,
+            idempotency_table,
+            hook_idempotency: Duration::from_secs(hook_hours * 3600),
         };
         config.check_consistency()?;
         Ok(config)

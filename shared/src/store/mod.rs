@@ -217,4 +217,9 @@ impl SecretNames {
     pub fn callers(&self) -> String {
         format!("{}callers", self.prefix)
     }
+
+    /// `{prefix}hooks`.
+    pub fn hooks(&self) -> String {
+        format!("{}hooks", self.prefix)
+    }
 }

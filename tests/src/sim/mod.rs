@@ -6,6 +6,7 @@
 mod auth_configs;
 mod control;
 pub mod faults;
+pub mod leads;
 pub mod outbound;
 mod ringcx;
 pub mod state;
@@ -180,6 +181,11 @@ impl Simulator {
     }
 
     /// Every request received so far, in arrival order.
+    /// Every load the direct lead loader accepted, oldest first.
+    pub fn lead_loads(&self) -> Vec<leads::LeadLoad> {
+        self.shared.world().lead_loads.clone()
+    }
+
     pub fn requests(&self) -> Vec<RecordedRequest> {
         self.shared.world().log.clone()
     }

@@ -34,6 +34,7 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
         .route("/voice/api/v1/admin/users", get(users))
         .route("/voice/api/v1/sim/echo", any(echo))
         .merge(super::auth_configs::routes())
+        .merge(super::leads::routes())
         .route("/voice/api/v1/sim/echo/{*rest}", any(echo))
 }
 

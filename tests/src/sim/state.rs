@@ -126,6 +126,8 @@ pub(crate) struct World {
     pub log: Vec<RecordedRequest>,
     /// External auth configs by (account id, auth config id), as stored (secrets in clear).
     pub auth_configs: std::collections::BTreeMap<(String, String), Value>,
+    /// Every load the direct lead loader accepted.
+    pub lead_loads: Vec<super::leads::LeadLoad>,
 }
 
 impl World {
@@ -148,6 +150,7 @@ impl World {
             rng: fastrand::Rng::with_seed(seed),
             log: Vec::new(),
             auth_configs: std::collections::BTreeMap::new(),
+            lead_loads: Vec::new(),
         }
     }
 

@@ -35,11 +35,19 @@ pub enum Scope {
     #[serde(rename = "api-tokens:admin")]
     /// `api-tokens:admin`: create, list, rotate and revoke permanent API tokens.
     ApiTokensAdmin,
+    #[serde(rename = "hooks:invoke")]
+    /// `hooks:invoke`: call a hook whose scheme is `caller` (RingCX's own Remote HTTP Services).
+    HooksInvoke,
 }
 
 impl Scope {
     /// Every scope, in the order the README lists them.
-    pub const ALL: [Scope; 3] = [Scope::EngageProxy, Scope::TokenRead, Scope::ApiTokensAdmin];
+    pub const ALL: [Scope; 4] = [
+        Scope::EngageProxy,
+        Scope::TokenRead,
+        Scope::ApiTokensAdmin,
+        Scope::HooksInvoke,
+    ];
 
     /// The name callers entries and the README use.
     pub fn as_str(self) -> &'static str {
@@ -47,6 +55,7 @@ impl Scope {
             Scope::EngageProxy => "engage:proxy",
             Scope::TokenRead => "token:read",
             Scope::ApiTokensAdmin => "api-tokens:admin",
+            Scope::HooksInvoke => "hooks:invoke",
         }
     }
 }
@@ -60,7 +69,7 @@ impl std::str::FromStr for Scope {
             .find(|scope| scope.as_str() == s.trim())
             .ok_or_else(|| {
                 format!(
-                    "unknown scope {s:?}: scopes are engage:proxy, token:read and api-tokens:admin"
+                    "unknown scope {s:?}: scopes are engage:proxy, token:read, api-tokens:admin and hooks:invoke"
                 )
             })
     }
