@@ -92,8 +92,17 @@ async fn function_url_events_reach_ringcx_through_the_real_binary() {
         .await
         .expect("the refresher's first login");
 
+    // A hook, and the idempotency table the template makes.
+    seed(
+        names.hooks(),
+        json!([broker_tests::hooks::lead_hook("crm-new-lead")]).to_string(),
+    )
+    .await;
+    let (_dynamodb, table) = broker_tests::support::idempotency_table("api-lambda").await;
+
     let runtime = RuntimeApi::start().await.unwrap();
-    let env = function_env(&sim, &prefix, "default");
+    let mut env = function_env(&sim, &prefix, "default");
+    env.push(("IDEMPOTENCY_TABLE", table));
     let function = LambdaProcess::start("api", &runtime, &env);
     let key = key.expose_secret().to_owned();
     let basic = format!("Basic {}", STANDARD.encode(format!("ivr-main:{key}")));
@@ -127,6 +136,47 @@ async fn function_url_events_reach_ringcx_through_the_real_binary() {
     assert_eq!(body["method"], "PUT");
     assert_eq!(body["contentType"], "application/x-www-form-urlencoded");
     assert_eq!(body["body"], form, "the base64 body arrives decoded");
+
+    // A webhook whose body a Function URL hands over base64-encoded: the signature is over the
+    // raw bytes, which must arrive exactly as sent (non-ASCII included).
+    let lead = "{\"id\":\"crm-7\",\"campaign\":42,\"phone\":\"5550100\",\"first_name\":\"Zo\u{eb}\",\"priority\":2}";
+    let now = chrono::Utc::now().timestamp();
+    let signature = broker::hooks::verify::sign_standard_webhooks(
+        broker_tests::hooks::SECRET,
+        "msg_b64",
+        now,
+        lead.as_bytes(),
+    )
+    .unwrap();
+    let hook_event = function_url_event(
+        "POST",
+        "/v1/hooks/crm-new-lead",
+        "",
+        json!({"content-type": "application/json", "webhook-id": "msg_b64",
+               "webhook-timestamp": now.to_string(), "webhook-signature": signature}),
+        Some((&STANDARD.encode(lead), true)),
+    );
+    let (status, body, headers) = answer(runtime.invoke(hook_event.clone(), timeout).await);
+    assert_eq!(status, 200, "{body}\n{}", function.output());
+    assert_eq!(body["leadsAccepted"], 1);
+    assert!(headers.get("idempotent-replayed").is_none());
+    let loads = sim.lead_loads();
+    assert_eq!(loads.len(), 1);
+    assert_eq!(loads[0].request["uploadLeads"][0]["firstName"], "Zo\u{eb}");
+    let (status, _, headers) = answer(runtime.invoke(hook_event, timeout).await);
+    assert_eq!(
+        (status, headers["idempotent-replayed"].as_str()),
+        (200, Some("true"))
+    );
+    assert_eq!(
+        sim.lead_loads().len(),
+        1,
+        "the repeat was answered from DynamoDB"
+    );
+    assert!(
+        !function.output().contains(&signature),
+        "no signature in the logs"
+    );
 
     // The token endpoint, and errors in the broker's JSON shape.
     let (status, body, headers) = answer(

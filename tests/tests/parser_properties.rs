@@ -132,3 +132,76 @@ proptest! {
         prop_assert_eq!(kept, expected.join("&"));
     }
 }
+
+/// Any JSON a sender might post: strings of any characters (separators, dots, escapes,
+/// controls, non-ASCII), numbers, booleans, nulls, lists and objects.
+fn payload_value() -> impl Strategy<Value = serde_json::Value> {
+    let leaf = prop_oneof![
+        any::<String>().prop_map(serde_json::Value::from),
+        "[./%a-z0-9?#;\\\\ -]{0,12}".prop_map(serde_json::Value::from),
+        prop_oneof![
+            Just(".."),
+            Just("."),
+            Just(""),
+            Just("%2e%2e"),
+            Just("auth"),
+            Just("token")
+        ]
+        .prop_map(serde_json::Value::from),
+        any::<i64>().prop_map(serde_json::Value::from),
+        any::<f64>().prop_map(serde_json::Value::from),
+        any::<bool>().prop_map(serde_json::Value::from),
+        Just(serde_json::Value::Null),
+    ];
+    leaf.prop_recursive(2, 8, 3, |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..3).prop_map(serde_json::Value::from),
+            proptest::collection::btree_map("[a-z]{1,3}", inner, 0..3)
+                .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+fn property_hook() -> std::sync::Arc<broker::hooks::Hook> {
+    let entry = serde_json::json!([{"name": "p", "tenant": "default",
+        "verify": {"scheme": "stripe", "secrets": ["0123456789abcdef"]},
+        "request": {"method": "POST", "path": "v1/admin/accounts/{{ account_id }}/campaigns/{{ payload.a }}/leads/{{ payload.b }}x",
+                    "query": {"q": "{{ payload.a }}"},
+                    "body": {"a": "{{ payload.a }}", "t": "a-{{ payload.b }}", "l": [{"x": "{{ payload.c }}"}]}},
+        "idempotencyKey": "{{ payload.b }}"}]);
+    let (set, refused) = broker::hooks::parse_hooks(&entry.to_string(), &["default".to_owned()]);
+    assert!(refused.is_empty(), "{refused:?}");
+    set.get("p").unwrap()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 512,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    /// Whatever a payload holds: rendering never panics, and what it renders stays under
+    /// `/voice/api/v1/`, outside every credential area, with exactly the template's segments.
+    #[test]
+    fn no_payload_moves_a_hooks_request(a in payload_value(), b in payload_value(), c in payload_value()) {
+        let hook = property_hook();
+        let payload = serde_json::json!({"a": a, "b": b, "c": c});
+        let headers = broker::hooks::Headers::new();
+        let query = std::collections::BTreeMap::new();
+        let inbound = broker::hooks::Inbound {
+            payload: &payload, headers: &headers, query: &query, raw_body: b"", account_id: Some("333333"),
+        };
+        if let Ok(rendered) = hook.render(&inbound) {
+            let path = rendered.request.path.as_str();
+            let segments: Vec<&str> = path.split('/').collect();
+            prop_assert_eq!(segments.len(), 8, "{}", path);
+            prop_assert_eq!(&segments[..5], &["v1", "admin", "accounts", "333333", "campaigns"]);
+            prop_assert_eq!(segments[6], "leads");
+            prop_assert!(segments[7].ends_with('x'));
+            prop_assert!(rendered.request.path.credential_area().is_none());
+            prop_assert!(ApiPath::new(path).is_ok());
+            prop_assert!(rendered.request.body.is_some());
+        }
+    }
+}

@@ -338,7 +338,7 @@ fn within(ts: i64, now: i64, tolerance: u64) -> Result<(), SignatureRefusal> {
 
 fn unhex(text: &str) -> Option<Vec<u8>> {
     let text = text.trim();
-    if text.is_empty() || text.len() % 2 != 0 || !text.is_ascii() {
+    if text.is_empty() || !text.len().is_multiple_of(2) || !text.is_ascii() {
         return None;
     }
     (0..text.len())

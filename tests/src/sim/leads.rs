@@ -193,14 +193,16 @@ fn validate(body: &Value) -> Result<usize, String> {
             }
         }
         for field in LEAD_INTS {
-            if let Some(v) = lead.get(field).filter(|v| !v.is_null()) {
-                if v.as_i64()
-                    .is_none_or(|n| i32::try_from(n).is_err() && field != "dupeKeyOverride")
-                {
-                    return Err(format!(
-                        "JSON parse error: uploadLeads[{i}].{field} must be an integer"
-                    ));
-                }
+            let Some(v) = lead.get(field).filter(|v| !v.is_null()) else {
+                continue;
+            };
+            // int32 fields, and the one int64 (dupeKeyOverride).
+            if v.as_i64()
+                .is_none_or(|n| i32::try_from(n).is_err() && field != "dupeKeyOverride")
+            {
+                return Err(format!(
+                    "JSON parse error: uploadLeads[{i}].{field} must be an integer"
+                ));
             }
         }
         if let Some(state) = lead.get("leadState").and_then(Value::as_str)
