@@ -14,7 +14,7 @@ ARCH ?= arm64
 # One target dir for the workspace, the functions and every tool that builds them.
 export CARGO_TARGET_DIR ?= $(CURDIR)/target
 
-.PHONY: help test lint fmt fmt-check clippy deny unit build sim venv bench template dev package deploy seed-credentials add-caller remove-caller connect-ringcx status
+.PHONY: help test lint fmt fmt-check clippy deny unit build sim venv bench template dev package deploy seed-credentials add-caller remove-caller connect-ringcx status hook-add hook-list hook-remove hook-test
 
 help: ## List the tasks
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -97,6 +97,18 @@ status: ## [JSON=1]: one line per tenant: generation, time left, how obtained, s
 
 remove-caller: ## ID=ivr-main: revoke a caller key
 	$(CARGO) run --quiet -p api --bin operator -- remove-caller --id $(ID)
+
+hook-add: ## FILE=hook.json [GENERATE=1] [REPLACE=1]: add a hook entry (checked as the functions check it); GENERATE prints a new signing secret once
+	$(CARGO) run --quiet -p api --bin operator -- hook add --file $(FILE) $(if $(GENERATE),--generate-secret) $(if $(REPLACE),--replace)
+
+hook-list: ## [JSON=1]: every hook, its scheme and request, and whether it serves (no secrets)
+	$(CARGO) run --quiet -p api --bin operator -- hook list $(if $(JSON),--json)
+
+hook-remove: ## NAME=crm-new-lead: remove a hook
+	$(CARGO) run --quiet -p api --bin operator -- hook remove --name $(NAME)
+
+hook-test: ## NAME=crm-new-lead PAYLOAD=event.json [HEADER="webhook-id: 1"]: the RingCX request a payload would make, sent nowhere
+	$(CARGO) run --quiet -p api --bin operator -- hook test --name $(NAME) --payload $(PAYLOAD) $(if $(HEADER),--header "$(HEADER)")
 
 sim: ## Run the RingCX simulator on 127.0.0.1:8900
 	$(CARGO) run --locked -p broker-tests --bin ringcx-sim -- --bind 127.0.0.1:8900

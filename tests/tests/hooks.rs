@@ -486,3 +486,118 @@ async fn without_an_idempotency_table_nothing_is_sent() {
     assert!(headers.contains_key("retry-after"));
     assert!(s.sim.lead_loads().is_empty());
 }
+
+#[tokio::test]
+async fn operator_hook_commands_add_list_test_and_remove() {
+    let h = hooks_stack("hooks-operator", &[], json!([])).await;
+    let dir = std::env::temp_dir().join(unique_prefix("hook-cli").trim_end_matches('/'));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut entry = lead_hook("crm-new-lead");
+    entry["verify"]["secrets"] = json!([]);
+    let entry_file = dir.join("hook.json");
+    std::fs::write(&entry_file, entry.to_string()).unwrap();
+    let run = |args: &[&str]| {
+        let out = h.s.operator_command(args);
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let file = entry_file.to_str().unwrap();
+    let (ok, out, err) = run(&["hook", "add", "--file", file, "--generate-secret"]);
+    assert!(ok, "{out}{err}");
+    let secret = out
+        .lines()
+        .find_map(|l| l.strip_prefix("secret: "))
+        .expect("the secret is printed once")
+        .to_owned();
+    assert!(secret.starts_with("whsec_"), "{secret}");
+    // The sender signs with it, and the broker delivers.
+    let raw = lead().to_string();
+    let ts = h.s.clock.now().timestamp();
+    let delivered = h
+        .http
+        .post(h.s.url("/v1/hooks/crm-new-lead"))
+        .header("content-type", "application/json")
+        .header("webhook-id", "op-1")
+        .header("webhook-timestamp", ts.to_string())
+        .header(
+            "webhook-signature",
+            sign_standard_webhooks(&secret, "op-1", ts, raw.as_bytes()).unwrap(),
+        )
+        .body(raw);
+    assert_eq!(answer(delivered).await.0, 200);
+    let (ok, listed, _) = run(&["hook", "list"]);
+    assert!(
+        ok && listed.contains("crm-new-lead") && listed.contains("serving"),
+        "{listed}"
+    );
+    assert!(
+        !listed.contains(&secret) && !listed.contains(&secret[6..]),
+        "list shows no secret"
+    );
+    let (ok, _, err) = run(&["hook", "add", "--file", file, "--generate-secret"]);
+    assert!(!ok && err.contains("--replace"), "{err}");
+    let mut bad = entry.clone();
+    bad["name"] = json!("bad-path");
+    bad["request"]["path"] = json!("v1/admin/token");
+    let bad_file = dir.join("bad.json");
+    std::fs::write(&bad_file, bad.to_string()).unwrap();
+    let (ok, _, err) = run(&[
+        "hook",
+        "add",
+        "--file",
+        bad_file.to_str().unwrap(),
+        "--generate-secret",
+    ]);
+    assert!(
+        !ok && err.contains("would be refused") && err.contains("permanent API tokens"),
+        "{err}"
+    );
+    // What a payload would make, without sending it.
+    let payload_file = dir.join("payload.json");
+    std::fs::write(&payload_file, lead().to_string()).unwrap();
+    let before = h.s.sim.requests().len();
+    let (ok, out, err) = run(&[
+        "hook",
+        "test",
+        "--name",
+        "crm-new-lead",
+        "--payload",
+        payload_file.to_str().unwrap(),
+        "--header",
+        "webhook-id: t-1",
+    ]);
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.starts_with(
+            "POST /voice/api/v1/admin/accounts/333333/campaigns/42/leadLoader/direct\n"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("\"leadPriority\": 3"), "{out}");
+    assert!(err.contains("idempotency key: t-1"), "{err}");
+    assert_eq!(h.s.sim.requests().len(), before, "hook test sends nothing");
+    let mut partial = lead();
+    partial.as_object_mut().unwrap().remove("phone");
+    std::fs::write(&payload_file, partial.to_string()).unwrap();
+    let (ok, _, err) = run(&[
+        "hook",
+        "test",
+        "--name",
+        "crm-new-lead",
+        "--payload",
+        payload_file.to_str().unwrap(),
+        "--header",
+        "webhook-id: t-1",
+    ]);
+    assert!(!ok && err.contains("payload.phone"), "{err}");
+    let (ok, _, _) = run(&["hook", "remove", "--name", "crm-new-lead"]);
+    assert!(ok);
+    let (ok, listed, _) = run(&["hook", "list"]);
+    assert!(ok && listed.contains("no hooks"), "{listed}");
+    let (ok, _, err) = run(&["hook", "remove", "--name", "crm-new-lead"]);
+    assert!(!ok && err.contains("no hook"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -29,8 +29,17 @@ fn help_lists_every_command() {
         "seed-credentials",
         "status",
         "connect-ringcx",
+        "hook",
     ] {
         assert!(help.contains(command), "{command} missing from\n{help}");
+    }
+    let (code, help) = run("operator", &["hook", "--help"]);
+    assert_eq!(code, 0, "{help}");
+    for command in ["add", "list", "remove", "test"] {
+        assert!(
+            help.contains(command),
+            "hook {command} missing from\n{help}"
+        );
     }
     let (code, help) = run("operator", &["add-caller", "--help"]);
     assert_eq!(code, 0);

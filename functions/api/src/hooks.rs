@@ -312,8 +312,13 @@ fn payload(headers: &HeaderMap, raw: &[u8]) -> Result<Json, ApiError> {
     let ct = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .map(media_type)
         .unwrap_or_default();
+    payload_of(ct, raw)
+}
+
+/// [`payload`] for a body of content type `content_type` (also what `operator hook test` reads).
+pub(crate) fn payload_of(content_type: &str, raw: &[u8]) -> Result<Json, ApiError> {
+    let ct = media_type(content_type);
     if raw.is_empty() {
         return Ok(Json::Object(Default::default()));
     }

@@ -58,6 +58,12 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Manage hooks ({prefix}hooks): webhooks from senders that do not speak RingCX, each turned
+    /// into one RingCX call.
+    Hook {
+        #[command(subcommand)]
+        action: HookCommand,
+    },
     /// Create or rotate the OAuth auth config in the tenant's RingCX account that points RingCX
     /// at the broker's /v1/oauth/token.
     ConnectRingcx {
@@ -75,6 +81,48 @@ enum Command {
         /// Replace the client key even when the config is in place.
         #[arg(long)]
         rotate: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum HookCommand {
+    /// Add a hook entry (a JSON file, README "Hooks"), checked exactly as the functions check it.
+    Add {
+        /// The entry as JSON, or - for standard input.
+        #[arg(long)]
+        file: String,
+        /// Generate the signing secret (standard-webhooks, stripe, hmac-sha256) and print it once.
+        #[arg(long)]
+        generate_secret: bool,
+        /// Replace an entry of the same name.
+        #[arg(long)]
+        replace: bool,
+    },
+    /// One line per hook: name, tenant, scheme, request, and whether the functions serve it. No
+    /// secrets.
+    List {
+        /// Print JSON for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a hook; running instances stop serving it within CALLERS_CACHE_SECONDS.
+    Remove {
+        #[arg(long)]
+        name: String,
+    },
+    /// Print the RingCX request a payload would make through a hook, without verifying a
+    /// signature or sending anything.
+    Test {
+        #[arg(long)]
+        name: String,
+        /// The payload as the sender posts it, or - for standard input.
+        #[arg(long)]
+        payload: String,
+        #[arg(long, default_value = "application/json")]
+        content_type: String,
+        /// A header the templates read, as "name: value" (repeatable).
+        #[arg(long = "header")]
+        headers: Vec<String>,
     },
 }
 
@@ -154,6 +202,7 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::SeedCredentials { tenant, file } => seed_credentials(&tenant, &file).await,
+        Command::Hook { action } => hook(action).await,
         Command::Status { json } => status(json).await,
         Command::ConnectRingcx {
             tenant,
@@ -231,7 +280,7 @@ async fn add_jwt_caller(new: NewCaller, algorithm: String, args: JwtArgs) -> any
     Ok(())
 }
 
-async fn seed_credentials(tenant: &str, file: &str) -> anyhow::Result<()> {
+fn read_input(file: &str) -> anyhow::Result<String> {
     let mut text = String::new();
     if file == "-" {
         std::io::stdin()
@@ -240,6 +289,109 @@ async fn seed_credentials(tenant: &str, file: &str) -> anyhow::Result<()> {
     } else {
         text = std::fs::read_to_string(file).with_context(|| format!("reading {file}"))?;
     }
+    Ok(text)
+}
+
+async fn hook(action: HookCommand) -> anyhow::Result<()> {
+    let (config, store) = configured().await?;
+    let names = config.names();
+    match action {
+        HookCommand::Add {
+            file,
+            generate_secret,
+            replace,
+        } => {
+            let entry: serde_json::Value = serde_json::from_str(&read_input(&file)?)
+                .with_context(|| format!("{file} is not JSON"))?;
+            let name = entry["name"].as_str().unwrap_or("?").to_owned();
+            let secret = operator::add_hook(
+                &store,
+                &names,
+                &config.tenants,
+                entry,
+                generate_secret,
+                replace,
+            )
+            .await?;
+            println!("hook {name}: POST <ApiUrl>/v1/hooks/{name}");
+            if let Some(secret) = secret {
+                println!("secret: {}", secret.expose_secret());
+                eprintln!("The secret is shown once: give it to the sender; it signs with it.");
+            }
+            eprintln!(
+                "Stored in {}; instances serve it at once (a name they do not know makes them read the hooks again).",
+                names.hooks()
+            );
+        }
+        HookCommand::List { json } => {
+            let hooks = operator::list_hooks(&store, &names, &config.tenants).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&hooks)?);
+            } else if hooks.is_empty() {
+                println!("no hooks in {}", names.hooks());
+            } else {
+                for h in hooks {
+                    println!(
+                        "{:<24} {:<10} {:<18} secrets {}  {}  [{}]",
+                        h.name, h.tenant, h.scheme, h.secrets, h.request, h.status
+                    );
+                }
+            }
+        }
+        HookCommand::Remove { name } => {
+            if operator::remove_hook(&store, &names, &name).await? == 0 {
+                bail!("no hook {name:?} in {}", names.hooks());
+            }
+            println!(
+                "removed hook {name:?}; instances stop serving it within CALLERS_CACHE_SECONDS"
+            );
+        }
+        HookCommand::Test {
+            name,
+            payload,
+            content_type,
+            headers,
+        } => {
+            let body = read_input(&payload)?;
+            let mut map = broker::hooks::Headers::new();
+            for h in headers {
+                let (k, v) = h
+                    .split_once(':')
+                    .with_context(|| format!("--header {h:?}: write it as \"name: value\""))?;
+                map.insert(k.trim().to_ascii_lowercase(), v.trim().to_owned());
+            }
+            let clock: SharedClock = Arc::new(SystemClock);
+            let rendered = operator::test_hook(
+                &store,
+                &config,
+                &name,
+                body.as_bytes(),
+                &content_type,
+                &map,
+                clock,
+            )
+            .await?;
+            let r = &rendered.request;
+            let query = r
+                .query
+                .as_deref()
+                .map(|q| format!("?{q}"))
+                .unwrap_or_default();
+            println!("{} /voice/api/{}{query}", r.method, r.path.as_str());
+            if let Some(body) = &r.body {
+                println!("{}", serde_json::to_string_pretty(body)?);
+            }
+            eprintln!(
+                "idempotency key: {} (nothing was verified or sent)",
+                rendered.idempotency_key
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn seed_credentials(tenant: &str, file: &str) -> anyhow::Result<()> {
+    let text = read_input(file)?;
     let (config, store) = configured().await?;
     let flow =
         operator::seed_credentials(&store, &config.names(), tenant, &SecretString::from(text))
