@@ -142,7 +142,13 @@ fn alarms_watch_the_metrics_the_code_emits() {
         }
     }
     let names: BTreeSet<&str> = alarms.iter().map(|(_, m)| m.as_str()).collect();
-    for expected in ["Errors", "SecondsLeft", "QuotaPressure", "Url5xxCount"] {
+    for expected in [
+        "Errors",
+        "SecondsLeft",
+        "QuotaPressure",
+        "Url5xxCount",
+        "HooksFailed",
+    ] {
         assert!(names.contains(expected), "no alarm on {expected}");
     }
 }
@@ -202,8 +208,9 @@ fn the_internet_facing_function_can_never_read_credentials() {
                     assert!(
                         a.starts_with("*/session-*")
                             || a.starts_with("callers-*")
+                            || a.starts_with("hooks-*")
                             || a.starts_with("*/api-tokens-*"),
-                        "the api may read more than the ring, the callers and the registry: {resource}"
+                        "the api may read more than the ring, the callers, the hooks and the registry: {resource}"
                     );
                 }
             }
@@ -282,7 +289,7 @@ fn the_dashboard_shows_metrics_the_code_emits() {
         "Errors",
     ];
     let mut shown = BTreeSet::new();
-    assert_eq!(board["widgets"].as_array().map(Vec::len), Some(5));
+    assert_eq!(board["widgets"].as_array().map(Vec::len), Some(6));
     for widget in board["widgets"].as_array().expect("widgets") {
         for line in widget["properties"]["metrics"].as_array().expect("metrics") {
             let line = line.as_array().unwrap();
@@ -334,6 +341,10 @@ fn the_dashboard_shows_metrics_the_code_emits() {
         "QuotaPressure",
         "Url5xxCount",
         "UrlRequestLatency",
+        "HooksDelivered",
+        "HooksReplayed",
+        "HooksFailed",
+        "HooksRejected",
     ] {
         assert!(shown.contains(needed), "the dashboard lacks {needed}");
     }
@@ -378,4 +389,55 @@ fn per_tenant_metrics_are_a_parameter_of_the_refresher() {
     let refresher = &t["Resources"]["RefresherFunction"]["Properties"];
     let set = &refresher["Environment"]["Variables"]["PER_TENANT_METRICS"];
     assert!(text(set).contains("PerTenantMetrics"), "{}", text(set));
+}
+
+#[test]
+fn the_idempotency_table_is_on_demand_with_ttl_and_the_api_may_only_use_its_items() {
+    let t = template();
+    let table = &t["Resources"]["IdempotencyTable"];
+    assert_eq!(table["Type"].as_str(), Some("AWS::DynamoDB::Table"));
+    let p = &table["Properties"];
+    assert_eq!(p["BillingMode"].as_str(), Some("PAY_PER_REQUEST"));
+    assert_eq!(p["KeySchema"][0]["AttributeName"].as_str(), Some("id"));
+    assert_eq!(p["KeySchema"][0]["KeyType"].as_str(), Some("HASH"));
+    assert_eq!(
+        p["TimeToLiveSpecification"]["AttributeName"].as_str(),
+        Some("expiresAt")
+    );
+    assert_eq!(
+        p["TimeToLiveSpecification"]["Enabled"].as_bool(),
+        Some(true)
+    );
+    let api = &t["Resources"]["ApiFunction"]["Properties"];
+    assert!(
+        text(&api["Environment"]["Variables"]["IDEMPOTENCY_TABLE"]).contains("IdempotencyTable")
+    );
+    let statements = api["Policies"][0]["Statement"].as_sequence().unwrap();
+    let dynamo: Vec<&Value> = statements
+        .iter()
+        .filter(|s| text(&s["Action"]).contains("dynamodb:"))
+        .collect();
+    assert_eq!(dynamo.len(), 1, "one statement for the table");
+    let actions = text(&dynamo[0]["Action"]);
+    for action in ["dynamodb:PutItem", "dynamodb:DeleteItem"] {
+        assert!(actions.contains(action), "{actions}");
+    }
+    for never in [
+        "dynamodb:*",
+        "Scan",
+        "Query",
+        "DeleteTable",
+        "CreateTable",
+        "UpdateTable",
+    ] {
+        assert!(!actions.contains(never), "{actions}");
+    }
+    assert!(text(&dynamo[0]["Resource"]).contains("IdempotencyTable"));
+    // The refresher has nothing to do with hooks.
+    let refresher = text(&t["Resources"]["RefresherFunction"]["Properties"]["Policies"]);
+    assert!(!refresher.contains("dynamodb"));
+    assert!(
+        text(&api["Policies"]).contains("hooks-*"),
+        "the api reads {{prefix}}hooks"
+    );
 }
