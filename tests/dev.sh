@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# `make dev`: the whole broker on this machine. Starts a moto Secrets Manager, the RingCX simulator
-# (unless DEV_ENGAGE_BASE_URL points at a real RingCX), seeds credentials and a caller key, runs
-# the refresher on its interval and the HTTP function on 127.0.0.1:$DEV_API_PORT, then prints a
-# curl that works. Ctrl-C stops everything it started.
+# `make dev`: the whole broker on this machine. Starts moto (Secrets Manager and DynamoDB), the
+# RingCX simulator (unless DEV_ENGAGE_BASE_URL points at a real RingCX), seeds credentials, a caller
+# key and a sample hook, runs the refresher on its interval and the HTTP function on
+# 127.0.0.1:$DEV_API_PORT, then prints a curl and a signed hook event that work. Ctrl-C stops
+# everything it started.
 #
 # Settings (environment): DEV_API_PORT (3000), DEV_SIM_PORT (8900), DEV_MOTO_PORT (5055),
 # DEV_ENGAGE_BASE_URL + DEV_RINGCENTRAL_SERVER_URL + DEV_CREDENTIALS_FILE (a real RingCX account
@@ -70,11 +71,22 @@ wait_http() { # url, what
 pids+=($!)
 wait_http "http://127.0.0.1:$moto_port/moto-api/" "moto"
 
-export AWS_ENDPOINT_URL_SECRETS_MANAGER="http://127.0.0.1:$moto_port" AWS_REGION=us-east-1 \
+export AWS_ENDPOINT_URL_SECRETS_MANAGER="http://127.0.0.1:$moto_port" \
+  AWS_ENDPOINT_URL_DYNAMODB="http://127.0.0.1:$moto_port" AWS_ENDPOINT_URL_SQS="http://127.0.0.1:$moto_port" AWS_REGION=us-east-1 \
   AWS_ACCESS_KEY_ID=dev AWS_SECRET_ACCESS_KEY=dev AWS_EC2_METADATA_DISABLED=true
 unset AWS_PROFILE AWS_SESSION_TOKEN AWS_ENDPOINT_URL
 export SECRET_PREFIX=${SECRET_PREFIX:-ringcx/} TENANTS=${TENANTS:-default} BIND_ADDR="127.0.0.1:$api_port"
 export RUST_LOG=${RUST_LOG:-info}
+# Hooks' idempotency table, as the template makes it (partition key id; moto ignores the TTL).
+export IDEMPOTENCY_TABLE=${IDEMPOTENCY_TABLE:-ringcx-dev-idempotency}
+"$venv/bin/python" - "$IDEMPOTENCY_TABLE" <<'PY' || fail "could not create the DynamoDB table in moto"
+import os, sys, boto3
+boto3.client("dynamodb", region_name=os.environ["AWS_REGION"],
+             endpoint_url=os.environ["AWS_ENDPOINT_URL_DYNAMODB"]).create_table(
+    TableName=sys.argv[1], BillingMode="PAY_PER_REQUEST",
+    AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+    KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}])
+PY
 
 if [ -n "${DEV_ENGAGE_BASE_URL:-}" ]; then
   export ENGAGE_BASE_URL="$DEV_ENGAGE_BASE_URL"
@@ -96,6 +108,21 @@ first_tenant=${TENANTS%%,*}
   --scopes engage:proxy,token:read,api-tokens:admin >"$run_dir/caller.txt" 2>/dev/null \
   || fail "adding the dev caller failed."
 key=$(sed -n 's/^key: //p' "$run_dir/caller.txt")
+
+# A sample hook: a CRM lead into campaign 42's lead loader, signed as Standard Webhooks.
+cat >"$run_dir/hook.json" <<JSON
+{"name": "crm-new-lead", "tenant": "$first_tenant",
+ "verify": {"scheme": "standard-webhooks"},
+ "request": {"method": "POST",
+             "path": "v1/admin/accounts/{{ account_id }}/campaigns/{{ payload.campaign }}/leadLoader/direct",
+             "body": {"description": "crm", "listState": "ACTIVE", "duplicateHandling": "REMOVE_FROM_LIST",
+                      "uploadLeads": [{"leadPhone": "{{ payload.phone }}", "firstName": "{{ payload.first_name }}",
+                                       "externId": "{{ payload.id }}"}]}}}
+JSON
+printf '%s\n' '{"id": "crm-1", "campaign": 42, "phone": "5550100", "first_name": "Ada"}' >"$run_dir/lead.json"
+"$target/debug/operator" hook add --file "$run_dir/hook.json" --generate-secret >"$run_dir/hook.txt" 2>/dev/null \
+  || fail "adding the sample hook failed."
+hook_secret=$(sed -n 's/^secret: //p' "$run_dir/hook.txt")
 
 "$target/debug/refresher" >"$run_dir/refresher.log" 2>&1 &
 pids+=($!)
@@ -125,6 +152,10 @@ Dev caller key (all scopes, shown once): $key
 Try:
   curl -s -H 'Authorization: Bearer $key' http://127.0.0.1:$api_port/v1/engage/v1/admin/accounts
   curl -s -H 'X-Api-Key: $key' http://127.0.0.1:$api_port/v1/token
+
+A sample hook (crm-new-lead: a CRM lead into campaign 42's lead loader; DynamoDB table
+$IDEMPOTENCY_TABLE in moto). Send a signed sample event (again with --id to see a replay):
+  python3 tests/send-hook.py --url http://127.0.0.1:$api_port/v1/hooks/crm-new-lead --secret $hook_secret --file $run_dir/lead.json
 
 ready
 Press Ctrl-C to stop everything.

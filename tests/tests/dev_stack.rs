@@ -76,6 +76,7 @@ fn make_dev_starts_serves_and_stops_everything_on_ctrl_c() {
     assert!(pgid > 1);
     let group = format!("-{pgid}");
     let (mut key, mut pids, mut printed) = (None, Vec::new(), Vec::new());
+    let mut send_hook = None;
     let until = Instant::now() + Duration::from_secs(240);
     loop {
         let Ok(line) = rx.recv_timeout(until.saturating_duration_since(Instant::now())) else {
@@ -89,6 +90,9 @@ fn make_dev_starts_serves_and_stops_everything_on_ctrl_c() {
         };
         if let Some(k) = line.strip_prefix("Dev caller key (all scopes, shown once): ") {
             key = Some(k.to_owned());
+        }
+        if let Some(cmd) = line.trim().strip_prefix("python3 tests/send-hook.py ") {
+            send_hook = Some(cmd.to_owned());
         }
         if let Some(p) = line.trim().strip_prefix("pids: ") {
             pids = p.split_whitespace().map(str::to_owned).collect();
@@ -137,6 +141,29 @@ fn make_dev_starts_serves_and_stops_everything_on_ctrl_c() {
         let token: serde_json::Value = r.json().await.unwrap();
         assert!(token["expires_in"].as_i64().unwrap() > 200);
     });
+    // The printed hook command, as a user pastes it: delivered, then replayed under the same id.
+    let args: Vec<String> = send_hook
+        .expect("the signed hook command was printed")
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    let send = |extra: &[&str]| {
+        let out = Command::new(venv.join("bin/python"))
+            .current_dir(&root)
+            .arg("tests/send-hook.py")
+            .args(&args)
+            .args(extra)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let first = send(&["--id", "dev-1"]);
+    assert!(
+        first.starts_with("200 (event dev-1)") && first.contains("\"leadsAccepted\":1"),
+        "{first}"
+    );
+    let again = send(&["--id", "dev-1"]);
+    assert!(again.starts_with("200 (event dev-1, replayed)"), "{again}");
 
     // Ctrl-C.
     assert!(signal("INT", &group));
