@@ -17,7 +17,7 @@ export CARGO_TARGET_DIR ?= $(CURDIR)/target
 .PHONY: help test lint fmt fmt-check clippy deny unit build sim venv bench template dev package deploy seed-credentials add-caller remove-caller connect-ringcx status hook-add hook-list hook-remove hook-test
 
 help: ## List the tasks
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
 test: fmt-check clippy deny template unit ## Everything CI checks: formatting, clippy, dependency policy, template lint, all tests
 

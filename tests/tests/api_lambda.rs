@@ -156,6 +156,14 @@ async fn function_url_events_reach_ringcx_through_the_real_binary() {
                "webhook-timestamp": now.to_string(), "webhook-signature": signature}),
         Some((&STANDARD.encode(lead), true)),
     );
+    // At the deadline: an invocation with less left than a RingCX call and its record need
+    // (ENGAGE_TIMEOUT_MS 10 s + 2 s) does not call RingCX, and leaves the event unclaimed.
+    let short = Duration::from_secs(4);
+    let (status, body, headers) = answer(runtime.invoke(hook_event.clone(), short).await);
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], "hook_delivery_failed");
+    assert!(headers.get("retry-after").is_some());
+    assert!(sim.lead_loads().is_empty(), "nothing was sent");
     let (status, body, headers) = answer(runtime.invoke(hook_event.clone(), timeout).await);
     assert_eq!(status, 200, "{body}\n{}", function.output());
     assert_eq!(body["leadsAccepted"], 1);

@@ -189,6 +189,20 @@ async fn deliver<S: SecretStore + Clone + 'static>(
             .with_retry_after(retry_after.as_secs().max(1)));
         }
     };
+    // A RingCX call that could not be answered and recorded before the lease ends would leave
+    // an event RingCX may have taken looking unclaimed to the next copy: do not start it.
+    let needed = app.request_timeout + CALL_TIMEOUT;
+    if broker::clock::later(app.clock.now(), needed) > lease_until {
+        if let Err(e) = store.release(&lease, deadline).await {
+            tracing::warn!(hook = %hook.name, error = %e, "could not release the idempotency claim");
+        }
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::HookDeliveryFailed,
+            "too little of this invocation is left to call RingCX and record its answer; the event was not delivered, retry",
+        )
+        .with_retry_after(1));
+    }
     let mut request = VoiceRequest::new(
         rendered.request.method.clone(),
         rendered.request.path.clone(),
@@ -272,9 +286,9 @@ async fn authenticate<S: SecretStore>(
     raw: &[u8],
     now: i64,
 ) -> Result<Option<String>, ApiError> {
-    let callers = app.callers.callers().await?;
     let query = parts.uri.query();
     if let Scheme::Caller = hook.scheme {
+        let callers = app.callers.callers().await?;
         let auth = QueryAuth {
             allow_key: app.allow_query_key,
             jwt_params: callers.jwt_params(),
@@ -303,7 +317,8 @@ async fn authenticate<S: SecretStore>(
             format!("{refusal}; nothing was sent"),
         )
     })?;
-    Ok(forwarded_query(query, callers.jwt_params(), ""))
+    // A signed hook needs no caller list: the standard credential parameters still go.
+    Ok(forwarded_query(query, &Default::default(), ""))
 }
 
 /// The body as the templates' `payload`: JSON, or a form as an object of its fields (a field

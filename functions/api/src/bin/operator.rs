@@ -133,7 +133,7 @@ struct CallerArgs {
     id: String,
     #[arg(long, default_value = "default")]
     tenant: String,
-    /// Comma-separated: engage:proxy, token:read, api-tokens:admin.
+    /// Comma-separated: engage:proxy, token:read, api-tokens:admin, hooks:invoke.
     #[arg(long, value_delimiter = ',', default_value = "engage:proxy")]
     scopes: Vec<Scope>,
     /// Comma-separated path globs the caller may reach, e.g. "GET v1/admin/accounts/*".
