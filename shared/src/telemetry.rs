@@ -140,6 +140,28 @@ impl Metric {
         Metric::HooksRejected,
     ];
 
+    /// What the refresher publishes for each tenant's run, in this order.
+    pub const REFRESHER: [Metric; 10] = [
+        Metric::SecondsLeft,
+        Metric::Renewals,
+        Metric::FallbackLogins,
+        Metric::CasConflicts,
+        Metric::QuotaPressure,
+        Metric::RenewalFailures,
+        Metric::UpstreamRetries,
+        Metric::UnreadableSlots,
+        Metric::ForcedRenewals,
+        Metric::ApiTokensRevoked,
+    ];
+
+    /// What the HTTP function publishes for hook requests, one per request.
+    pub const HOOKS: [Metric; 4] = [
+        Metric::HooksDelivered,
+        Metric::HooksReplayed,
+        Metric::HooksFailed,
+        Metric::HooksRejected,
+    ];
+
     /// The CloudWatch metric name.
     pub fn name(self) -> &'static str {
         match self {
@@ -324,6 +346,26 @@ mod tests {
         assert!(enabled(Some("inf"), "api", Level::INFO));
         assert!(enabled(Some("broker=debug"), "api", Level::INFO));
         assert!(enabled(Some("broker=debug"), "broker", Level::DEBUG));
+    }
+
+    #[test]
+    fn the_refresher_and_hooks_metrics_are_all_of_them() {
+        let mut both: Vec<Metric> = Metric::REFRESHER.to_vec();
+        both.extend(Metric::HOOKS);
+        assert_eq!(both, Metric::ALL.to_vec());
+    }
+
+    #[test]
+    fn a_hook_rejection_counts_across_hooks_and_by_reason() {
+        let doc = hook_emf(Metric::HooksRejected, Some("invalid_signature"), 7);
+        assert_eq!(doc["HooksRejected"], 1);
+        assert_eq!(doc["Reason"], "invalid_signature");
+        assert_eq!(declared(&doc, json!([])), ["HooksRejected"]);
+        assert_eq!(declared(&doc, json!(["Reason"])), ["HooksRejected"]);
+        let delivered = hook_emf(Metric::HooksDelivered, None, 7);
+        assert_eq!(declared(&delivered, json!([])), ["HooksDelivered"]);
+        assert!(delivered.get("Reason").is_none());
+        assert_eq!(delivered["_aws"]["Timestamp"], 7);
     }
 
     #[test]

@@ -69,7 +69,7 @@ fn bad_input_is_refused_with_what_is_accepted() {
     );
     assert_eq!(code, 2, "{text}");
     assert!(
-        text.contains("engage:proxy, token:read and api-tokens:admin"),
+        text.contains("engage:proxy, token:read, api-tokens:admin and hooks:invoke"),
         "{text}"
     );
     let (code, text) = run("operator", &["add-caller", "--id", "x", "--max-age", "60"]);

@@ -157,7 +157,10 @@ async fn scheduled_invocations_renew_every_tenant_into_moto() {
                 other => panic!("unexpected dimensions {other}"),
             }
         }
-        let all: Vec<String> = Metric::ALL.iter().map(|m| m.name().to_owned()).collect();
+        let all: Vec<String> = Metric::REFRESHER
+            .iter()
+            .map(|m| m.name().to_owned())
+            .collect();
         assert_eq!(across, all, "{doc}");
         assert_eq!(per_tenant, ["SecondsLeft"], "{doc}");
     }

@@ -133,13 +133,13 @@ async fn run(profile: &Profile) {
     // creates happen on a tenant's first day only, so they are not a monthly cost.
     let billed_calls = batch_values + gets + puts;
     let secrets = (slots + 1) as f64;
-    let metrics = Metric::ALL
+    let metrics = Metric::REFRESHER
         .iter()
         .filter(|m| config.per_tenant_metrics && m.per_tenant())
         .count() as f64;
     let emf_bytes = broker::telemetry::emf(
         &tenants[0],
-        &Metric::ALL.map(|m| (m, 1.0)),
+        &Metric::REFRESHER.map(|m| (m, 1.0)),
         config.per_tenant_metrics,
         0,
     )
