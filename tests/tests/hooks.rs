@@ -237,10 +237,45 @@ async fn refusals_send_nothing_and_say_why() {
             .unwrap()
             .contains("webhook-id")
     );
+    // A signature made with another key (reqwest's `.header` appends, so build it whole).
+    let ts = h.s.clock.now().timestamp();
+    let other_key = "whsec_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    let raw = lead().to_string();
     let forged = h
-        .signed(&base, "crm-new-lead", "msg_f", &lead())
-        .header("webhook-signature", "v1,AAAA");
-    assert_eq!(answer(forged).await.0, 401);
+        .http
+        .post(&url)
+        .header("content-type", "application/json")
+        .header("webhook-id", "msg_f")
+        .header("webhook-timestamp", ts.to_string())
+        .header(
+            "webhook-signature",
+            sign_standard_webhooks(other_key, "msg_f", ts, raw.as_bytes()).unwrap(),
+        )
+        .body(raw.clone());
+    let (status, _, body) = answer(forged).await;
+    assert_eq!(
+        (status.as_u16(), code(&body).as_str()),
+        (401, "invalid_signature")
+    );
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no signature matches")
+    );
+    // Its id signed under another: the signature covers the id.
+    let resigned = h
+        .http
+        .post(&url)
+        .header("content-type", "application/json")
+        .header("webhook-id", "msg_other")
+        .header("webhook-timestamp", ts.to_string())
+        .header(
+            "webhook-signature",
+            sign_standard_webhooks(SECRET, "msg_f", ts, raw.as_bytes()).unwrap(),
+        )
+        .body(raw);
+    assert_eq!(answer(resigned).await.0, 401);
     let tampered = h
         .signed(&base, "crm-new-lead", "msg_f", &lead())
         .body(json!({"id": "crm-1", "campaign": 43}).to_string());
@@ -332,8 +367,7 @@ async fn github_stripe_and_caller_senders() {
         {"name": "github-push", "tenant": "default",
          "verify": {"scheme": "hmac-sha256", "secrets": [GITHUB_SECRET], "header": "X-Hub-Signature-256", "prefix": "sha256="},
          "request": {"method": "POST", "path": "v1/sim/echo/{{ payload.repository.name }}", "query": {"ref": "{{ payload.ref }}"},
-                     "body": {"pusher": "{{ payload.pusher.name }}"}},
-         "idempotencyKey": "{{ headers['x-github-delivery'] }}"},
+                     "body": {"pusher": "{{ payload.pusher.name }}"}}},
         {"name": "form-lead", "tenant": "default",
          "verify": {"scheme": "hmac-sha256", "secrets": [GITHUB_SECRET], "header": "X-Signature", "encoding": "base64"},
          "request": {"method": "POST", "path": "v1/sim/echo/form", "body": {"phone": "{{ payload.phone }}", "tags": "{{ payload.tag }}"}}},
@@ -373,6 +407,20 @@ async fn github_stripe_and_caller_senders() {
     assert_eq!(body["query"], "ref=refs%2Fheads%2Fmain");
     assert_eq!(body["body"], r#"{"pusher":"ada"}"#);
     assert_eq!(answer(github("d-1")).await.1["idempotent-replayed"], "true");
+    // The delivery header is not signed: a captured request under a new one is still a repeat
+    // (the default key is the signed body's hash).
+    assert_eq!(
+        answer(github("d-replayed")).await.1["idempotent-replayed"],
+        "true"
+    );
+    assert_eq!(
+        h.s.sim
+            .requests()
+            .iter()
+            .filter(|r| r.path == "/voice/api/v1/sim/echo/crm")
+            .count(),
+        1
+    );
     // A form body fills payload; a field sent twice is a list.
     let form = "phone=5550100&tag=a&tag=b";
     let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, GITHUB_SECRET.as_bytes());
@@ -447,13 +495,32 @@ async fn github_stripe_and_caller_senders() {
     .await;
     assert_eq!(status, 401);
     // A signature is not a caller key, nor a caller key a signature.
-    let (status, _, _) = answer(
-        github("d-2")
+    let (status, _, body) = answer(
+        h.http
+            .post(format!("{base}/v1/hooks/github-push"))
+            .header("content-type", "application/json")
             .basic_auth("ringcx-events", Some(&invoker))
-            .header("x-hub-signature-256", "sha256=00"),
+            .body(push),
     )
     .await;
-    assert_eq!(status, 401);
+    assert_eq!(
+        (status.as_u16(), body["error"]["code"].as_str()),
+        (401, Some("invalid_signature"))
+    );
+    let (status, _, body) = answer(
+        h.http
+            .post(format!("{base}/v1/hooks/ringcx-call-ended"))
+            .header(
+                "x-hub-signature-256",
+                format!("sha256={}", hmac_hex(GITHUB_SECRET, b"{}")),
+            )
+            .body("{}"),
+    )
+    .await;
+    assert_eq!(
+        (status.as_u16(), body["error"]["code"].as_str()),
+        (401, Some("missing_credentials"))
+    );
 }
 
 #[tokio::test]
@@ -600,4 +667,113 @@ async fn operator_hook_commands_add_list_test_and_remove() {
     let (ok, _, err) = run(&["hook", "remove", "--name", "crm-new-lead"]);
     assert!(!ok && err.contains("no hook"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn what_ringcx_or_the_session_did_not_take_is_not_recorded() {
+    let mut empty_tenant = lead_hook("empty-tenant");
+    empty_tenant["tenant"] = json!("empty");
+    let echo = json!({"name": "echo", "tenant": "default",
+        "verify": {"scheme": "standard-webhooks", "secrets": [SECRET]},
+        "request": {"method": "POST", "path": "v1/sim/echo/big", "body": {"blob": "{{ payload.blob }}"}}});
+    let h = hooks_stack(
+        "hooks-not-taken",
+        &[],
+        json!([lead_hook("crm-new-lead"), empty_tenant, echo]),
+    )
+    .await;
+    let base = h.s.base.clone();
+    // A tenant without a session: no usable token, 503, and a payload that could never be
+    // delivered is still told so.
+    let (status, headers, body) = answer(h.signed(&base, "empty-tenant", "msg_t", &lead())).await;
+    assert_eq!(
+        (status.as_u16(), body["error"]["code"].as_str()),
+        (503, Some("hook_delivery_failed")),
+        "{body}"
+    );
+    assert!(headers.contains_key("retry-after"));
+    let mut partial = lead();
+    partial.as_object_mut().unwrap().remove("phone");
+    let (status, _, body) = answer(h.signed(&base, "empty-tenant", "msg_t2", &partial)).await;
+    assert_eq!(
+        (status.as_u16(), body["error"]["code"].as_str()),
+        (422, Some("hook_payload_invalid"))
+    );
+    // RingCX refusing the broker's token (a 401 that is not "Jwt is expired"): not delivered.
+    let loader = "/voice/api/v1/admin/accounts/333333/campaigns/42/leadLoader";
+    h.s.sim.set_behaviour(broker_tests::sim::Behaviour {
+        token_refusal: broker_tests::sim::TokenRefusal::Unauthenticated,
+        ..h.s.sim.behaviour()
+    });
+    let (status, _, body) = answer(h.signed(&base, "crm-new-lead", "msg_u", &lead())).await;
+    assert_eq!(
+        (status.as_u16(), body["error"]["code"].as_str()),
+        (503, Some("hook_delivery_failed")),
+        "{body}"
+    );
+    h.s.sim.set_behaviour(broker_tests::sim::Behaviour {
+        token_refusal: broker_tests::sim::TokenRefusal::None,
+        ..h.s.sim.behaviour()
+    });
+    let (status, _, _) = answer(h.signed(&base, "crm-new-lead", "msg_u", &lead())).await;
+    assert_eq!(status, 200, "the retry delivers");
+    assert_eq!(h.loads(), 1);
+    assert!(h.s.sim.count("POST", &format!("{loader}/direct")) >= 1);
+    // An answer larger than what is kept: its status and a note on replay.
+    let blob = "x".repeat(100 * 1024);
+    let (status, _, first) =
+        answer(h.signed(&base, "echo", "msg_big", &json!({"blob": blob}))).await;
+    assert_eq!(status, 200);
+    assert!(first["body"].as_str().unwrap().len() > 100 * 1024);
+    let (status, headers, again) =
+        answer(h.signed(&base, "echo", "msg_big", &json!({"blob": blob}))).await;
+    assert_eq!(
+        (
+            status.as_u16(),
+            headers["idempotent-replayed"].to_str().unwrap()
+        ),
+        (200, "true")
+    );
+    assert_eq!(again["replayed"], true);
+    assert!(
+        again["note"].as_str().unwrap().contains("64 KiB"),
+        "{again}"
+    );
+}
+
+#[tokio::test]
+async fn an_idempotency_table_that_cannot_be_used_sends_nothing() {
+    let s = ApiStack::start(
+        moto_store().await,
+        &unique_prefix("hooks-notable2"),
+        &[("IDEMPOTENCY_TABLE", "no-such-table")],
+    )
+    .await;
+    upsert(
+        &s.store,
+        &SecretNames::new(s.prefix.clone()).hooks(),
+        &SecretString::from(json!([lead_hook("crm-new-lead")]).to_string()),
+    )
+    .await
+    .unwrap();
+    let raw = lead().to_string();
+    let ts = s.clock.now().timestamp();
+    let r = reqwest::Client::new()
+        .post(s.url("/v1/hooks/crm-new-lead"))
+        .header("content-type", "application/json")
+        .header("webhook-id", "m")
+        .header("webhook-timestamp", ts.to_string())
+        .header(
+            "webhook-signature",
+            sign_standard_webhooks(SECRET, "m", ts, raw.as_bytes()).unwrap(),
+        )
+        .body(raw);
+    let (status, headers, body) = answer(r).await;
+    assert_eq!(
+        (status.as_u16(), body["error"]["code"].as_str()),
+        (503, Some("idempotency_unavailable")),
+        "{body}"
+    );
+    assert!(headers.contains_key("retry-after"));
+    assert!(s.sim.lead_loads().is_empty());
 }

@@ -165,7 +165,7 @@ fn payload_value() -> impl Strategy<Value = serde_json::Value> {
 fn property_hook() -> std::sync::Arc<broker::hooks::Hook> {
     let entry = serde_json::json!([{"name": "p", "tenant": "default",
         "verify": {"scheme": "stripe", "secrets": ["0123456789abcdef"]},
-        "request": {"method": "POST", "path": "v1/admin/accounts/{{ account_id }}/campaigns/{{ payload.a }}/leads/{{ payload.b }}x",
+        "request": {"method": "POST", "path": "v1/{{ payload.c }}/accounts/{{ account_id }}/campaigns/{{ payload.a }}/leads/{{ payload.b }}x",
                     "query": {"q": "{{ payload.a }}"},
                     "body": {"a": "{{ payload.a }}", "t": "a-{{ payload.b }}", "l": [{"x": "{{ payload.c }}"}]}},
         "idempotencyKey": "{{ payload.b }}"}]);
@@ -196,12 +196,30 @@ proptest! {
             let path = rendered.request.path.as_str();
             let segments: Vec<&str> = path.split('/').collect();
             prop_assert_eq!(segments.len(), 8, "{}", path);
-            prop_assert_eq!(&segments[..5], &["v1", "admin", "accounts", "333333", "campaigns"]);
+            prop_assert_eq!(segments[0], "v1");
+            prop_assert_eq!(&segments[2..5], &["accounts", "333333", "campaigns"]);
             prop_assert_eq!(segments[6], "leads");
             prop_assert!(segments[7].ends_with('x'));
             prop_assert!(rendered.request.path.credential_area().is_none());
             prop_assert!(ApiPath::new(path).is_ok());
             prop_assert!(rendered.request.body.is_some());
+        }
+    }
+
+    /// The same shape renders for ordinary values, and a credential area is refused wherever
+    /// a value lands in it.
+    #[test]
+    fn ordinary_values_render_and_credential_areas_never_do(a in "[a-z0-9]{1,8}", b in 0u32..100_000) {
+        let hook = property_hook();
+        let headers = broker::hooks::Headers::new();
+        let query = std::collections::BTreeMap::new();
+        for (c, area) in [("admin", false), ("auth", true), ("AUTH", true), ("reports", false)] {
+            let payload = serde_json::json!({"a": a, "b": b, "c": c});
+            let inbound = broker::hooks::Inbound {
+                payload: &payload, headers: &headers, query: &query, raw_body: b"", account_id: Some("333333"),
+            };
+            let result = hook.render(&inbound);
+            prop_assert_eq!(result.is_err(), area, "{}: {:?}", c, result.as_ref().map(|r| r.request.path.as_str().to_owned()));
         }
     }
 }

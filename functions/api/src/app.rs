@@ -194,13 +194,22 @@ impl<S: SecretStore + Clone> App<S> {
 
     /// One RingCX Voice API call with the tenant's token, retried with a newer token when RingCX
     /// says the token has expired; every other answer is RingCX's and comes back as it came.
+    /// With `until`, no call (first or retry) starts that could not be answered before it.
     pub(crate) async fn voice(
         &self,
         tenant: &str,
         request: &VoiceRequest,
+        until: Option<DateTime<Utc>>,
     ) -> Result<VoiceResponse, ApiError> {
         let ringcx = &self.ringcx;
-        self.with_token(tenant, |token| async move {
+        let clock = &self.clock;
+        let timeout = self.request_timeout;
+        self.with_token_until(tenant, until, |token| async move {
+            if until.is_some_and(|u| broker::clock::later(clock.now(), timeout) > u) {
+                return Err(RingCxError::Timeout {
+                    service: broker::ringcx::Service::RingCx,
+                });
+            }
             let answer = ringcx.voice(token.auth(), request.clone()).await?;
             // An expired token goes back to `with_token`, which retries with a newer one; any
             // other answer, other 401s included, is RingCX's and is relayed as it came.
@@ -220,7 +229,21 @@ impl<S: SecretStore + Clone> App<S> {
         F: Fn(CachedToken) -> Fut,
         Fut: Future<Output = Result<T, RingCxError>>,
     {
-        let deadline = self.deadline();
+        self.with_token_until(tenant, None, call).await
+    }
+
+    /// [`App::with_token`], with token renewals that end by `until` when given.
+    async fn with_token_until<T, F, Fut>(
+        &self,
+        tenant: &str,
+        until: Option<DateTime<Utc>>,
+        call: F,
+    ) -> Result<T, ApiError>
+    where
+        F: Fn(CachedToken) -> Fut,
+        Fut: Future<Output = Result<T, RingCxError>>,
+    {
+        let deadline = until.map_or(self.deadline(), |u| u.min(self.deadline()));
         let mut token = self.tokens.get(tenant, deadline).await?;
         let mut retries = 0;
         loop {

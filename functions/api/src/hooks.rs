@@ -131,25 +131,32 @@ async fn deliver<S: SecretStore + Clone + 'static>(
         })
         .unwrap_or_default();
     // The tenant's session says which account `account_id` is; no token, no delivery.
-    let token = app
-        .tokens
-        .get(&hook.tenant, app.deadline())
-        .await
-        .map_err(failed)?;
-    let inbound = Inbound {
-        payload: &payload,
-        headers: &headers,
-        query: &query,
-        raw_body: &raw,
-        account_id: token.account_id.as_deref(),
-    };
-    let rendered = hook.render(&inbound).map_err(|e| {
+    let invalid = |e: broker::hooks::template::RenderError| {
         ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             ErrorCode::HookPayloadInvalid,
             format!("{e}; nothing was sent"),
         )
-    })?;
+    };
+    let inbound = |account_id| Inbound {
+        payload: &payload,
+        headers: &headers,
+        query: &query,
+        raw_body: &raw,
+        account_id,
+    };
+    // The tenant's session says which account `account_id` is; no token, no delivery. A payload
+    // that could never be delivered is still told so (422), token or not.
+    let token = match app.tokens.get(&hook.tenant, app.deadline()).await {
+        Ok(t) => t,
+        Err(e) => {
+            hook.render(&inbound(Some("0"))).map_err(invalid)?;
+            return Err(failed(e));
+        }
+    };
+    let rendered = hook
+        .render(&inbound(token.account_id.as_deref()))
+        .map_err(invalid)?;
     let store = app.idempotency.as_ref().ok_or_else(|| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -211,12 +218,16 @@ async fn deliver<S: SecretStore + Clone + 'static>(
     if let Some(body) = &rendered.request.body {
         request = request.with_body("application/json", body.to_string());
     }
-    let answer = app.voice(&hook.tenant, &request).await;
+    // Every RingCX call must be answered with time left to record the answer in the lease.
+    let until = lease_until - chrono::Duration::from_std(CALL_TIMEOUT).unwrap_or_default();
+    let answer = app.voice(&hook.tenant, &request, Some(until)).await;
     if let Ok(a) = &answer {
         audit.ringcx_status = Some(a.status);
     }
     match answer {
-        Ok(a) if a.status < 500 && a.status != 429 => {
+        // RingCX's answer about the event; a 401 is about the broker's token (no usable token:
+        // the sender's retry, once the refresher has a session again, delivers).
+        Ok(a) if a.status < 500 && a.status != 429 && a.status != 401 => {
             record(store, &lease, &a, deadline, &hook).await;
             let status = a.status;
             Ok((relay(a), Outcome::Delivered(status)))

@@ -294,8 +294,12 @@ pub async fn add_hook(
     } else {
         None
     };
-    let parsed: broker::hooks::HookEntry = serde_json::from_value(entry.clone())
-        .map_err(|e| OperatorError::BadInput(format!("the hook entry does not read: {e}")))?;
+    let parsed: broker::hooks::HookEntry = serde_json::from_value(entry.clone()).map_err(|e| {
+        OperatorError::BadInput(format!(
+            "the hook entry does not read: {}",
+            broker::hooks::serde_error(&e)
+        ))
+    })?;
     broker::hooks::Hook::from_entry(&parsed, tenants).map_err(|why| {
         OperatorError::BadInput(format!("hook {:?} would be refused: {why}", parsed.name))
     })?;

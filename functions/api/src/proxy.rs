@@ -74,7 +74,7 @@ pub(crate) async fn proxy<S: SecretStore + Clone + 'static>(
     if !body.is_empty() {
         request = request.with_body(content_type.unwrap_or_default(), body);
     }
-    let answer = app.voice(&caller.tenant, &request).await?;
+    let answer = app.voice(&caller.tenant, &request, None).await?;
     Ok(relay(answer))
 }
 

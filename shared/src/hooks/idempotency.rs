@@ -207,12 +207,26 @@ impl IdempotencyStore {
                 id: id.to_owned(),
                 claim,
             }),
-            Some(item) => self.existing(&item, now),
+            Some(item) => self.existing(&item, &claim, id, now),
         })
     }
 
-    fn existing(&self, item: &HashMap<String, AttributeValue>, now: DateTime<Utc>) -> Claim {
+    fn existing(
+        &self,
+        item: &HashMap<String, AttributeValue>,
+        claim: &str,
+        id: &str,
+        now: DateTime<Utc>,
+    ) -> Claim {
         let text = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).cloned();
+        // Our own claim: a first attempt that landed but whose answer was lost, then retried.
+        if text("status").as_deref() == Some(IN_PROGRESS) && text("claim").as_deref() == Some(claim)
+        {
+            return Claim::Claimed(Lease {
+                id: id.to_owned(),
+                claim: claim.to_owned(),
+            });
+        }
         let number = |k: &str| {
             item.get(k)
                 .and_then(|v| v.as_n().ok())

@@ -26,8 +26,16 @@ use self::verify::{Scheme, VerifyEntry};
 /// A request's headers: lower-case names, repeated headers joined with `", "`.
 pub type Headers = BTreeMap<String, String>;
 
-/// Headers a template never sees: credentials meant for the broker, not for RingCX.
-pub const HIDDEN_HEADERS: [&str; 4] = ["authorization", "cookie", "x-api-key", "x-auth-token"];
+/// Headers a template never sees: credentials meant for the broker and signatures, not for
+/// RingCX (an `hmac-sha256` hook's own signature header is hidden too).
+pub const HIDDEN_HEADERS: [&str; 6] = [
+    "authorization",
+    "cookie",
+    "x-api-key",
+    "x-auth-token",
+    "webhook-signature",
+    "stripe-signature",
+];
 
 /// One entry of `{prefix}hooks`, as an administrator writes it.
 #[derive(Deserialize)]
@@ -124,6 +132,9 @@ impl Hook {
             .map(|k| Text::parse("idempotencyKey", k))
             .transpose()
             .map_err(|e| e.to_string())?;
+        if let Some(key) = &idempotency_key {
+            unsigned_key(key, &scheme)?;
+        }
         Ok(Self {
             name: entry.name.clone(),
             tenant: entry.tenant.clone(),
@@ -135,10 +146,16 @@ impl Hook {
 
     /// The templates' context: `payload`, `headers`, `query`, `account_id`, `tenant`, `hook`.
     pub fn context(&self, inbound: &Inbound<'_>) -> Value {
+        let signature_header = match &self.scheme {
+            Scheme::HmacSha256 { header, .. } => Some(header.as_str()),
+            _ => None,
+        };
         let headers = inbound
             .headers
             .iter()
-            .filter(|(k, _)| !HIDDEN_HEADERS.contains(&k.as_str()))
+            .filter(|(k, _)| {
+                !HIDDEN_HEADERS.contains(&k.as_str()) && signature_header != Some(k.as_str())
+            })
             .map(|(k, v)| (k.as_str(), Value::from(v.as_str())));
         let query = inbound
             .query
@@ -194,6 +211,33 @@ impl Hook {
             request,
             idempotency_key: key,
         })
+    }
+}
+
+/// Refuses an idempotency key built from what the scheme's signature does not cover: anyone
+/// holding one signed request could send it again under a new key, and each copy would be a new
+/// RingCX call. Standard Webhooks signs `webhook-id`; the other schemes sign the body only; the
+/// query string is never signed.
+fn unsigned_key(key: &Text, scheme: &Scheme) -> Result<(), String> {
+    let vars = key.variables();
+    let compact: String = key
+        .source()
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect();
+    let signed_id = matches!(scheme, Scheme::StandardWebhooks { .. })
+        && (compact == "{{headers['webhook-id']}}" || compact == "{{headers[\"webhook-id\"]}}");
+    let unsigned: &[&str] = match scheme {
+        Scheme::Caller => &[],
+        _ if signed_id => &["query"],
+        _ => &["headers", "query"],
+    };
+    match unsigned.iter().find(|v| vars.contains(**v)) {
+        Some(v) => Err(format!(
+            "idempotencyKey reads {v}, which the {} signature does not cover: a captured request could be replayed under new keys; build the key from payload fields, or leave it out (the default is signed)",
+            scheme.name()
+        )),
+        None => Ok(()),
     }
 }
 
@@ -295,7 +339,7 @@ pub fn parse_hooks(raw: &str, tenants: &[String]) -> (HookSet, Vec<Refused>) {
 
 /// A serde error without the value it choked on (which may be a secret): serde_json quotes the
 /// value in its "invalid type" and "invalid value" messages, so those keep only what was expected.
-fn serde_error(e: &serde_json::Error) -> String {
+pub fn serde_error(e: &serde_json::Error) -> String {
     let text = e.to_string();
     match text
         .strip_prefix("invalid type: ")
@@ -396,6 +440,82 @@ mod tests {
             account_id: Some("333333"),
         };
         assert_eq!(hook.render(&inbound).unwrap_err().at, "idempotencyKey");
+    }
+
+    #[test]
+    fn an_idempotency_key_from_unsigned_input_is_refused() {
+        let with = |scheme: Json, key: &str| {
+            let mut e = sample("k");
+            e["verify"] = scheme;
+            e["idempotencyKey"] = json!(key);
+            let (set, refused) = parse_hooks(&json!([e]).to_string(), &tenants());
+            (
+                set.len(),
+                refused
+                    .first()
+                    .map(|r| r.reason.clone())
+                    .unwrap_or_default(),
+            )
+        };
+        let sw = json!({"scheme": "standard-webhooks", "secrets": ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]});
+        let gh =
+            json!({"scheme": "hmac-sha256", "secrets": ["0123456789abcdef"], "header": "X-Sig"});
+        let st = json!({"scheme": "stripe", "secrets": ["0123456789abcdef"]});
+        assert_eq!(with(sw.clone(), "{{ headers['webhook-id'] }}").0, 1);
+        assert_eq!(with(sw.clone(), "{{ payload.id }}").0, 1);
+        let (n, why) = with(sw.clone(), "{{ headers['x-other'] }}");
+        assert!(n == 0 && why.contains("reads headers"), "{why}");
+        assert_eq!(with(sw, "{{ query.id }}").0, 0);
+        assert_eq!(with(gh.clone(), "{{ headers['x-github-delivery'] }}").0, 0);
+        assert_eq!(with(gh.clone(), "{{ payload.id }}-{{ tenant }}").0, 1);
+        assert_eq!(with(st.clone(), "{{ headers['webhook-id'] }}").0, 0);
+        assert_eq!(with(st, "{{ payload.id }}").0, 1);
+        assert_eq!(
+            with(
+                json!({"scheme": "caller"}),
+                "{{ headers['x-id'] }}{{ query.uii }}"
+            )
+            .0,
+            1
+        );
+    }
+
+    #[test]
+    fn signatures_are_not_in_the_templates_reach() {
+        let mut e = sample("s");
+        e["verify"] =
+            json!({"scheme": "hmac-sha256", "secrets": ["0123456789abcdef"], "header": "X-Sig"});
+        let (set, _) = parse_hooks(&json!([e]).to_string(), &tenants());
+        let hook = set.get("s").unwrap();
+        let mut headers = Headers::new();
+        for h in [
+            "x-sig",
+            "webhook-signature",
+            "stripe-signature",
+            "x-api-key",
+        ] {
+            headers.insert(h.into(), "secret-ish".into());
+        }
+        headers.insert("x-kept".into(), "v".into());
+        let payload = json!({});
+        let query = BTreeMap::new();
+        let inbound = Inbound {
+            payload: &payload,
+            headers: &headers,
+            query: &query,
+            raw_body: b"",
+            account_id: None,
+        };
+        let seen = hook.context(&inbound).get_attr("headers").unwrap();
+        for h in [
+            "x-sig",
+            "webhook-signature",
+            "stripe-signature",
+            "x-api-key",
+        ] {
+            assert!(seen.get_attr(h).unwrap().is_undefined(), "{h}");
+        }
+        assert_eq!(seen.get_attr("x-kept").unwrap().as_str(), Some("v"));
     }
 
     #[test]

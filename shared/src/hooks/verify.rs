@@ -208,8 +208,10 @@ impl Scheme {
                 signed.extend_from_slice(ts_text.trim().as_bytes());
                 signed.push(b'.');
                 signed.extend_from_slice(body);
+                // Space-separated; a header sent twice arrives joined with ", ".
                 let tags: Vec<Vec<u8>> = signatures
-                    .split(' ')
+                    .split_whitespace()
+                    .map(|s| s.trim_end_matches(','))
                     .filter_map(|s| s.strip_prefix("v1,"))
                     .filter_map(|b64| STANDARD.decode(b64).ok())
                     .collect();
@@ -303,16 +305,30 @@ pub fn sign_standard_webhooks(
     ))
 }
 
+/// Signatures looked at per request: senders send one, or a few during a rotation. More are
+/// ignored, so a header of thousands cannot make a request cost thousands of comparisons.
+pub const MAX_SIGNATURES: usize = 8;
+
 fn any_matches(
     keys: &[hmac::Key],
     signed: &[u8],
     tags: &[Vec<u8>],
 ) -> Result<(), SignatureRefusal> {
-    // Every key against every tag, so the time taken says nothing about which one matched.
+    // One MAC per key over the body (never one per tag), then every well-sized tag compared
+    // with it in constant time, all of them, so the time says nothing about which one matched.
+    let tags: Vec<&Vec<u8>> = tags
+        .iter()
+        .filter(|t| t.len() == hmac::HMAC_SHA256.digest_algorithm().output_len())
+        .take(MAX_SIGNATURES)
+        .collect();
+    if tags.is_empty() {
+        return Err(SignatureRefusal::Mismatch);
+    }
     let mut ok = false;
     for key in keys {
-        for tag in tags {
-            ok |= hmac::verify(key, signed, tag).is_ok();
+        let expected = hmac::sign(key, signed);
+        for tag in &tags {
+            ok |= aws_lc_rs::constant_time::verify_slices_are_equal(expected.as_ref(), tag).is_ok();
         }
     }
     if ok {
@@ -428,6 +444,46 @@ mod tests {
             serde_json::json!({"scheme": "standard-webhooks", "secrets": ["MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]}),
         );
         assert_eq!(bare.verify(&ok, SW_BODY, SW_TS), Ok(()));
+    }
+
+    #[test]
+    fn a_header_sent_twice_and_a_flood_of_tags() {
+        let scheme =
+            entry(serde_json::json!({"scheme": "standard-webhooks", "secrets": [SW_SECRET]}));
+        let ts = SW_TS.to_string();
+        // Two webhook-signature headers, joined as HTTP joins them.
+        let joined = format!("v1,Ceo5qEr07ixe2NLpvHk3FH9bwy/WavXrAFQ/9tdO6mc=, {SW_SIG}");
+        let h = headers(&[
+            ("webhook-id", SW_ID),
+            ("webhook-timestamp", &ts),
+            ("webhook-signature", &joined),
+        ]);
+        assert_eq!(scheme.verify(&h, SW_BODY, SW_TS), Ok(()));
+        // Thousands of tags: only the first few well-sized ones are looked at.
+        let flood = format!(
+            "{} {SW_SIG}",
+            "v1,Ceo5qEr07ixe2NLpvHk3FH9bwy/WavXrAFQ/9tdO6mc= ".repeat(5000)
+        );
+        let h = headers(&[
+            ("webhook-id", SW_ID),
+            ("webhook-timestamp", &ts),
+            ("webhook-signature", &flood),
+        ]);
+        assert_eq!(
+            scheme.verify(&h, SW_BODY, SW_TS),
+            Err(SignatureRefusal::Mismatch)
+        );
+        let empties = format!("{} {SW_SIG}", "v1, ".repeat(5000));
+        let h = headers(&[
+            ("webhook-id", SW_ID),
+            ("webhook-timestamp", &ts),
+            ("webhook-signature", &empties),
+        ]);
+        assert_eq!(
+            scheme.verify(&h, SW_BODY, SW_TS),
+            Ok(()),
+            "empty tags are not signatures"
+        );
     }
 
     #[test]
