@@ -183,10 +183,26 @@ fn wrong_hook_entries_are_logged_by_name_the_rest_serve_and_no_hook_secret_is_lo
         ))
         .await;
         assert_eq!(status, 404, "a refused entry does not serve");
+        // A 422 and a 401 too: their messages and the audit lines they cause.
+        let mut partial = broker_tests::hooks::lead();
+        partial.as_object_mut().unwrap().remove("phone");
+        let (status, _, _) =
+            broker_tests::hooks::answer(h.signed(&base, "crm-new-lead", "msg_p", &partial)).await;
+        assert_eq!(status, 422);
+        let (status, _, _) = broker_tests::hooks::answer(
+            h.signed(&base, "crm-new-lead", "msg_s", &broker_tests::hooks::lead())
+                .body("{\"tampered\": true}"),
+        )
+        .await;
+        assert_eq!(status, 401);
+        // The RingCX access token the delivery used.
+        let deadline = broker::clock::Clock::now(&h.s.clock) + chrono::Duration::seconds(10);
+        let token = h.s.app.tokens.get("default", deadline).await.unwrap();
         (
             vec![
                 broker_tests::hooks::SECRET.to_owned(),
                 "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".to_owned(),
+                token.token.expose_secret().to_owned(),
             ],
             vec![signature],
         )

@@ -660,6 +660,15 @@ async fn operator_hook_commands_add_list_test_and_remove() {
         "webhook-id: t-1",
     ]);
     assert!(!ok && err.contains("payload.phone"), "{err}");
+    // A caller for RingCX's own services: add-caller takes the hooks:invoke scope.
+    let (ok, out, err) = run(&[
+        "add-caller",
+        "--id",
+        "ringcx-events",
+        "--scopes",
+        "hooks:invoke",
+    ]);
+    assert!(ok && out.contains("\"hooks:invoke\""), "{out}{err}");
     let (ok, _, _) = run(&["hook", "remove", "--name", "crm-new-lead"]);
     assert!(ok);
     let (ok, listed, _) = run(&["hook", "list"]);
