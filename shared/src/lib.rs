@@ -10,6 +10,7 @@
 //! - [`status`]: the per-tenant health view behind `make status`.
 //! - [`store`]: Secrets Manager (real and modelled) and the session ring with fenced writes.
 //! - [`renew`]: the renewal protocol, in one place.
+//! - [`rate`]: request rates on the injectable clock (the quota model, the refresher's pacing).
 //! - [`config`]: settings from the environment.
 //! - [`telemetry`]: logging setup and CloudWatch EMF metrics.
 //! - [`clock`]: an injectable clock, so expiry and renewal can be tested without sleeping.
@@ -22,6 +23,7 @@ pub mod config;
 pub mod credentials;
 pub mod document;
 pub mod hooks;
+pub mod rate;
 pub mod renew;
 pub mod retry;
 pub mod ringcx;

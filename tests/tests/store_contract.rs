@@ -111,6 +111,8 @@ async fn ring_moves_past_a_slot_over_quota_and_every_writer_agrees() {
     let slot1 = ring.names().slot("t", 1);
     store.create(&slot1, &value(0), &token(1000)).await.unwrap();
     for i in 1..MAX_VERSIONS as u64 {
+        // Within the write quota (50 a second).
+        clock.advance(Duration::milliseconds(20));
         store
             .put(&slot1, &value(i), &token(1000 + i))
             .await
@@ -137,4 +139,99 @@ async fn ring_moves_past_a_slot_over_quota_and_every_writer_agrees() {
     );
     assert_eq!(ring.read("t").await.unwrap().newest.unwrap().generation, 2);
     assert_eq!(store.stats().limit_exceeded, 2);
+}
+
+#[tokio::test]
+async fn model_enforces_the_request_quotas_per_region_as_aws_documents_them() {
+    use broker::store::memory::{Op, RateClass, quota};
+    let clock = ManualClock::starting_now();
+    let store = MemoryStore::new(Arc::new(clock.clone()));
+    let other_instance = store.clone();
+    let names: Vec<String> = (0..20).map(|i| format!("q/session-{i}")).collect();
+    // BatchGetSecretValue: 100 a second across every client of the region (clones included).
+    assert_eq!(quota(RateClass::BatchGet), 100);
+    for i in 0..100 {
+        let s = if i % 2 == 0 { &store } else { &other_instance };
+        s.batch_get(&names).await.unwrap();
+    }
+    let err = store.batch_get(&names).await.unwrap_err();
+    assert_eq!(
+        err,
+        StoreError::Throttled {
+            op: "BatchGetSecretValue"
+        }
+    );
+    assert!(err.is_transient() && err.is_throttled());
+    assert!(err.to_string().contains("ThrottlingException"), "{err}");
+    clock.advance(Duration::milliseconds(999));
+    assert!(
+        store.batch_get(&names).await.is_err(),
+        "still within the second"
+    );
+    clock.advance(Duration::milliseconds(1));
+    store.batch_get(&names).await.unwrap();
+    // GetSecretValue has its own, far larger quota, untouched by the batch calls.
+    assert_eq!(quota(RateClass::Get), 10_000);
+    for _ in 0..10_000 {
+        store.get("q/session-0").await.unwrap();
+    }
+    assert_eq!(
+        store.get("q/session-0").await.unwrap_err(),
+        StoreError::Throttled {
+            op: "GetSecretValue"
+        }
+    );
+    // PutSecretValue (with UpdateSecret and the other writes): 50; CreateSecret: 50 of its own.
+    assert_eq!(
+        (
+            quota(RateClass::Write),
+            quota(RateClass::Create),
+            quota(RateClass::Tag)
+        ),
+        (50, 50, 50)
+    );
+    for i in 0..50u64 {
+        store
+            .create(&format!("q/c{i}"), &value(i), &token(i))
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        store
+            .create("q/c50", &value(50), &token(50))
+            .await
+            .unwrap_err(),
+        StoreError::Throttled { op: "CreateSecret" }
+    );
+    for i in 0..50u64 {
+        store
+            .put(&format!("q/c{i}"), &value(100 + i), &token(100 + i))
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        store
+            .put("q/c0", &value(999), &token(999))
+            .await
+            .unwrap_err(),
+        StoreError::Throttled {
+            op: "PutSecretValue"
+        }
+    );
+    assert_eq!(
+        store.version_count("q/c0"),
+        2,
+        "a throttled write changes nothing"
+    );
+    let stats = store.stats();
+    assert_eq!(stats.throttled.get(&Op::BatchGet), Some(&2));
+    assert_eq!(stats.throttled.get(&Op::Get), Some(&1));
+    assert_eq!(stats.throttled.get(&Op::Put), Some(&1));
+    assert_eq!(stats.throttled.get(&Op::Create), Some(&1));
+    // A scaled-down region, for tests that spend a quota with a handful of instances.
+    let small = MemoryStore::with_scaled_quotas(Arc::new(clock.clone()), 0.05);
+    for _ in 0..5 {
+        small.batch_get(&names).await.unwrap();
+    }
+    assert!(small.batch_get(&names).await.unwrap_err().is_throttled());
 }

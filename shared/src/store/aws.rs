@@ -101,14 +101,13 @@ fn classify_entry(name: &str, code: &str, message: &str) -> Option<StoreError> {
         {
             StoreError::ScheduledForDeletion { name }
         }
-        "ThrottlingException"
-        | "InternalServiceError"
-        | "InternalFailure"
-        | "ServiceUnavailable"
-        | "RequestTimeout" => StoreError::Transient {
-            op,
-            message: format!("{name}: {code}: {message}"),
-        },
+        "ThrottlingException" | "ThrottledException" => StoreError::Throttled { op },
+        "InternalServiceError" | "InternalFailure" | "ServiceUnavailable" | "RequestTimeout" => {
+            StoreError::Transient {
+                op,
+                message: format!("{name}: {code}: {message}"),
+            }
+        }
         "InvalidRequestException" | "InvalidParameterException" | "ValidationException" => {
             StoreError::Invalid { op, name, message }
         }
@@ -156,9 +155,8 @@ where
         Some("InvalidRequestException")
         | Some("InvalidParameterException")
         | Some("ValidationException") => StoreError::Invalid { op, name, message },
-        Some("ThrottlingException")
-        | Some("ThrottledException")
-        | Some("InternalServiceError")
+        Some("ThrottlingException") | Some("ThrottledException") => StoreError::Throttled { op },
+        Some("InternalServiceError")
         | Some("InternalFailure")
         | Some("ServiceUnavailable")
         | Some("RequestTimeout") => StoreError::Transient { op, message },

@@ -1,6 +1,8 @@
 //! An in-memory Secrets Manager that enforces the rules moto does not: the version quota
 //! (past 100 versions, only unlabeled versions older than 24 h are removed, otherwise
-//! `LimitExceededException`), staging-label moves, the 20-label limit and the 64 KiB value limit.
+//! `LimitExceededException`), the per-region request quotas ([`REQUEST_QUOTAS`]: past them,
+//! `ThrottlingException`), staging-label moves, the 20-label limit and the 64 KiB value limit.
+//! Clones share one state: one account's region, whatever number of instances use it.
 //! Its clock is injectable, so a simulated week ages versions exactly as AWS would. Faults can be
 //! injected per operation, including a write that succeeds but reports a timeout.
 
@@ -12,6 +14,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 use super::{SecretStore, StoreError};
 use crate::clock::SharedClock;
+use crate::rate::Window;
 
 /// Versions a secret may hold (AWS documents about 100).
 pub const MAX_VERSIONS: usize = 100;
@@ -21,6 +24,42 @@ pub const VERSION_MIN_AGE: Duration = Duration::hours(24);
 pub const MAX_LABELS: usize = 20;
 /// Largest `SecretString`.
 pub const MAX_VALUE_BYTES: usize = 65_536;
+
+/// A group of operations that share one request quota.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RateClass {
+    /// `BatchGetSecretValue`.
+    BatchGet,
+    /// `GetSecretValue`.
+    Get,
+    /// `PutSecretValue`, `UpdateSecret`, `UpdateSecretVersionStage`, `RemoveRegionsFromReplication`,
+    /// `ReplicateSecretToRegion`, `StopReplicationToReplica`, combined.
+    Write,
+    /// `CreateSecret`.
+    Create,
+    /// `TagResource`, `UntagResource`, combined (the broker tags within `CreateSecret`).
+    Tag,
+}
+
+/// AWS Secrets Manager's request quotas, per account and region, none adjustable: requests per
+/// second. From "AWS Secrets Manager quotas"
+/// (docs.aws.amazon.com/secretsmanager/latest/userguide/reference_limits.html; GetSecretValue
+/// raised to 10,000 in March 2025).
+pub const REQUEST_QUOTAS: [(RateClass, u32); 5] = [
+    (RateClass::BatchGet, 100),
+    (RateClass::Get, 10_000),
+    (RateClass::Write, 50),
+    (RateClass::Create, 50),
+    (RateClass::Tag, 50),
+];
+
+/// The documented requests per second of `class`.
+pub fn quota(class: RateClass) -> u32 {
+    REQUEST_QUOTAS
+        .iter()
+        .find(|(c, _)| *c == class)
+        .map_or(0, |(_, n)| *n)
+}
 
 const CURRENT: &str = "AWSCURRENT";
 const PREVIOUS: &str = "AWSPREVIOUS";
@@ -81,6 +120,8 @@ pub struct Stats {
     pub reads: BTreeMap<String, u64>,
     /// Secrets that batch reads returned a value for (what a per-secret price would count).
     pub batch_values: u64,
+    /// Calls refused with `ThrottlingException`, by operation (also counted in `calls`).
+    pub throttled: BTreeMap<Op, u64>,
 }
 
 #[derive(Debug, Default)]
@@ -88,6 +129,10 @@ struct Inner {
     secrets: HashMap<String, Secret>,
     faults: VecDeque<(Op, InjectedFault)>,
     stats: Stats,
+    /// Requests in the last second, per quota.
+    rates: BTreeMap<RateClass, Window>,
+    /// Quotas scaled by this factor (1.0: AWS's figures), for tests that need a small region.
+    rate_scale: Option<f64>,
 }
 
 /// The in-memory Secrets Manager model; clones share state.
@@ -108,6 +153,36 @@ impl MemoryStore {
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// An empty store whose request quotas are AWS's times `scale` (0.1: a tenth), so a test can
+    /// spend one with a handful of instances. The version quota is unchanged.
+    pub fn with_scaled_quotas(clock: SharedClock, scale: f64) -> Self {
+        let store = Self::new(clock);
+        store.lock().rate_scale = Some(scale);
+        store
+    }
+
+    /// Counts a request against its quota at the model's now, or refuses it as AWS does.
+    fn admit(
+        &self,
+        inner: &mut Inner,
+        op: Op,
+        class: RateClass,
+        op_name: &'static str,
+    ) -> Result<(), StoreError> {
+        let now = self.clock.now();
+        *inner.stats.calls.entry(op).or_default() += 1;
+        let scale = inner.rate_scale.unwrap_or(1.0);
+        let window = inner.rates.entry(class).or_insert_with(|| {
+            let limit = (f64::from(quota(class)) * scale).floor().max(1.0) as u32;
+            Window::new(limit, std::time::Duration::from_secs(1))
+        });
+        if window.take(now).is_err() {
+            *inner.stats.throttled.entry(op).or_default() += 1;
+            return Err(StoreError::Throttled { op: op_name });
+        }
+        Ok(())
     }
 
     /// Makes the next `op` fail as described (faults queue in order).
@@ -178,7 +253,12 @@ impl MemoryStore {
         tokio::task::yield_now().await;
         Self::check_value(op_name, name, value)?;
         let mut inner = self.lock();
-        *inner.stats.calls.entry(op).or_default() += 1;
+        let class = if op == Op::Create {
+            RateClass::Create
+        } else {
+            RateClass::Write
+        };
+        self.admit(&mut inner, op, class, op_name)?;
         let fault = Self::take_fault(&mut inner, op);
         if fault == Some(InjectedFault::FailBefore) {
             return Err(Self::transient(op_name));
@@ -270,7 +350,12 @@ impl SecretStore for MemoryStore {
             });
         }
         let mut inner = self.lock();
-        *inner.stats.calls.entry(Op::BatchGet).or_default() += 1;
+        self.admit(
+            &mut inner,
+            Op::BatchGet,
+            RateClass::BatchGet,
+            "BatchGetSecretValue",
+        )?;
         if Self::take_fault(&mut inner, Op::BatchGet).is_some() {
             return Err(Self::transient("BatchGetSecretValue"));
         }
@@ -304,7 +389,7 @@ impl SecretStore for MemoryStore {
     async fn get(&self, name: &str) -> Result<Option<SecretString>, StoreError> {
         tokio::task::yield_now().await;
         let mut inner = self.lock();
-        *inner.stats.calls.entry(Op::Get).or_default() += 1;
+        self.admit(&mut inner, Op::Get, RateClass::Get, "GetSecretValue")?;
         if Self::take_fault(&mut inner, Op::Get).is_some() {
             return Err(Self::transient("GetSecretValue"));
         }

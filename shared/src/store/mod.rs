@@ -134,8 +134,18 @@ pub enum StoreError {
         name: String,
     },
 
+    #[error(
+        "Secrets Manager throttled {op} (ThrottlingException: the account's request quota for \
+         this region is spent, shared by every application in it): retried with backoff"
+    )]
+    /// The account's per-region request quota for this operation is spent for now.
+    Throttled {
+        /// The Secrets Manager operation.
+        op: &'static str,
+    },
+
     #[error("Secrets Manager {op} failed transiently ({message}): retry")]
-    /// A timeout, throttling or a 5xx: the same call may succeed later.
+    /// A timeout or a 5xx: the same call may succeed later.
     Transient {
         /// The Secrets Manager operation.
         op: &'static str,
@@ -156,7 +166,15 @@ pub enum StoreError {
 impl StoreError {
     /// Worth retrying the same call, with the same token and value.
     pub fn is_transient(&self) -> bool {
-        matches!(self, StoreError::Transient { .. })
+        matches!(
+            self,
+            StoreError::Transient { .. } | StoreError::Throttled { .. }
+        )
+    }
+
+    /// Secrets Manager's request quota answered, not a fault: another operation may still work.
+    pub fn is_throttled(&self) -> bool {
+        matches!(self, StoreError::Throttled { .. })
     }
 }
 

@@ -1,0 +1,136 @@
+//! `make bench`: a surge of cold HTTP function instances, as Lambda starts them when a campaign
+//! or a webhook storm begins: each instance is built as `main` builds it (its own caches and
+//! clients) over one Secrets Manager model that enforces AWS's per-region request quotas in real
+//! time (BatchGetSecretValue 100/s, GetSecretValue 10,000/s), and makes one proxied request.
+//! Instances start in bursts at the top of each second, as Lambda scales out, while the
+//! refresher (or any other application in the account) spends half the batch quota, the
+//! refresher's default share (READ_RATE_PER_SECOND). RingCX's own rate limit is off: this
+//! measures Secrets Manager.
+//! Prints failed first requests (target 0), p50/p99 of the first answer, and Secrets Manager
+//! calls per instance by API.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::Request;
+use broker::clock::{SharedClock, SystemClock};
+use broker::store::memory::{MemoryStore, Op};
+use broker::store::{SecretNames, SecretStore};
+use broker_tests::sim::Behaviour;
+use broker_tests::sim::Simulator;
+use broker_tests::support::{config, refresh_with, seed};
+use secrecy::ExposeSecret;
+use tower::ServiceExt as _;
+
+#[tokio::main]
+async fn main() {
+    println!(
+        "surge: cold HTTP instances over the Secrets Manager quota model (real time), one proxied request each"
+    );
+    for (instances, within) in [
+        (100usize, Duration::from_secs(1)),
+        (1_000, Duration::from_secs(10)),
+    ] {
+        surge(instances, within).await;
+    }
+}
+
+async fn surge(instances: usize, within: Duration) {
+    let clock: SharedClock = Arc::new(SystemClock);
+    let sim = Simulator::start(clock.clone()).await.expect("simulator");
+    let store = MemoryStore::new(clock.clone());
+    let prefix = "surge/";
+    let names = SecretNames::new(prefix);
+    seed(
+        &store,
+        &names.credentials("default"),
+        &sim.ringex_credentials("admin@example.com")
+            .unwrap()
+            .to_string(),
+    )
+    .await;
+    let (key, entry) =
+        api::auth::generate_key("ivr", "default", vec![api::auth::Scope::EngageProxy]).unwrap();
+    seed(
+        &store,
+        &names.callers(),
+        &serde_json::json!([entry]).to_string(),
+    )
+    .await;
+    refresh_with(store.clone(), prefix, &sim, 6, "default")
+        .await
+        .expect("the first login");
+    // A second apart from the seeding, so the surge starts with the whole quota.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let before = store.stats();
+    let cfg = config(&sim, prefix, "default", &[]);
+    let key = Arc::new(key.expose_secret().to_owned());
+    sim.set_behaviour(Behaviour {
+        voice_rate_limit_per_minute: None,
+        ..sim.behaviour()
+    });
+    // The rest of the account: 50 batch reads a second for the surge's duration.
+    let background = {
+        let store = store.clone();
+        let ring: Vec<String> = (0..20).map(|i| names.slot("other", i)).collect();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(20));
+            loop {
+                tick.tick().await;
+                let _ = store.batch_get(&ring).await;
+            }
+        })
+    };
+    let started = Instant::now();
+    let per_second = (instances as f64 / within.as_secs_f64()).ceil() as usize;
+    let tasks: Vec<_> = (0..instances)
+        .map(|i| {
+            let (store, clock, cfg, key) = (store.clone(), clock.clone(), cfg.clone(), key.clone());
+            let offset = Duration::from_secs((i / per_second) as u64);
+            tokio::spawn(async move {
+                tokio::time::sleep_until(tokio::time::Instant::from_std(started + offset)).await;
+                let cold = Instant::now();
+                let app = Arc::new(api::App::new(&cfg, store, clock).expect("app builds"));
+                let request = Request::get("/v1/engage/v1/admin/accounts")
+                    .header("authorization", format!("Bearer {key}"))
+                    .body(Body::empty())
+                    .unwrap();
+                let answer = api::router(app).oneshot(request).await.unwrap();
+                (answer.status().as_u16(), cold.elapsed())
+            })
+        })
+        .collect();
+    let mut times = Vec::new();
+    let mut failed = 0;
+    for t in tasks {
+        let (status, took) = t.await.unwrap();
+        if status != 200 {
+            failed += 1;
+        }
+        times.push(took);
+    }
+    background.abort();
+    times.sort();
+    let at = |q: f64| times[((times.len() as f64 * q) as usize).min(times.len() - 1)];
+    let after = store.stats();
+    let per = |op: Op| {
+        (after.calls.get(&op).copied().unwrap_or(0) - before.calls.get(&op).copied().unwrap_or(0))
+            as f64
+            / instances as f64
+    };
+    let throttled = |op: Op| {
+        after.throttled.get(&op).copied().unwrap_or(0)
+            - before.throttled.get(&op).copied().unwrap_or(0)
+    };
+    println!(
+        "  {instances:>5} instances within {:>2} s: {failed} failed first requests, first answer p50 {:.0} ms p99 {:.0} ms; per instance {:.2} BatchGetSecretValue, {:.2} GetSecretValue; throttled: {} batch, {} get (the background's included)",
+        within.as_secs(),
+        at(0.5).as_secs_f64() * 1000.0,
+        at(0.99).as_secs_f64() * 1000.0,
+        per(Op::BatchGet),
+        per(Op::Get),
+        throttled(Op::BatchGet),
+        throttled(Op::Get),
+    );
+}
