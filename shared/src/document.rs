@@ -10,10 +10,14 @@ use secrecy::ExposeSecret as _;
 use tokio::sync::Mutex as AsyncMutex;
 
 use crate::clock::SharedClock;
-use crate::store::{SecretStore, StoreError};
+use crate::retry::{Policy, retry};
+use crate::store::{CALL_TIMEOUT, SecretStore, StoreError};
 
 /// How old the cached copy must be before a lookup that found nothing reads it again.
 pub const MISS_RELOAD: Duration = Duration::from_secs(5);
+
+/// What one read of the document may take, retries included.
+pub const READ_BUDGET: Duration = Duration::from_secs(3);
 
 /// Turns the secret's value (`None`: it does not exist) into the document; logs what it skips.
 pub type Parse<T> = Box<dyn Fn(Option<&str>) -> T + Send + Sync>;
@@ -109,7 +113,27 @@ impl<S: SecretStore, T> DocumentCache<S, T> {
             });
         }
         *self.tried.lock().unwrap_or_else(PoisonError::into_inner) = Some(self.clock.now());
-        match self.store.get(&self.name).await {
+        // Throttling and other transient failures are retried with backoff, for seconds at most:
+        // a caller (an IVR on the line) waits that long, not minutes.
+        let deadline = crate::clock::later(self.clock.now(), READ_BUDGET);
+        let policy = Policy {
+            first: Duration::from_millis(100),
+            max: Duration::from_secs(1),
+            attempts: None,
+            attempt_time: CALL_TIMEOUT,
+        };
+        let (store, name) = (&self.store, self.name.as_str());
+        let read = retry(
+            &self.clock,
+            policy,
+            deadline,
+            || store.get(name),
+            |e: &StoreError, wait| {
+                tracing::warn!(secret = %name, error = %e, wait_ms = wait.as_millis() as u64, "retrying the read");
+            },
+        )
+        .await;
+        match read {
             Ok(raw) => {
                 let value = Arc::new((self.parse)(raw.as_ref().map(|r| r.expose_secret())));
                 *self.loaded.write().unwrap_or_else(PoisonError::into_inner) = Some(Loaded {

@@ -215,11 +215,13 @@ impl Stack {
         .expect("credentials written");
     }
 
-    /// The newest session in the tenant's ring.
+    /// The newest session in the tenant's ring (read as the functions read it: throttling is
+    /// retried on the stack's clock).
     pub async fn newest(&self, tenant: &str) -> Option<broker::session::SessionState> {
+        use broker::clock::Clock as _;
+        let deadline = self.clock.now() + chrono::Duration::seconds(30);
         self.renewer
-            .ring()
-            .read(tenant)
+            .read_view(tenant, deadline)
             .await
             .expect("ring readable")
             .newest

@@ -20,7 +20,7 @@ async fn a_pass_over_many_due_tenants_renews_each_exactly_once() {
     let shared: SharedClock = Arc::new(clock.clone());
     let sim = Simulator::start(shared.clone()).await.unwrap();
     let store = MemoryStore::new(shared.clone());
-    let tenants = seed_due_tenants(&store, "ringcx/", &sim, TENANTS, clock.now()).await;
+    let tenants = seed_due_tenants(&store.unmetered(), "ringcx/", &sim, TENANTS, clock.now()).await;
     sim.set_behaviour(broker_tests::sim::Behaviour {
         refresh_reuse_detection: true,
         ..sim.behaviour()
@@ -88,7 +88,7 @@ async fn a_warm_refresher_skips_reads_but_never_misses_a_generation_written_behi
         ..sim.behaviour()
     });
     let store = MemoryStore::new(shared.clone());
-    let tenants = seed_due_tenants(&store, "ringcx/", &sim, 1, clock.now()).await;
+    let tenants = seed_due_tenants(&store.unmetered(), "ringcx/", &sim, 1, clock.now()).await;
     let tenant = tenants[0].as_str();
     let config = config(&sim, "ringcx/", tenant, &[]);
     let refresher = Refresher::new(&config, store.clone(), shared.clone()).unwrap();

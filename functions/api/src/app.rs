@@ -181,7 +181,7 @@ impl<S: SecretStore + Clone> App<S> {
     /// The tenant's short-lived token, for `/v1/token` and `/v1/oauth/token`. A permanent API
     /// token is never handed out: there is nothing short-lived to give.
     pub(crate) async fn handout_token(&self, tenant: &str) -> Result<CachedToken, ApiError> {
-        let token = self.tokens.get(tenant, self.deadline()).await?;
+        let token = self.tokens.newest(tenant, self.deadline()).await?;
         if token.permanent {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,

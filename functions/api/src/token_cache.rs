@@ -82,6 +82,8 @@ struct TenantSlot {
     /// The generation whose forced renewal was last refused, and when: further refusals of it
     /// within [`REFUSAL_MEMORY`] are answered without reading the ring again.
     refused: Mutex<Option<(u64, DateTime<Utc>)>>,
+    /// When a token about to be handed out last had its successor looked for.
+    last_handout_probe: Mutex<Option<DateTime<Utc>>>,
     /// The generation found unrefreshable (only a login can help, and only the refresher logs
     /// in), and when: requests within [`LOGIN_NEEDED_MEMORY`] get the 503 at once.
     login_needed: Mutex<Option<(u64, DateTime<Utc>)>>,
@@ -92,6 +94,10 @@ const PERMANENT_RECHECK_SECS: i64 = 60;
 const HEALTH_PROBE_INTERVAL: chrono::Duration = chrono::Duration::seconds(10);
 const REFUSAL_MEMORY: chrono::Duration = chrono::Duration::seconds(5);
 const LOGIN_NEEDED_MEMORY: chrono::Duration = chrono::Duration::seconds(10);
+/// How often an instance looks for a handed-out token's successor, per tenant.
+pub const HANDOUT_PROBE_INTERVAL: chrono::Duration = chrono::Duration::seconds(10);
+/// What `/v1/health`'s ring read may take, retries included.
+const HEALTH_READ_BUDGET: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// Tokens of every configured tenant.
 pub struct TokenCache<S> {
@@ -100,6 +106,7 @@ pub struct TokenCache<S> {
     min_ttl: i64,
     tenants: HashMap<String, TenantSlot>,
     ring_reads: AtomicU64,
+    slot_reads: AtomicU64,
     renewals: AtomicU64,
 }
 
@@ -120,6 +127,7 @@ impl<S: SecretStore> TokenCache<S> {
                 .map(|t| (t.clone(), TenantSlot::default()))
                 .collect(),
             ring_reads: AtomicU64::new(0),
+            slot_reads: AtomicU64::new(0),
             renewals: AtomicU64::new(0),
         }
     }
@@ -132,6 +140,11 @@ impl<S: SecretStore> TokenCache<S> {
     /// Ring reads (one `BatchGetSecretValue` each) since start.
     pub fn ring_reads(&self) -> u64 {
         self.ring_reads.load(Ordering::Relaxed)
+    }
+
+    /// One-slot reads (one `GetSecretValue` each, looking for the next generation) since start.
+    pub fn slot_reads(&self) -> u64 {
+        self.slot_reads.load(Ordering::Relaxed)
     }
 
     /// Inline renewals since start.
@@ -169,6 +182,42 @@ impl<S: SecretStore> TokenCache<S> {
             return Ok(t);
         }
         self.refill(tenant, slot, deadline, None).await
+    }
+
+    /// A token to hand out (`/v1/token`, `/v1/oauth/token`): the newest the ring holds. A cached
+    /// token with less than the refresh margin left may already have a successor (the refresher
+    /// renews inside the margin), so its slot is looked at first, with one `GetSecretValue`, at
+    /// most once per [`HANDOUT_PROBE_INTERVAL`] per tenant.
+    pub async fn newest(
+        &self,
+        tenant: &str,
+        deadline: DateTime<Utc>,
+    ) -> Result<CachedToken, ApiError> {
+        let token = self.get(tenant, deadline).await?;
+        let now = self.clock.now();
+        let margin = self.renewer.settings().refresh_margin.as_secs() as i64;
+        if token.permanent || token.seconds_left(now) > margin {
+            return Ok(token);
+        }
+        let slot = self.slot(tenant)?;
+        {
+            let mut last = slot
+                .last_handout_probe
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if last.is_some_and(|at| now - at < HANDOUT_PROBE_INTERVAL) {
+                return Ok(token);
+            }
+            *last = Some(now);
+        }
+        let _flight = slot.flight.lock().await;
+        match self.next_generation(tenant, slot, deadline).await {
+            Some(newer) if newer.generation > token.generation => {
+                *slot.cached.lock().unwrap_or_else(PoisonError::into_inner) = Some(newer.clone());
+                Ok(newer)
+            }
+            _ => Ok(self.cached(slot).unwrap_or(token)),
+        }
     }
 
     /// RingCX refused `rejected` as expired although it had time left: get a newer one (from the
@@ -220,7 +269,8 @@ impl<S: SecretStore> TokenCache<S> {
                 *last = Some(now);
             }
             let _flight = slot.flight.lock().await;
-            if let Ok(Some(token)) = self.read_ring(tenant).await {
+            let deadline = broker::clock::later(now, HEALTH_READ_BUDGET);
+            if let Ok(Some(token)) = self.read_ring(tenant, deadline).await {
                 *slot.cached.lock().unwrap_or_else(PoisonError::into_inner) = Some(token);
                 usable += 1;
             }
@@ -241,7 +291,15 @@ impl<S: SecretStore> TokenCache<S> {
         if let Some(t) = self.cached(slot).filter(acceptable) {
             return Ok(t);
         }
-        let (from_ring, generation) = self.read_ring_generation(tenant).await?;
+        // The successor of the generation this instance knows, with one GetSecretValue, before
+        // the whole ring: the usual case once the refresher has renewed.
+        if rejected.is_none()
+            && let Some(t) = self.next_generation(tenant, slot, deadline).await
+        {
+            *slot.cached.lock().unwrap_or_else(PoisonError::into_inner) = Some(t.clone());
+            return Ok(t);
+        }
+        let (from_ring, generation) = self.read_ring_generation(tenant, deadline).await?;
         let token = match from_ring.filter(acceptable) {
             Some(t) => t,
             None => {
@@ -289,9 +347,8 @@ impl<S: SecretStore> TokenCache<S> {
                     }
                     Err(e) => return Err(unavailable(tenant, &e)),
                 }
-                match self.read_ring(tenant).await?.filter(acceptable) {
+                match self.read_ring(tenant, deadline).await?.filter(acceptable) {
                     Some(t) => t,
-                    None if rejected.is_some() => return Err(refused_fresh_token()),
                     None => {
                         return Err(ApiError::new(
                             StatusCode::SERVICE_UNAVAILABLE,
@@ -307,25 +364,58 @@ impl<S: SecretStore> TokenCache<S> {
         Ok(token)
     }
 
-    async fn read_ring(&self, tenant: &str) -> Result<Option<CachedToken>, ApiError> {
-        Ok(self.read_ring_generation(tenant).await?.0)
+    async fn read_ring(
+        &self,
+        tenant: &str,
+        deadline: DateTime<Utc>,
+    ) -> Result<Option<CachedToken>, ApiError> {
+        Ok(self.read_ring_generation(tenant, deadline).await?.0)
     }
 
-    /// The ring's usable token, if any, and its newest generation.
+    /// The cached generation's successor, if the ring holds it and its token is usable: one
+    /// `GetSecretValue`. `None` when there is nothing cached, or no usable successor yet.
+    async fn next_generation(
+        &self,
+        tenant: &str,
+        slot: &TenantSlot,
+        deadline: DateTime<Utc>,
+    ) -> Option<CachedToken> {
+        let known = slot
+            .cached
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .map(|t| t.generation)?;
+        self.slot_reads.fetch_add(1, Ordering::Relaxed);
+        let state = self
+            .renewer
+            .read_generation(tenant, known + 1, deadline)
+            .await
+            .ok()??;
+        CachedToken::from_state(&state, self.clock.now(), self.min_ttl)
+    }
+
+    /// The ring's usable token, if any, and its newest generation; throttling and other
+    /// transient failures are retried with backoff until `deadline`, then answered 503.
     async fn read_ring_generation(
         &self,
         tenant: &str,
+        deadline: DateTime<Utc>,
     ) -> Result<(Option<CachedToken>, u64), ApiError> {
         self.ring_reads.fetch_add(1, Ordering::Relaxed);
-        let view = self.renewer.ring().read(tenant).await.map_err(|e| {
-            tracing::error!(tenant, error = %e, "cannot read the session ring");
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                ErrorCode::TokenUnavailable,
-                "the stored session cannot be read right now; retry shortly",
-            )
-            .with_retry_after(5)
-        })?;
+        let view = self
+            .renewer
+            .read_view(tenant, deadline)
+            .await
+            .map_err(|e| {
+                tracing::error!(tenant, error = %e, "cannot read the session ring");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    ErrorCode::TokenUnavailable,
+                    "the stored session cannot be read right now; retry shortly",
+                )
+                .with_retry_after(5)
+            })?;
         let now = self.clock.now();
         let token = view
             .newest

@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use broker::clock::SharedClock;
 use broker::config::Config;
+use broker::rate::Pacer;
 use broker::renew::Renewer;
 use broker::ringcx::{RingCxClient, RingCxError};
 use broker::store::{SecretStore, SessionRing};
@@ -61,7 +62,11 @@ impl<S: SecretStore + Clone + 'static> Refresher<S> {
         );
         let ringcx = RingCxClient::new(&config.ringcx, clock.clone())?;
         Ok(Self {
-            renewer: Renewer::new(ring, ringcx.clone(), clock.clone(), config.renew_settings()),
+            renewer: Renewer::new(ring, ringcx.clone(), clock.clone(), config.renew_settings())
+                .with_pacing(broker::renew::Pacing {
+                    reads: Pacer::per_second(config.read_rate_per_second, clock.clone()),
+                    writes: Pacer::per_second(config.write_rate_per_second, clock.clone()),
+                }),
             ringcx,
             registries: broker::api_tokens::Registries::new(store, config.names()),
             tenants: config.tenants.clone(),

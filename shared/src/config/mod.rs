@@ -34,6 +34,8 @@ pub const VARIABLES: &[&str] = &[
     "CALLERS_CACHE_SECONDS",
     "PER_TENANT_METRICS",
     "KMS_KEY_ID",
+    "READ_RATE_PER_SECOND",
+    "WRITE_RATE_PER_SECOND",
     "IDEMPOTENCY_TABLE",
     "HOOK_IDEMPOTENCY_HOURS",
     "RUST_LOG",
@@ -117,6 +119,12 @@ pub struct Config {
     /// Publish `SecondsLeft` per tenant as well as across tenants (`PER_TENANT_METRICS`, on by
     /// default): $0.30 a month per tenant, and what the dashboard's per-tenant line draws.
     pub per_tenant_metrics: bool,
+    /// Ring reads a second the refresher allows itself (`READ_RATE_PER_SECOND`, 50: half of
+    /// Secrets Manager's 100 `BatchGetSecretValue` a second per region, shared by the account).
+    pub read_rate_per_second: u32,
+    /// Slot writes a second the refresher allows itself (`WRITE_RATE_PER_SECOND`, 25: half of
+    /// the 50 `PutSecretValue` a second per region).
+    pub write_rate_per_second: u32,
     /// The DynamoDB table hooks claim their idempotency keys in (`IDEMPOTENCY_TABLE`); without
     /// it, hooks answer `503 idempotency_unavailable` rather than risk a second delivery.
     pub idempotency_table: Option<String>,
@@ -299,6 +307,20 @@ impl Config {
             "hours, 1..=720",
             |n| (1..=720).contains(n),
         )?;
+        let read_rate_per_second = number(
+            "READ_RATE_PER_SECOND",
+            get("READ_RATE_PER_SECOND"),
+            50u32,
+            "requests a second, 1..=100 (BatchGetSecretValue allows 100 per region)",
+            |n| (1..=100).contains(n),
+        )?;
+        let write_rate_per_second = number(
+            "WRITE_RATE_PER_SECOND",
+            get("WRITE_RATE_PER_SECOND"),
+            25u32,
+            "requests a second, 1..=50 (PutSecretValue allows 50 per region)",
+            |n| (1..=50).contains(n),
+        )?;
         let config = Self {
             ringcx,
             secret_prefix: prefix,
@@ -313,6 +335,8 @@ impl Config {
             allow_query_key,
             callers_cache: Duration::from_secs(callers_cache),
             per_tenant_metrics,
+            read_rate_per_second,
+            write_rate_per_second,
             idempotency_table,
             hook_idempotency: Duration::from_secs(hook_hours * 3600),
         };

@@ -69,6 +69,46 @@ impl Config {
                 ),
             });
         }
+        self.check_request_quotas(writes)
+    }
+
+    /// Refuses a deployment whose tenants' renewals cannot fit the refresher's share of the
+    /// Secrets Manager request quotas: each renewal is one ring read and one slot write.
+    fn check_request_quotas(&self, writes_per_tenant_day: u64) -> Result<(), ConfigError> {
+        let tenants = self.tenants.len() as u64;
+        let per_second = (tenants * writes_per_tenant_day) as f64 / 86_400.0;
+        for (name, rate, quota, api) in [
+            (
+                "WRITE_RATE_PER_SECOND",
+                self.write_rate_per_second,
+                50,
+                "PutSecretValue",
+            ),
+            (
+                "READ_RATE_PER_SECOND",
+                self.read_rate_per_second,
+                100,
+                "BatchGetSecretValue",
+            ),
+        ] {
+            if per_second > f64::from(rate) {
+                let fits = (f64::from(rate) * 86_400.0 / writes_per_tenant_day as f64) as u64;
+                return Err(ConfigError::Contradiction {
+                    name,
+                    value: rate.to_string(),
+                    fix: format!(
+                        "TENANTS lists {tenants} tenants, each renewed {writes_per_tenant_day} \
+                         times a day: {per_second:.1} renewals a second, more than the {rate} a \
+                         second {name} allows (Secrets Manager's {api} quota is {quota} a second \
+                         per region, shared by the whole account). At these settings one \
+                         deployment holds {fits} tenants: split the tenants over deployments in \
+                         other regions or accounts (each has its own quota), raise {name} toward \
+                         {quota} if nothing else in the account uses {api}, or lower \
+                         REFRESH_MARGIN_SECONDS"
+                    ),
+                });
+            }
+        }
         Ok(())
     }
 

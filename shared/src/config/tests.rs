@@ -123,3 +123,50 @@ fn bad_values_name_the_variable_and_the_fix() {
         assert!(err.to_string().contains("expected"), "{err}");
     }
 }
+
+#[test]
+fn tenants_that_cannot_fit_the_request_quotas_are_refused_with_the_arithmetic() {
+    let tenants = |n: usize| {
+        (0..n)
+            .map(|i| format!("t{i}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    // 480 renewals a tenant a day at the defaults: 25 writes a second hold 4,500 tenants.
+    assert!(from(&[("TENANTS", &tenants(4_500))]).is_ok());
+    let err = from(&[("TENANTS", &tenants(4_501))]).unwrap_err();
+    assert_eq!(err.name(), "WRITE_RATE_PER_SECOND");
+    let text = err.to_string();
+    for part in [
+        "4501 tenants",
+        "480 times a day",
+        "25.0 renewals a second",
+        "holds 4500 tenants",
+        "other regions or accounts",
+    ] {
+        assert!(text.contains(part), "{part}: {text}");
+    }
+    assert!(
+        from(&[
+            ("TENANTS", &tenants(4_501)),
+            ("WRITE_RATE_PER_SECOND", "50")
+        ])
+        .is_ok()
+    );
+    let err = from(&[("TENANTS", &tenants(2_000)), ("READ_RATE_PER_SECOND", "10")]).unwrap_err();
+    assert_eq!(err.name(), "READ_RATE_PER_SECOND");
+    assert!(
+        err.to_string().contains("BatchGetSecretValue quota is 100"),
+        "{err}"
+    );
+    assert_eq!(
+        from(&[("WRITE_RATE_PER_SECOND", "51")]).unwrap_err().name(),
+        "WRITE_RATE_PER_SECOND"
+    );
+    assert_eq!(
+        from(&[("READ_RATE_PER_SECOND", "0")]).unwrap_err().name(),
+        "READ_RATE_PER_SECOND"
+    );
+    let c = from(&[]).unwrap();
+    assert_eq!((c.read_rate_per_second, c.write_rate_per_second), (50, 25));
+}

@@ -39,6 +39,7 @@ pub use error::RenewError;
 pub use report::{Outcome, RenewSettings, Report};
 
 use crate::clock::{SharedClock, later, remaining};
+use crate::rate::Pacer;
 use crate::ringcx::{RingCxClient, RingCxError};
 use crate::session::{ObtainedBy, SessionState};
 use crate::store::{SecretStore, SessionRing, fits};
@@ -54,6 +55,18 @@ pub struct Renewer<S> {
     /// One renewal per tenant at a time in this process: two would present the same refresh
     /// token, which RingCX may punish by revoking the whole token family (reuse detection).
     flights: Arc<Mutex<HashMap<String, Arc<AsyncMutex<()>>>>>,
+    /// The refresher's share of the account's Secrets Manager quotas; none in the HTTP function.
+    pacing: Option<Arc<Pacing>>,
+}
+
+/// A renewer's budget of ring reads and writes per second, shared by every tenant it renews,
+/// so a pass over thousands of tenants leaves the rest of the account's quota to others.
+#[derive(Debug)]
+pub struct Pacing {
+    /// Ring reads (`BatchGetSecretValue`).
+    pub reads: Pacer,
+    /// Slot writes (`PutSecretValue`, `CreateSecret`).
+    pub writes: Pacer,
 }
 
 /// Why a renewal runs.
@@ -82,7 +95,37 @@ impl<S: SecretStore> Renewer<S> {
             clock,
             settings,
             flights: Arc::default(),
+            pacing: None,
         }
+    }
+
+    /// With reads and writes paced (the refresher's `READ_RATE_PER_SECOND` and
+    /// `WRITE_RATE_PER_SECOND`).
+    pub fn with_pacing(mut self, pacing: Pacing) -> Self {
+        self.pacing = Some(Arc::new(pacing));
+        self
+    }
+
+    /// Waits for a place in the read (or write) budget; a renewal that cannot have one before
+    /// `deadline` is deferred to the next pass.
+    async fn pace(
+        &self,
+        tenant: &str,
+        write: bool,
+        deadline: DateTime<Utc>,
+    ) -> Result<(), RenewError> {
+        let Some(p) = &self.pacing else {
+            return Ok(());
+        };
+        let pacer = if write { &p.writes } else { &p.reads };
+        pacer
+            .acquire(deadline)
+            .await
+            .map_err(|_| RenewError::NoTime {
+                tenant: tenant.to_owned(),
+                left_ms: remaining(self.clock.now(), deadline).as_millis(),
+                needed_ms: self.time_needed().as_millis(),
+            })
     }
 
     /// The ring this renewer reads and writes.
@@ -143,6 +186,10 @@ impl<S: SecretStore> Renewer<S> {
             .or_default()
             .clone();
         let _one_at_a_time = flight.lock().await;
+        // A read place only while a renewal could still follow it.
+        let read_by = deadline - chrono_duration(self.time_needed());
+        self.pace(tenant, false, read_by.max(self.clock.now()))
+            .await?;
         let view = self.read_view(tenant, deadline).await?;
         let current = view.newest.as_ref();
         let now = self.clock.now();
@@ -171,7 +218,10 @@ impl<S: SecretStore> Renewer<S> {
                 forced_renewals.push(now);
                 report.forced = true;
             }
-            Trigger::Refused(g) if g < report.generation => {
+            // A newer generation is the replacement, unless its own claims say it is due (a
+            // newer token with a shorter life than the refused one): then this is an ordinary
+            // due renewal, whatever was refused.
+            Trigger::Refused(g) if g < report.generation && !due => {
                 report.outcome = Outcome::RenewedElsewhere;
                 return Ok(report);
             }
@@ -215,6 +265,15 @@ impl<S: SecretStore> Renewer<S> {
             report.outcome = Outcome::Refreshed;
         }
         let has_refresh_token = session.refresh_token.is_some();
+        // The new tokens exist only here until written: the write waits for a place, but within
+        // the deadline's reserve (pacing never costs a spent refresh token).
+        let write_by = deadline - chrono_duration(self.settings.write_reserve);
+        if self.pace(tenant, true, write_by).await.is_err() {
+            tracing::warn!(
+                tenant,
+                "no place in the write budget before the deadline: writing anyway"
+            );
+        }
         let mut state = SessionState::next(current, session, obtained_by);
         state.forced_renewals = forced_renewals;
         state.permanent = obtained_by == ObtainedBy::ApiToken;

@@ -7,14 +7,29 @@ use crate::retry::{Attempt, Policy, retry};
 use crate::store::{CALL_TIMEOUT, RingView, SecretStore, StoreError};
 
 impl<S: SecretStore> Renewer<S> {
-    /// The ring, retrying transient read failures while another attempt fits before `deadline`.
-    pub(super) async fn read_view(
+    /// The ring, retrying transient read failures (throttling included, with backoff and
+    /// jitter) while another attempt fits before `deadline`.
+    pub async fn read_view(
         &self,
         tenant: &str,
         deadline: DateTime<Utc>,
     ) -> Result<RingView, RenewError> {
         self.store_call(tenant, deadline, || self.ring.read(tenant))
             .await
+    }
+
+    /// Generation `generation`, if its slot holds it: one `GetSecretValue` (see
+    /// [`crate::store::SessionRing::read_generation`]), retried like [`Renewer::read_view`].
+    pub async fn read_generation(
+        &self,
+        tenant: &str,
+        generation: u64,
+        deadline: DateTime<Utc>,
+    ) -> Result<Option<crate::session::SessionState>, RenewError> {
+        self.store_call(tenant, deadline, || {
+            self.ring.read_generation(tenant, generation)
+        })
+        .await
     }
 
     /// The protocol's backoff, for calls of which at most `attempts` are made and each may take

@@ -138,9 +138,24 @@ impl<S: SecretStore> SessionRing<S> {
     }
 
     /// Reads every slot that can exist ([`MAX_SLOTS`]) with one batch call, whatever K is now.
+    /// When Secrets Manager throttles the batch call (its quota is 100 a second per region,
+    /// shared by the whole account), the same slots are read with one `GetSecretValue` each
+    /// (10,000 a second): the same view, so fencing and the newest generation are unchanged.
     pub async fn read(&self, tenant: &str) -> Result<RingView, StoreError> {
         let names: Vec<String> = (0..MAX_SLOTS).map(|i| self.names.slot(tenant, i)).collect();
-        let values = self.store.batch_get(&names).await?;
+        let values = match self.store.batch_get(&names).await {
+            Err(e) if e.is_throttled() => {
+                tracing::info!(
+                    tenant,
+                    "BatchGetSecretValue throttled: reading the ring's slots one by one"
+                );
+                futures_util::future::join_all(names.iter().map(|n| self.store.get(n)))
+                    .await
+                    .into_iter()
+                    .collect::<Result<Vec<_>, _>>()?
+            }
+            other => other?,
+        };
         let mut view = RingView::default();
         for ((slot, name), value) in (0u32..).zip(names).zip(values) {
             let Some(value) = value else { continue };
@@ -180,6 +195,23 @@ impl<S: SecretStore> SessionRing<S> {
             );
         }
         Ok(view)
+    }
+
+    /// Generation `generation` of `tenant` if its slot (for the current K) holds exactly it: one
+    /// `GetSecretValue`, for an instance that knows generation `generation - 1` and looks for its
+    /// successor before reading the whole ring. `None` when the slot holds anything else.
+    pub async fn read_generation(
+        &self,
+        tenant: &str,
+        generation: u64,
+    ) -> Result<Option<SessionState>, StoreError> {
+        let slot = (generation % u64::from(self.slots)) as u32;
+        let Some(value) = self.store.get(&self.names.slot(tenant, slot)).await? else {
+            return Ok(None);
+        };
+        Ok(serde_json::from_str::<SessionState>(value.expose_secret())
+            .ok()
+            .filter(|s| s.generation == generation))
     }
 
     /// The highest generation the ring may hold. An unreadable slot that still names its

@@ -69,7 +69,7 @@ async fn run(profile: &Profile) {
     let sim = Simulator::start(clock.clone()).await.expect("simulator");
     let store = MemoryStore::new(clock.clone());
     let prefix = format!("cost-{}/", profile.name);
-    let tenants = seed_due_tenants(&store, &prefix, &sim, TENANTS, clock.now()).await;
+    let tenants = seed_due_tenants(&store.unmetered(), &prefix, &sim, TENANTS, clock.now()).await;
     let config = broker_tests::support::config(&sim, &prefix, &tenants.join(","), profile.vars);
     let before = store.stats();
     let mut refresher = None;
