@@ -300,8 +300,24 @@ pub async fn serve<S: broker::store::SecretStore + Clone + 'static>(
 impl<S: broker::store::SecretStore + Clone + 'static> ApiStack<S> {
     /// `extra` are more configuration variables (e.g. `ALLOW_QUERY_KEY`).
     pub async fn start(store: S, prefix: &str, extra: &[(&str, &str)]) -> Self {
+        Self::start_on(
+            broker::clock::ManualClock::starting_now(),
+            store,
+            prefix,
+            extra,
+        )
+        .await
+    }
+
+    /// [`ApiStack::start`] on `clock`, the one `store` runs on (a model whose request quotas
+    /// must move with the stack's simulated time).
+    pub async fn start_on(
+        clock: broker::clock::ManualClock,
+        store: S,
+        prefix: &str,
+        extra: &[(&str, &str)],
+    ) -> Self {
         use secrecy::ExposeSecret as _;
-        let clock = broker::clock::ManualClock::starting_now();
         let shared: SharedClock = Arc::new(clock.clone());
         let sim = Simulator::start(shared.clone())
             .await

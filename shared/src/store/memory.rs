@@ -90,6 +90,8 @@ pub enum InjectedFault {
     FailBefore,
     /// The write is applied, then a transient error is reported (a timeout after the fact).
     FailAfter,
+    /// Refused with `ThrottlingException`, as if the region's quota were spent; nothing applied.
+    Throttle,
 }
 
 /// Which operation a fault or counter concerns.
@@ -276,8 +278,10 @@ impl MemoryStore {
         };
         self.admit(&mut inner, op, class, op_name)?;
         let fault = Self::take_fault(&mut inner, op);
-        if fault == Some(InjectedFault::FailBefore) {
-            return Err(Self::transient(op_name));
+        match fault {
+            Some(InjectedFault::FailBefore) => return Err(Self::transient(op_name)),
+            Some(InjectedFault::Throttle) => return Err(StoreError::Throttled { op: op_name }),
+            _ => {}
         }
         Ok((inner, fault))
     }
@@ -372,8 +376,14 @@ impl SecretStore for MemoryStore {
             RateClass::BatchGet,
             "BatchGetSecretValue",
         )?;
-        if Self::take_fault(&mut inner, Op::BatchGet).is_some() {
-            return Err(Self::transient("BatchGetSecretValue"));
+        match Self::take_fault(&mut inner, Op::BatchGet) {
+            Some(InjectedFault::Throttle) => {
+                return Err(StoreError::Throttled {
+                    op: "BatchGetSecretValue",
+                });
+            }
+            Some(_) => return Err(Self::transient("BatchGetSecretValue")),
+            None => {}
         }
         let values: Vec<Option<SecretString>> = names
             .iter()
@@ -406,8 +416,14 @@ impl SecretStore for MemoryStore {
         tokio::task::yield_now().await;
         let mut inner = self.lock();
         self.admit(&mut inner, Op::Get, RateClass::Get, "GetSecretValue")?;
-        if Self::take_fault(&mut inner, Op::Get).is_some() {
-            return Err(Self::transient("GetSecretValue"));
+        match Self::take_fault(&mut inner, Op::Get) {
+            Some(InjectedFault::Throttle) => {
+                return Err(StoreError::Throttled {
+                    op: "GetSecretValue",
+                });
+            }
+            Some(_) => return Err(Self::transient("GetSecretValue")),
+            None => {}
         }
         *inner.stats.reads.entry(name.to_owned()).or_default() += 1;
         Ok(inner
