@@ -5,3 +5,4 @@ pub mod hooks;
 pub mod lambda;
 pub mod sim;
 pub mod support;
+pub mod throttle;

@@ -274,3 +274,101 @@ async fn a_pass_over_a_thousand_tenants_stays_within_the_quotas() {
         during(Op::Create),
     );
 }
+
+/// A Function URL event (payload 2.0) for a GET.
+fn get_event(path: &str, key: &str) -> Value {
+    serde_json::json!({
+        "version": "2.0", "routeKey": "$default", "rawPath": path, "rawQueryString": "",
+        "headers": {"authorization": format!("Bearer {key}")},
+        "requestContext": {"accountId": "anonymous", "apiId": "surge", "domainName": "surge.lambda-url.us-east-1.on.aws",
+            "domainPrefix": "surge", "http": {"method": "GET", "path": path, "protocol": "HTTP/1.1",
+            "sourceIp": "203.0.113.9", "userAgent": "RingCX-IVR"}, "requestId": "surge", "routeKey": "$default",
+            "stage": "$default", "time": "01/Dec/2026:22:00:00 +0000", "timeEpoch": 1796162400000u64},
+        "isBase64Encoded": false
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_surge_of_cold_real_binaries_is_served_while_the_batch_call_is_throttled() {
+    use broker_tests::lambda::{Invocation, LambdaProcess, RuntimeApi};
+    use broker_tests::support::{
+        function_env, moto_store, moto_url, refresh_with, seed, unique_prefix,
+    };
+    const INSTANCES: usize = 8;
+    let clock: SharedClock = Arc::new(broker::clock::SystemClock);
+    let sim = broker_tests::sim::Simulator::start(clock).await.unwrap();
+    let store = moto_store().await;
+    let prefix = unique_prefix("surge");
+    let names = SecretNames::new(prefix.clone());
+    seed(
+        &store,
+        &names.credentials("default"),
+        &sim.ringex_credentials("admin@example.com")
+            .unwrap()
+            .to_string(),
+    )
+    .await;
+    let (key, entry) =
+        api::auth::generate_key("ivr", "default", vec![api::auth::Scope::EngageProxy]).unwrap();
+    seed(
+        &store,
+        &names.callers(),
+        &serde_json::json!([entry]).to_string(),
+    )
+    .await;
+    refresh_with(store, &prefix, &sim, 6, "default")
+        .await
+        .unwrap();
+    // Secrets Manager as a busy account sees it: BatchGetSecretValue at 2 a second (the quota
+    // scaled down), every other call through to moto.
+    let proxy =
+        broker_tests::throttle::ThrottlingProxy::start(&moto_url(), "BatchGetSecretValue", 2).await;
+    let mut env = function_env(&sim, &prefix, "default");
+    for (k, v) in env.iter_mut() {
+        if *k == "AWS_ENDPOINT_URL_SECRETS_MANAGER" {
+            *v = proxy.url();
+        }
+    }
+    let mut instances = Vec::new();
+    for _ in 0..INSTANCES {
+        let runtime = RuntimeApi::start().await.unwrap();
+        let function = LambdaProcess::start("api", &runtime, &env);
+        assert!(
+            runtime.first_poll(std::time::Duration::from_secs(20)).await,
+            "{}",
+            function.output()
+        );
+        instances.push((runtime, function));
+    }
+    let key = secrecy::ExposeSecret::expose_secret(&key).to_owned();
+    let started = std::time::Instant::now();
+    let answers = futures_util::future::join_all(instances.iter().map(|(runtime, _)| {
+        runtime.invoke(
+            get_event("/v1/engage/v1/admin/accounts", &key),
+            std::time::Duration::from_secs(5),
+        )
+    }))
+    .await;
+    let took = started.elapsed();
+    for (answer, (_, function)) in answers.iter().zip(&instances) {
+        let Invocation::Response(r) = answer else {
+            panic!("{answer:?}\n{}", function.output())
+        };
+        assert_eq!(r["statusCode"], 200, "{r}\n{}", function.output());
+    }
+    assert!(
+        took < std::time::Duration::from_secs(5),
+        "every first request answered within 5 s: {took:?}"
+    );
+    assert!(
+        proxy.throttled() >= 1,
+        "the batch call was throttled ({} passed)",
+        proxy.passed()
+    );
+    println!(
+        "surge (real binaries): {INSTANCES} cold instances, BatchGetSecretValue at 2/s: all 200 in {} ms; {} batch calls throttled, {} passed",
+        took.as_millis(),
+        proxy.throttled(),
+        proxy.passed()
+    );
+}
