@@ -46,10 +46,13 @@ impl<S: SecretStore + Clone + 'static> Refresher<S> {
                 // renewal saved a token and failed after (no refresh token in the answer).
                 let newest = if fits(now, std::time::Duration::ZERO, deadline) {
                     self.renewer
-                        .ring()
-                        .read(tenant)
+                        .read_paced(
+                            tenant,
+                            deadline
+                                - chrono::Duration::from_std(broker::store::CALL_TIMEOUT)
+                                    .unwrap_or_default(),
+                        )
                         .await
-                        .ok()
                         .and_then(|v| v.newest)
                 } else {
                     None

@@ -106,6 +106,18 @@ impl<S: SecretStore> Renewer<S> {
         self
     }
 
+    /// One ring read within the read budget (for a report after a failed or deferred renewal):
+    /// `None` when no place comes before `deadline` or the read fails, so a pass short of time
+    /// never spends the account's quota on reports.
+    pub async fn read_paced(
+        &self,
+        tenant: &str,
+        deadline: DateTime<Utc>,
+    ) -> Option<crate::store::RingView> {
+        self.pace(tenant, false, deadline).await.ok()?;
+        self.ring.read(tenant).await.ok()
+    }
+
     /// Waits for a place in the read (or write) budget; a renewal that cannot have one before
     /// `deadline` is deferred to the next pass.
     async fn pace(

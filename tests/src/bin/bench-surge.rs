@@ -34,6 +34,26 @@ async fn main() {
     ] {
         surge(instances, within).await;
     }
+    println!("refresher pass against the quota model (simulated time, all tenants due at once):");
+    capacity(
+        "default (25 writes/s, 50 reads/s)",
+        1_000,
+        &[("REFRESH_CONCURRENCY", "32")],
+    )
+    .await;
+    // 10,000 tenants fit one region only with a 240 s renewal period and most of the write quota.
+    capacity(
+        "margin 100 s, 45 writes/s, 90 reads/s",
+        10_000,
+        &[
+            ("REFRESH_CONCURRENCY", "64"),
+            ("REFRESH_MARGIN_SECONDS", "100"),
+            ("SESSION_SLOTS", "5"),
+            ("WRITE_RATE_PER_SECOND", "45"),
+            ("READ_RATE_PER_SECOND", "90"),
+        ],
+    )
+    .await;
 }
 
 async fn surge(instances: usize, within: Duration) {
@@ -71,13 +91,16 @@ async fn surge(instances: usize, within: Duration) {
         ..sim.behaviour()
     });
     // The rest of the account: 50 batch reads a second for the surge's duration.
+    let background_calls = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let background = {
         let store = store.clone();
         let ring: Vec<String> = (0..20).map(|i| names.slot("other", i)).collect();
+        let counted = background_calls.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(20));
             loop {
                 tick.tick().await;
+                counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let _ = store.batch_get(&ring).await;
             }
         })
@@ -114,17 +137,21 @@ async fn surge(instances: usize, within: Duration) {
     times.sort();
     let at = |q: f64| times[((times.len() as f64 * q) as usize).min(times.len() - 1)];
     let after = store.stats();
+    let background = background_calls.load(std::sync::atomic::Ordering::Relaxed);
     let per = |op: Op| {
-        (after.calls.get(&op).copied().unwrap_or(0) - before.calls.get(&op).copied().unwrap_or(0))
-            as f64
-            / instances as f64
+        let mut n = after.calls.get(&op).copied().unwrap_or(0)
+            - before.calls.get(&op).copied().unwrap_or(0);
+        if op == Op::BatchGet {
+            n = n.saturating_sub(background);
+        }
+        n as f64 / instances as f64
     };
     let throttled = |op: Op| {
         after.throttled.get(&op).copied().unwrap_or(0)
             - before.throttled.get(&op).copied().unwrap_or(0)
     };
     println!(
-        "  {instances:>5} instances within {:>2} s: {failed} failed first requests, first answer p50 {:.0} ms p99 {:.0} ms; per instance {:.2} BatchGetSecretValue, {:.2} GetSecretValue; throttled: {} batch, {} get (the background's included)",
+        "  {instances:>5} instances within {:>2} s: {failed} failed first requests, first answer p50 {:.0} ms p99 {:.0} ms; per instance {:.2} BatchGetSecretValue, {:.2} GetSecretValue; throttled: {} batch (the background's included), {} get",
         within.as_secs(),
         at(0.5).as_secs_f64() * 1000.0,
         at(0.99).as_secs_f64() * 1000.0,
@@ -132,5 +159,54 @@ async fn surge(instances: usize, within: Duration) {
         per(Op::Get),
         throttled(Op::BatchGet),
         throttled(Op::Get),
+    );
+}
+
+/// One refresher pass over `tenants` due tenants on simulated time against the quota model, at
+/// `vars` (a profile): the pass's simulated duration, Secrets Manager calls a second, throttled
+/// calls, and tenants renewed and deferred.
+async fn capacity(label: &str, tenants: usize, vars: &[(&str, &str)]) {
+    use broker::clock::{Clock as _, ManualClock};
+    use refresher::{Refresher, TenantOutcome};
+    let manual = ManualClock::starting_now();
+    let clock: SharedClock = Arc::new(manual.clone());
+    let sim = Simulator::start(clock.clone()).await.expect("simulator");
+    let store = MemoryStore::new(clock.clone());
+    let names = broker_tests::support::seed_due_tenants(
+        &store.unmetered(),
+        "cap/",
+        &sim,
+        tenants,
+        clock.now(),
+    )
+    .await;
+    let cfg = config(&sim, "cap/", &names.join(","), vars);
+    let refresher = Refresher::new(&cfg, store.clone(), clock.clone()).expect("refresher");
+    let before = store.stats();
+    let started = manual.now();
+    let pass = refresher
+        .run_pass(manual.now() + chrono::Duration::seconds(58))
+        .await;
+    let took = (manual.now() - started).num_milliseconds() as f64 / 1000.0;
+    let after = store.stats();
+    let rate = |op: Op| {
+        (after.calls.get(&op).copied().unwrap_or(0) - before.calls.get(&op).copied().unwrap_or(0))
+            as f64
+            / took
+    };
+    let count = |o: TenantOutcome| pass.tenants.iter().filter(|t| t.outcome == o).count();
+    let throttled = |op: Op| {
+        after.throttled.get(&op).copied().unwrap_or(0)
+            - before.throttled.get(&op).copied().unwrap_or(0)
+    };
+    println!(
+        "  {label:<34} {tenants:>6} due tenants: pass {took:>5.1} s simulated, {:>5.1} BatchGetSecretValue/s, {:>5.1} PutSecretValue/s, {:>5.1} CreateSecret/s; throttled {} batch, {} writes; {} renewed, {} deferred to the next pass",
+        rate(Op::BatchGet),
+        rate(Op::Put),
+        rate(Op::Create),
+        throttled(Op::BatchGet),
+        throttled(Op::Put) + throttled(Op::Create),
+        count(TenantOutcome::Refreshed),
+        count(TenantOutcome::Deferred),
     );
 }
