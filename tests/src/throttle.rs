@@ -24,6 +24,8 @@ struct Shared {
     http: reqwest::Client,
     throttled: AtomicU64,
     passed: AtomicU64,
+    /// Every call forwarded, by operation.
+    seen: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
 }
 
 /// The proxy; dropping it stops it.
@@ -43,6 +45,7 @@ impl ThrottlingProxy {
             http: reqwest::Client::new(),
             throttled: AtomicU64::new(0),
             passed: AtomicU64::new(0),
+            seen: Default::default(),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -63,6 +66,18 @@ impl ThrottlingProxy {
     /// Calls of the operation answered `ThrottlingException`.
     pub fn throttled(&self) -> u64 {
         self.shared.throttled.load(Ordering::Relaxed)
+    }
+
+    /// Calls of `operation` (e.g. `GetSecretValue`) forwarded to moto.
+    pub fn forwarded(&self, operation: &str) -> u64 {
+        let seen = self
+            .shared
+            .seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        seen.get(&format!("secretsmanager.{operation}"))
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Calls of the operation let through.
@@ -105,6 +120,11 @@ async fn forward(State(s): State<Arc<Shared>>, request: Request) -> Response {
         }
         s.passed.fetch_add(1, Ordering::Relaxed);
     }
+    *s.seen
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .entry(target.to_owned())
+        .or_default() += 1;
     let Ok(bytes) = to_bytes(body, 16 << 20).await else {
         return StatusCode::BAD_REQUEST.into_response();
     };

@@ -171,6 +171,20 @@ async fn a_handed_out_token_is_the_newest_the_ring_holds() {
         1,
         "one look, then the cached token"
     );
+    clock.advance(Duration::seconds(5));
+    token(reader.clone()).await;
+    assert_eq!(
+        calls(&s.store, Op::Get) - gets,
+        1,
+        "5 s later: still the cached token"
+    );
+    clock.advance(Duration::seconds(6));
+    token(reader.clone()).await;
+    assert_eq!(
+        calls(&s.store, Op::Get) - gets,
+        2,
+        "11 s after the first look: another"
+    );
 }
 
 #[tokio::test]
@@ -365,10 +379,75 @@ async fn a_surge_of_cold_real_binaries_is_served_while_the_batch_call_is_throttl
         "the batch call was throttled ({} passed)",
         proxy.passed()
     );
+    // Every throttled instance read its ring slot by slot (20 each), and the callers once each.
+    assert!(
+        proxy.forwarded("GetSecretValue") >= 20 * proxy.throttled() + INSTANCES as u64,
+        "{} GetSecretValue for {} throttled batch calls",
+        proxy.forwarded("GetSecretValue"),
+        proxy.throttled()
+    );
     println!(
         "surge (real binaries): {INSTANCES} cold instances, BatchGetSecretValue at 2/s: all 200 in {} ms; {} batch calls throttled, {} passed",
         took.as_millis(),
         proxy.throttled(),
         proxy.passed()
     );
+}
+
+#[tokio::test]
+async fn the_per_slot_view_is_the_batch_view() {
+    let clock = ManualClock::starting_now();
+    let shared: SharedClock = Arc::new(clock.clone());
+    let store = MemoryStore::new(shared.clone());
+    let names = SecretNames::new("v/");
+    let ring = SessionRing::new(store.clone(), names.clone(), 3, shared);
+    // Generations 4, 5 and 6 in slots 1, 2 and 0, then slot 1 hand-edited into junk, and a slot
+    // beyond K (an older K of 8) holding generation 7.
+    for g in 4..=6u64 {
+        let state: broker::session::SessionState =
+            serde_json::from_str(&format!(r#"{{"generation":{g},"refreshToken":"r{g}"}}"#))
+                .unwrap();
+        ring.publish("t", g - 1, &state, clock.now() + Duration::seconds(30))
+            .await
+            .unwrap();
+        clock.advance(Duration::seconds(1));
+    }
+    broker::store::upsert(
+        &store,
+        &names.slot("t", 1),
+        &secrecy::SecretString::from("{not json"),
+    )
+    .await
+    .unwrap();
+    broker::store::upsert(
+        &store,
+        &names.slot("t", 7),
+        &secrecy::SecretString::from(r#"{"generation":7,"refreshToken":"r7"}"#),
+    )
+    .await
+    .unwrap();
+    clock.advance(Duration::seconds(2));
+    let batch = ring.read("t").await.unwrap();
+    for _ in 0..2_000 {
+        store.inject(Op::BatchGet, InjectedFault::Throttle);
+    }
+    let gets = calls(&store, Op::Get);
+    let slots = ring.read("t").await.unwrap();
+    assert_eq!(calls(&store, Op::Get) - gets, 20, "read slot by slot");
+    assert_eq!(slots.newest.as_ref().map(|s| s.generation), Some(7));
+    assert_eq!(
+        (
+            slots.newest_generation(),
+            slots.present,
+            slots.highest_possible,
+            slots.unreadable.clone()
+        ),
+        (
+            batch.newest_generation(),
+            batch.present,
+            batch.highest_possible,
+            batch.unreadable.clone()
+        )
+    );
+    assert_eq!(slots.unreadable_names(), ["v/t/session-1"]);
 }

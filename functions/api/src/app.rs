@@ -20,8 +20,9 @@ use crate::auth::{Caller, CallerCache, Presented, QueryAuth, Scope, presented};
 use crate::error::{ApiError, ErrorCode};
 use crate::token_cache::{CachedToken, TokenCache};
 
-/// Time a request may spend beyond one renewal's needs (a ring read or two).
-const TOKEN_SLACK: Duration = Duration::from_secs(1);
+/// Time a request may spend beyond one renewal's needs: ring reads, and their retries when
+/// Secrets Manager throttles them (a few, with backoff), before an inline renewal would start.
+const TOKEN_SLACK: Duration = Duration::from_secs(4);
 
 /// What the handlers share, built once per execution environment.
 pub struct App<S> {

@@ -211,7 +211,7 @@ impl<S: SecretStore> TokenCache<S> {
             *last = Some(now);
         }
         let _flight = slot.flight.lock().await;
-        match self.next_generation(tenant, slot, deadline).await {
+        match self.next_generation(tenant, slot).await {
             Some(newer) if newer.generation > token.generation => {
                 *slot.cached.lock().unwrap_or_else(PoisonError::into_inner) = Some(newer.clone());
                 Ok(newer)
@@ -294,12 +294,19 @@ impl<S: SecretStore> TokenCache<S> {
         // The successor of the generation this instance knows, with one GetSecretValue, before
         // the whole ring: the usual case once the refresher has renewed.
         if rejected.is_none()
-            && let Some(t) = self.next_generation(tenant, slot, deadline).await
+            && let Some(t) = self.next_generation(tenant, slot).await
         {
             *slot.cached.lock().unwrap_or_else(PoisonError::into_inner) = Some(t.clone());
             return Ok(t);
         }
-        let (from_ring, generation) = self.read_ring_generation(tenant, deadline).await?;
+        // The read's retries leave time for the inline renewal that may follow it.
+        let read_by = (deadline
+            - chrono::Duration::from_std(self.renewer.time_needed()).unwrap_or_default())
+        .max(broker::clock::later(
+            self.clock.now(),
+            broker::store::CALL_TIMEOUT,
+        ));
+        let (from_ring, generation) = self.read_ring_generation(tenant, read_by).await?;
         let token = match from_ring.filter(acceptable) {
             Some(t) => t,
             None => {
@@ -374,12 +381,7 @@ impl<S: SecretStore> TokenCache<S> {
 
     /// The cached generation's successor, if the ring holds it and its token is usable: one
     /// `GetSecretValue`. `None` when there is nothing cached, or no usable successor yet.
-    async fn next_generation(
-        &self,
-        tenant: &str,
-        slot: &TenantSlot,
-        deadline: DateTime<Utc>,
-    ) -> Option<CachedToken> {
+    async fn next_generation(&self, tenant: &str, slot: &TenantSlot) -> Option<CachedToken> {
         let known = slot
             .cached
             .lock()
@@ -389,7 +391,7 @@ impl<S: SecretStore> TokenCache<S> {
         self.slot_reads.fetch_add(1, Ordering::Relaxed);
         let state = self
             .renewer
-            .read_generation(tenant, known + 1, deadline)
+            .read_generation(tenant, known + 1)
             .await
             .ok()??;
         CachedToken::from_state(&state, self.clock.now(), self.min_ttl)

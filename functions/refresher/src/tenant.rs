@@ -160,16 +160,7 @@ impl<S: SecretStore + Clone + 'static> Refresher<S> {
         report: broker::renew::Report,
     ) -> Result<broker::renew::Report, RenewError> {
         let credentials = self.renewer.credentials(tenant, deadline).await?;
-        let newest = self
-            .renewer
-            .ring()
-            .read(tenant)
-            .await
-            .map_err(|source| RenewError::Store {
-                tenant: tenant.to_owned(),
-                source,
-            })?
-            .newest;
+        let newest = self.renewer.read_view_paced(tenant, deadline).await?.newest;
         let held = newest.as_ref().and_then(|s| s.access_token.clone());
         let token = match (&credentials, &held) {
             (Some(Credentials::ApiToken(c)), Some(held))

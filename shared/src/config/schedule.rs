@@ -4,6 +4,10 @@
 use std::time::Duration;
 
 use super::{Config, ConfigError};
+use crate::renew::RenewSettings;
+
+/// The refresher's Lambda timeout (template.yaml): a pass ends 2 s before it.
+const PASS_SECONDS: f64 = 60.0;
 
 /// Writes a slot secret takes per 24 h, kept under the Secrets Manager quota of about 100
 /// versions younger than 24 h with room for hand edits and retries.
@@ -73,11 +77,17 @@ impl Config {
     }
 
     /// Refuses a deployment whose tenants' renewals cannot fit the refresher's share of the
-    /// Secrets Manager request quotas: each renewal is one ring read and one slot write.
+    /// Secrets Manager request quotas: each renewal is one ring read and one slot write, and
+    /// renewals start only while a pass can still finish one (from its start until its deadline,
+    /// the refresher's 60 s timeout less 2 s, less one renewal's time).
     fn check_request_quotas(&self, writes_per_tenant_day: u64) -> Result<(), ConfigError> {
         let tenants = self.tenants.len() as u64;
         let per_second = (tenants * writes_per_tenant_day) as f64 / 86_400.0;
-        for (name, rate, quota, api) in [
+        let period = self.refresh_interval.as_secs_f64().max(1.0);
+        let renewal =
+            (self.ringcx.request_timeout + RenewSettings::default().write_reserve).as_secs_f64();
+        let window = (period.min(PASS_SECONDS) - 2.0 - renewal).max(1.0);
+        let limits = [
             (
                 "WRITE_RATE_PER_SECOND",
                 self.write_rate_per_second,
@@ -90,21 +100,26 @@ impl Config {
                 100,
                 "BatchGetSecretValue",
             ),
-        ] {
-            if per_second > f64::from(rate) {
-                let fits = (f64::from(rate) * 86_400.0 / writes_per_tenant_day as f64) as u64;
+        ];
+        for (name, rate, quota, api) in limits {
+            let effective = f64::from(rate) * window / period;
+            if per_second > effective {
+                let fits = (effective * 86_400.0 / writes_per_tenant_day as f64) as u64;
                 return Err(ConfigError::Contradiction {
                     name,
                     value: rate.to_string(),
                     fix: format!(
                         "TENANTS lists {tenants} tenants, each renewed {writes_per_tenant_day} \
-                         times a day: {per_second:.1} renewals a second, more than the {rate} a \
-                         second {name} allows (Secrets Manager's {api} quota is {quota} a second \
-                         per region, shared by the whole account). At these settings one \
-                         deployment holds {fits} tenants: split the tenants over deployments in \
-                         other regions or accounts (each has its own quota), raise {name} toward \
-                         {quota} if nothing else in the account uses {api}, or lower \
-                         REFRESH_MARGIN_SECONDS"
+                         times a day: {per_second:.1} renewals a second, more than the \
+                         {effective:.1} a second that {name}={rate} gives when renewals start in \
+                         the first {window:.0} s of each {period:.0} s period (Secrets Manager's \
+                         {api} quota is {quota} a second per region, shared by the whole \
+                         account). At these settings one deployment holds {fits} tenants: split \
+                         the tenants over deployments in other regions or accounts (each has its \
+                         own quota), raise {name} toward {quota} if nothing else in the account \
+                         uses {api}, or lower REFRESH_MARGIN_SECONDS; and keep \
+                         REFRESH_CONCURRENCY high enough (renewals a second are about \
+                         REFRESH_CONCURRENCY divided by RingCX's answer time)"
                     ),
                 });
             }

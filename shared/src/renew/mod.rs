@@ -118,6 +118,16 @@ impl<S: SecretStore> Renewer<S> {
         self.ring.read(tenant).await.ok()
     }
 
+    /// [`Renewer::read_view`] within the read budget (the refresher's permanent-token check).
+    pub async fn read_view_paced(
+        &self,
+        tenant: &str,
+        deadline: DateTime<Utc>,
+    ) -> Result<crate::store::RingView, RenewError> {
+        self.pace(tenant, false, deadline).await?;
+        self.read_view(tenant, deadline).await
+    }
+
     /// Waits for a place in the read (or write) budget; a renewal that cannot have one before
     /// `deadline` is deferred to the next pass.
     async fn pace(
@@ -243,6 +253,10 @@ impl<S: SecretStore> Renewer<S> {
         }
         let base = view.highest_possible;
         let upstream_deadline = deadline - chrono_duration(self.settings.write_reserve);
+        // The write's place is taken before RingCX spends the refresh token, so nothing waits
+        // between the refresh and its write (the window in which the ring shows a spent token).
+        self.pace(tenant, true, read_by.max(self.clock.now()))
+            .await?;
         self.check_time(tenant, deadline)?;
 
         let refresh_token = match trigger {
@@ -277,15 +291,6 @@ impl<S: SecretStore> Renewer<S> {
             report.outcome = Outcome::Refreshed;
         }
         let has_refresh_token = session.refresh_token.is_some();
-        // The new tokens exist only here until written: the write waits for a place, but within
-        // the deadline's reserve (pacing never costs a spent refresh token).
-        let write_by = deadline - chrono_duration(self.settings.write_reserve);
-        if self.pace(tenant, true, write_by).await.is_err() {
-            tracing::warn!(
-                tenant,
-                "no place in the write budget before the deadline: writing anyway"
-            );
-        }
         let mut state = SessionState::next(current, session, obtained_by);
         state.forced_renewals = forced_renewals;
         state.permanent = obtained_by == ObtainedBy::ApiToken;

@@ -19,17 +19,20 @@ impl<S: SecretStore> Renewer<S> {
     }
 
     /// Generation `generation`, if its slot holds it: one `GetSecretValue` (see
-    /// [`crate::store::SessionRing::read_generation`]), retried like [`Renewer::read_view`].
+    /// [`crate::store::SessionRing::read_generation`]), one attempt: it is a shortcut, and the
+    /// whole-ring read behind it has the retries.
     pub async fn read_generation(
         &self,
         tenant: &str,
         generation: u64,
-        deadline: DateTime<Utc>,
     ) -> Result<Option<crate::session::SessionState>, RenewError> {
-        self.store_call(tenant, deadline, || {
-            self.ring.read_generation(tenant, generation)
-        })
-        .await
+        self.ring
+            .read_generation(tenant, generation)
+            .await
+            .map_err(|source| RenewError::Store {
+                tenant: tenant.to_owned(),
+                source,
+            })
     }
 
     /// The protocol's backoff, for calls of which at most `attempts` are made and each may take

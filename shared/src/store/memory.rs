@@ -44,7 +44,7 @@ pub enum RateClass {
 /// AWS Secrets Manager's request quotas, per account and region, none adjustable: requests per
 /// second. From "AWS Secrets Manager quotas"
 /// (docs.aws.amazon.com/secretsmanager/latest/userguide/reference_limits.html; GetSecretValue
-/// raised to 10,000 in March 2025).
+/// at 10,000 since November 2022).
 pub const REQUEST_QUOTAS: [(RateClass, u32); 5] = [
     (RateClass::BatchGet, 100),
     (RateClass::Get, 10_000),
@@ -178,6 +178,25 @@ impl MemoryStore {
         store
     }
 
+    /// What every call meets first: an injected throttle (which, like AWS's, uses no capacity),
+    /// then the quota. Returns any other injected fault for the call to apply.
+    fn gate(
+        &self,
+        inner: &mut Inner,
+        op: Op,
+        class: RateClass,
+        op_name: &'static str,
+    ) -> Result<Option<InjectedFault>, StoreError> {
+        let fault = Self::take_fault(inner, op);
+        if fault == Some(InjectedFault::Throttle) {
+            *inner.stats.calls.entry(op).or_default() += 1;
+            *inner.stats.throttled.entry(op).or_default() += 1;
+            return Err(StoreError::Throttled { op: op_name });
+        }
+        self.admit(inner, op, class, op_name)?;
+        Ok(fault)
+    }
+
     /// Counts a request against its quota at the model's now, or refuses it as AWS does.
     fn admit(
         &self,
@@ -276,12 +295,9 @@ impl MemoryStore {
         } else {
             RateClass::Write
         };
-        self.admit(&mut inner, op, class, op_name)?;
-        let fault = Self::take_fault(&mut inner, op);
-        match fault {
-            Some(InjectedFault::FailBefore) => return Err(Self::transient(op_name)),
-            Some(InjectedFault::Throttle) => return Err(StoreError::Throttled { op: op_name }),
-            _ => {}
+        let fault = self.gate(&mut inner, op, class, op_name)?;
+        if fault == Some(InjectedFault::FailBefore) {
+            return Err(Self::transient(op_name));
         }
         Ok((inner, fault))
     }
@@ -370,20 +386,16 @@ impl SecretStore for MemoryStore {
             });
         }
         let mut inner = self.lock();
-        self.admit(
-            &mut inner,
-            Op::BatchGet,
-            RateClass::BatchGet,
-            "BatchGetSecretValue",
-        )?;
-        match Self::take_fault(&mut inner, Op::BatchGet) {
-            Some(InjectedFault::Throttle) => {
-                return Err(StoreError::Throttled {
-                    op: "BatchGetSecretValue",
-                });
-            }
-            Some(_) => return Err(Self::transient("BatchGetSecretValue")),
-            None => {}
+        if self
+            .gate(
+                &mut inner,
+                Op::BatchGet,
+                RateClass::BatchGet,
+                "BatchGetSecretValue",
+            )?
+            .is_some()
+        {
+            return Err(Self::transient("BatchGetSecretValue"));
         }
         let values: Vec<Option<SecretString>> = names
             .iter()
@@ -415,15 +427,11 @@ impl SecretStore for MemoryStore {
     async fn get(&self, name: &str) -> Result<Option<SecretString>, StoreError> {
         tokio::task::yield_now().await;
         let mut inner = self.lock();
-        self.admit(&mut inner, Op::Get, RateClass::Get, "GetSecretValue")?;
-        match Self::take_fault(&mut inner, Op::Get) {
-            Some(InjectedFault::Throttle) => {
-                return Err(StoreError::Throttled {
-                    op: "GetSecretValue",
-                });
-            }
-            Some(_) => return Err(Self::transient("GetSecretValue")),
-            None => {}
+        if self
+            .gate(&mut inner, Op::Get, RateClass::Get, "GetSecretValue")?
+            .is_some()
+        {
+            return Err(Self::transient("GetSecretValue"));
         }
         *inner.stats.reads.entry(name.to_owned()).or_default() += 1;
         Ok(inner
