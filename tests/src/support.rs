@@ -496,6 +496,39 @@ pub async fn refresh_with<S: broker::store::SecretStore>(
         .await
 }
 
+/// A deployment of one tenant, `default`, as the refresher leaves it after its first login, with
+/// one proxy caller (`ivr`); its key.
+pub async fn one_tenant_with_a_caller<S: broker::store::SecretStore + Clone>(
+    store: &S,
+    prefix: &str,
+    sim: &Simulator,
+) -> String {
+    use secrecy::ExposeSecret as _;
+    let names = broker::store::SecretNames::new(prefix);
+    let credentials = sim
+        .ringex_credentials("admin@example.com")
+        .expect("fixture user");
+    seed(
+        store,
+        &names.credentials("default"),
+        &credentials.to_string(),
+    )
+    .await;
+    let (key, entry) =
+        api::auth::generate_key("ivr", "default", vec![api::auth::Scope::EngageProxy])
+            .expect("random key");
+    seed(
+        store,
+        &names.callers(),
+        &serde_json::json!([entry]).to_string(),
+    )
+    .await;
+    refresh_with(store.clone(), prefix, sim, 6, "default")
+        .await
+        .expect("the first login");
+    key.expose_secret().to_owned()
+}
+
 /// The environment a function binary needs to run against moto and the simulator.
 pub fn function_env(sim: &Simulator, prefix: &str, tenants: &str) -> Vec<(&'static str, String)> {
     vec![

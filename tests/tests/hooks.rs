@@ -524,37 +524,6 @@ async fn github_stripe_and_caller_senders() {
 }
 
 #[tokio::test]
-async fn without_an_idempotency_table_nothing_is_sent() {
-    let s = ApiStack::start(moto_store().await, &unique_prefix("hooks-notable"), &[]).await;
-    upsert(
-        &s.store,
-        &SecretNames::new(s.prefix.clone()).hooks(),
-        &SecretString::from(json!([lead_hook("crm-new-lead")]).to_string()),
-    )
-    .await
-    .unwrap();
-    let raw = lead().to_string();
-    let ts = s.clock.now().timestamp();
-    let r = reqwest::Client::new()
-        .post(s.url("/v1/hooks/crm-new-lead"))
-        .header("content-type", "application/json")
-        .header("webhook-id", "m")
-        .header("webhook-timestamp", ts.to_string())
-        .header(
-            "webhook-signature",
-            sign_standard_webhooks(SECRET, "m", ts, raw.as_bytes()).unwrap(),
-        )
-        .body(raw);
-    let (status, headers, body) = answer(r).await;
-    assert_eq!(
-        (status.as_u16(), body["error"]["code"].as_str()),
-        (503, Some("idempotency_unavailable"))
-    );
-    assert!(headers.contains_key("retry-after"));
-    assert!(s.sim.lead_loads().is_empty());
-}
-
-#[tokio::test]
 async fn operator_hook_commands_add_list_test_and_remove() {
     let h = hooks_stack("hooks-operator", &[], json!([])).await;
     let dir = std::env::temp_dir().join(unique_prefix("hook-cli").trim_end_matches('/'));
@@ -750,14 +719,13 @@ async fn what_ringcx_or_the_session_did_not_take_is_not_recorded() {
     );
 }
 
-#[tokio::test]
-async fn an_idempotency_table_that_cannot_be_used_sends_nothing() {
-    let s = ApiStack::start(
-        moto_store().await,
-        &unique_prefix("hooks-notable2"),
-        &[("IDEMPOTENCY_TABLE", "no-such-table")],
-    )
-    .await;
+/// A hook whose deployment has no usable idempotency table: `table` unset, or naming none.
+async fn without_a_usable_table(test: &str, table: Option<&str>) {
+    let extra: Vec<(&str, &str)> = table
+        .map(|t| ("IDEMPOTENCY_TABLE", t))
+        .into_iter()
+        .collect();
+    let s = ApiStack::start(moto_store().await, &unique_prefix(test), &extra).await;
     upsert(
         &s.store,
         &SecretNames::new(s.prefix.clone()).hooks(),
@@ -781,8 +749,14 @@ async fn an_idempotency_table_that_cannot_be_used_sends_nothing() {
     assert_eq!(
         (status.as_u16(), body["error"]["code"].as_str()),
         (503, Some("idempotency_unavailable")),
-        "{body}"
+        "{table:?}: {body}"
     );
     assert!(headers.contains_key("retry-after"));
-    assert!(s.sim.lead_loads().is_empty());
+    assert!(s.sim.lead_loads().is_empty(), "nothing was sent");
+}
+
+#[tokio::test]
+async fn without_a_usable_idempotency_table_nothing_is_sent() {
+    without_a_usable_table("hooks-notable", None).await;
+    without_a_usable_table("hooks-missing-table", Some("no-such-table")).await;
 }

@@ -305,34 +305,13 @@ fn get_event(path: &str, key: &str) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_surge_of_cold_real_binaries_is_served_while_the_batch_call_is_throttled() {
     use broker_tests::lambda::{Invocation, LambdaProcess, RuntimeApi};
-    use broker_tests::support::{
-        function_env, moto_store, moto_url, refresh_with, seed, unique_prefix,
-    };
+    use broker_tests::support::{function_env, moto_store, moto_url, unique_prefix};
     const INSTANCES: usize = 8;
     let clock: SharedClock = Arc::new(broker::clock::SystemClock);
     let sim = broker_tests::sim::Simulator::start(clock).await.unwrap();
     let store = moto_store().await;
     let prefix = unique_prefix("surge");
-    let names = SecretNames::new(prefix.clone());
-    seed(
-        &store,
-        &names.credentials("default"),
-        &sim.ringex_credentials("admin@example.com")
-            .unwrap()
-            .to_string(),
-    )
-    .await;
-    let (key, entry) =
-        api::auth::generate_key("ivr", "default", vec![api::auth::Scope::EngageProxy]).unwrap();
-    seed(
-        &store,
-        &names.callers(),
-        &serde_json::json!([entry]).to_string(),
-    )
-    .await;
-    refresh_with(store, &prefix, &sim, 6, "default")
-        .await
-        .unwrap();
+    let key = broker_tests::support::one_tenant_with_a_caller(&store, &prefix, &sim).await;
     // Secrets Manager as a busy account sees it: BatchGetSecretValue at 2 a second (the quota
     // scaled down), every other call through to moto.
     let proxy =
@@ -354,7 +333,6 @@ async fn a_surge_of_cold_real_binaries_is_served_while_the_batch_call_is_throttl
         );
         instances.push((runtime, function));
     }
-    let key = secrecy::ExposeSecret::expose_secret(&key).to_owned();
     let started = std::time::Instant::now();
     let answers = futures_util::future::join_all(instances.iter().map(|(runtime, _)| {
         runtime.invoke(

@@ -207,14 +207,26 @@ pub async fn remove_caller(
     id: &str,
 ) -> Result<usize, OperatorError> {
     let name = names.callers();
-    let mut entries = read_callers(store, &name).await?;
+    let entries = read_callers(store, &name).await?;
+    remove_entries(store, &name, entries, "id", id).await
+}
+
+/// Drops the entries of an array document whose `field` is `value`, and writes the document back
+/// when any went; returns how many.
+async fn remove_entries(
+    store: &impl SecretStore,
+    name: &str,
+    mut entries: Vec<serde_json::Value>,
+    field: &str,
+    value: &str,
+) -> Result<usize, OperatorError> {
     let before = entries.len();
-    entries.retain(|e| e["id"].as_str() != Some(id));
+    entries.retain(|e| e[field].as_str() != Some(value));
     let removed = before - entries.len();
     if removed > 0 {
         upsert(
             store,
-            &name,
+            name,
             &SecretString::from(serde_json::Value::Array(entries).to_string()),
         )
         .await?;
@@ -364,19 +376,8 @@ pub async fn remove_hook(
     hook: &str,
 ) -> Result<usize, OperatorError> {
     let name = names.hooks();
-    let mut entries = read_hooks(store, &name).await?;
-    let before = entries.len();
-    entries.retain(|e| e["name"].as_str() != Some(hook));
-    let removed = before - entries.len();
-    if removed > 0 {
-        upsert(
-            store,
-            &name,
-            &SecretString::from(serde_json::Value::Array(entries).to_string()),
-        )
-        .await?;
-    }
-    Ok(removed)
+    let entries = read_hooks(store, &name).await?;
+    remove_entries(store, &name, entries, "name", hook).await
 }
 
 /// The RingCX request `payload` would make through hook `hook`, rendered as the HTTP function

@@ -19,8 +19,7 @@ use broker::store::memory::{MemoryStore, Op};
 use broker::store::{SecretNames, SecretStore};
 use broker_tests::sim::Behaviour;
 use broker_tests::sim::Simulator;
-use broker_tests::support::{config, refresh_with, seed};
-use secrecy::ExposeSecret;
+use broker_tests::support::config;
 use tower::ServiceExt as _;
 
 #[tokio::main]
@@ -65,30 +64,12 @@ async fn surge(instances: usize, within: Duration) {
     let store = MemoryStore::new(clock.clone());
     let prefix = "surge/";
     let names = SecretNames::new(prefix);
-    seed(
-        &store,
-        &names.credentials("default"),
-        &sim.ringex_credentials("admin@example.com")
-            .unwrap()
-            .to_string(),
-    )
-    .await;
-    let (key, entry) =
-        api::auth::generate_key("ivr", "default", vec![api::auth::Scope::EngageProxy]).unwrap();
-    seed(
-        &store,
-        &names.callers(),
-        &serde_json::json!([entry]).to_string(),
-    )
-    .await;
-    refresh_with(store.clone(), prefix, &sim, 6, "default")
-        .await
-        .expect("the first login");
+    let key = broker_tests::support::one_tenant_with_a_caller(&store, prefix, &sim).await;
     // A second apart from the seeding, so the surge starts with the whole quota.
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let before = store.stats();
     let cfg = config(&sim, prefix, "default", &[]);
-    let key = Arc::new(key.expose_secret().to_owned());
+    let key = Arc::new(key);
     sim.set_behaviour(Behaviour {
         voice_rate_limit_per_minute: None,
         ..sim.behaviour()
