@@ -1,7 +1,9 @@
 //! A throttling layer of our own in front of moto: moto enforces no request quota, so this proxy
-//! answers Secrets Manager calls past a chosen rate exactly as AWS does (`400`,
-//! `ThrottlingException`, "Rate exceeded"), and forwards the rest unchanged. The functions' real
-//! binaries reach it through `AWS_ENDPOINT_URL_SECRETS_MANAGER`.
+//! answers calls of one operation (Secrets Manager's, DynamoDB's: any AWS JSON protocol
+//! `X-Amz-Target`) past a chosen rate exactly as AWS does (`400`, `ThrottlingException`, "Rate
+//! exceeded"), and forwards the rest unchanged. It can also lose answers: forward a call, let moto
+//! apply it, and answer `500` instead (a timeout after the fact). The functions' real binaries
+//! reach it through `AWS_ENDPOINT_URL_SECRETS_MANAGER` (or `_DYNAMODB`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -26,6 +28,8 @@ struct Shared {
     passed: AtomicU64,
     /// Every call forwarded, by operation.
     seen: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
+    /// Answers still to lose, by target.
+    lose: std::sync::Mutex<std::collections::BTreeMap<String, u32>>,
 }
 
 /// The proxy; dropping it stops it.
@@ -36,16 +40,29 @@ pub struct ThrottlingProxy {
 }
 
 impl ThrottlingProxy {
-    /// Forwards to `upstream`, allowing `operation` (e.g. `BatchGetSecretValue`) `per_second`.
-    pub async fn start(upstream: &str, operation: &str, per_second: u32) -> Self {
+    /// Forwards to `upstream`, allowing `target` (an `X-Amz-Target`, e.g.
+    /// `secretsmanager.BatchGetSecretValue` or `DynamoDB_20120810.PutItem`) `per_second`.
+    pub async fn start(upstream: &str, target: &str, per_second: u32) -> Self {
+        Self::start_with_window(upstream, target, per_second, Duration::from_secs(1)).await
+    }
+
+    /// As [`ThrottlingProxy::start`], allowing `limit` calls per `period` (a long period makes a
+    /// test independent of how fast the machine runs it).
+    pub async fn start_with_window(
+        upstream: &str,
+        target: &str,
+        limit: u32,
+        period: Duration,
+    ) -> Self {
         let shared = Arc::new(Shared {
             upstream: upstream.trim_end_matches('/').to_owned(),
-            target: format!("secretsmanager.{operation}"),
-            window: Window::new(per_second, Duration::from_secs(1)),
+            target: target.to_owned(),
+            window: Window::new(limit, period),
             http: reqwest::Client::new(),
             throttled: AtomicU64::new(0),
             passed: AtomicU64::new(0),
             seen: Default::default(),
+            lose: Default::default(),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -68,16 +85,23 @@ impl ThrottlingProxy {
         self.shared.throttled.load(Ordering::Relaxed)
     }
 
-    /// Calls of `operation` (e.g. `GetSecretValue`) forwarded to moto.
-    pub fn forwarded(&self, operation: &str) -> u64 {
+    /// Calls of `target` (e.g. `secretsmanager.GetSecretValue`) forwarded to moto.
+    pub fn forwarded(&self, target: &str) -> u64 {
         let seen = self
             .shared
             .seen
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        seen.get(&format!("secretsmanager.{operation}"))
-            .copied()
-            .unwrap_or(0)
+        seen.get(target).copied().unwrap_or(0)
+    }
+
+    /// The next `count` calls of `target` are applied by moto and answered `500` (lost).
+    pub fn lose_next(&self, target: &str, count: u32) {
+        self.shared
+            .lose
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(target.to_owned(), count);
     }
 
     /// Calls of the operation let through.
@@ -139,7 +163,26 @@ async fn forward(State(s): State<Arc<Shared>>, request: Request) -> Response {
             forwarded = forwarded.header(name, value);
         }
     }
+    let lost = {
+        let mut lose = s
+            .lose
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match lose.get_mut(target) {
+            Some(n) if *n > 0 => {
+                *n -= 1;
+                true
+            }
+            _ => false,
+        }
+    };
     match forwarded.send().await {
+        Ok(_) if lost => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            [("content-type", "application/x-amz-json-1.0")],
+            r#"{"__type":"InternalServerError","message":"the answer was lost"}"#,
+        )
+            .into_response(),
         Ok(answer) => {
             let status = answer.status();
             let headers = answer.headers().clone();

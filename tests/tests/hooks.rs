@@ -760,3 +760,85 @@ async fn without_a_usable_idempotency_table_nothing_is_sent() {
     without_a_usable_table("hooks-notable", None).await;
     without_a_usable_table("hooks-missing-table", Some("no-such-table")).await;
 }
+
+/// Another instance of the stack's HTTP function whose DynamoDB client goes through `proxy`.
+async fn instance_through(
+    h: &broker_tests::hooks::Hooks,
+    proxy: &broker_tests::throttle::ThrottlingProxy,
+) -> (String, tokio::task::JoinHandle<()>) {
+    let sdk = broker::store::aws::sdk_config().await;
+    let dynamodb = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(&sdk)
+            .endpoint_url(proxy.url())
+            .build(),
+    );
+    let clock: broker::clock::SharedClock = std::sync::Arc::new(h.s.clock.clone());
+    let app = std::sync::Arc::new(
+        api::App::new(&h.s.config, h.s.store.clone(), clock)
+            .unwrap()
+            .with_idempotency(&h.s.config, dynamodb),
+    );
+    broker_tests::support::serve(app).await
+}
+
+#[tokio::test]
+async fn a_claim_whose_answer_was_lost_is_still_ours_and_a_throttled_table_sends_nothing() {
+    use broker_tests::throttle::ThrottlingProxy;
+    let h = hooks_stack(
+        "hooks-dynamo-faults",
+        &[],
+        json!([lead_hook("crm-new-lead")]),
+    )
+    .await;
+    // DynamoDB applies the claim, then its answer is lost: the retry meets our own claim.
+    let proxy = ThrottlingProxy::start(
+        &broker_tests::support::moto_url(),
+        "DynamoDB_20120810.PutItem",
+        1_000,
+    )
+    .await;
+    let (base, _server) = instance_through(&h, &proxy).await;
+    proxy.lose_next("DynamoDB_20120810.PutItem", 1);
+    let (status, headers, body) =
+        answer(h.signed(&base, "crm-new-lead", "msg_lost", &lead())).await;
+    assert_eq!(status, 200, "not a 409 against ourselves: {body}");
+    assert!(headers.get("idempotent-replayed").is_none());
+    assert_eq!(h.loads(), 1);
+    assert_eq!(
+        proxy.forwarded("DynamoDB_20120810.PutItem"),
+        3,
+        "claim, its retry, the record"
+    );
+    let (status, headers, _) = answer(h.signed(&base, "crm-new-lead", "msg_lost", &lead())).await;
+    assert_eq!(
+        (status.as_u16(), headers.contains_key("idempotent-replayed")),
+        (200, true)
+    );
+    // DynamoDB throttling every write (an on-demand table past its throughput): retried, then
+    // 503 with nothing sent.
+    let throttled = ThrottlingProxy::start_with_window(
+        &broker_tests::support::moto_url(),
+        "DynamoDB_20120810.PutItem",
+        1,
+        std::time::Duration::from_secs(600),
+    )
+    .await;
+    let (base, _second) = instance_through(&h, &throttled).await;
+    for i in 0..3 {
+        let (status, headers, body) =
+            answer(h.signed(&base, "crm-new-lead", &format!("msg_t{i}"), &lead())).await;
+        if i == 0 {
+            // The claim fits; its record is throttled (RingCX took the event: still 200).
+            assert_eq!(status, 200, "{body}");
+            continue;
+        }
+        assert_eq!(
+            (status.as_u16(), body["error"]["code"].as_str()),
+            (503, Some("idempotency_unavailable")),
+            "{body}"
+        );
+        assert!(headers.contains_key("retry-after"));
+    }
+    assert!(throttled.throttled() >= 2);
+    assert_eq!(h.loads(), 2, "the throttled events were never sent");
+}

@@ -314,8 +314,12 @@ async fn a_surge_of_cold_real_binaries_is_served_while_the_batch_call_is_throttl
     let key = broker_tests::support::one_tenant_with_a_caller(&store, &prefix, &sim).await;
     // Secrets Manager as a busy account sees it: BatchGetSecretValue at 2 a second (the quota
     // scaled down), every other call through to moto.
-    let proxy =
-        broker_tests::throttle::ThrottlingProxy::start(&moto_url(), "BatchGetSecretValue", 2).await;
+    let proxy = broker_tests::throttle::ThrottlingProxy::start(
+        &moto_url(),
+        "secretsmanager.BatchGetSecretValue",
+        2,
+    )
+    .await;
     let mut env = function_env(&sim, &prefix, "default");
     for (k, v) in env.iter_mut() {
         if *k == "AWS_ENDPOINT_URL_SECRETS_MANAGER" {
@@ -359,9 +363,10 @@ async fn a_surge_of_cold_real_binaries_is_served_while_the_batch_call_is_throttl
     );
     // Every throttled instance read its ring slot by slot (20 each), and the callers once each.
     assert!(
-        proxy.forwarded("GetSecretValue") >= 20 * proxy.throttled() + INSTANCES as u64,
+        proxy.forwarded("secretsmanager.GetSecretValue")
+            >= 20 * proxy.throttled() + INSTANCES as u64,
         "{} GetSecretValue for {} throttled batch calls",
-        proxy.forwarded("GetSecretValue"),
+        proxy.forwarded("secretsmanager.GetSecretValue"),
         proxy.throttled()
     );
     println!(
