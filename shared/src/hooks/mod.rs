@@ -519,6 +519,24 @@ mod tests {
     }
 
     #[test]
+    fn queued_delivery_is_refused_until_it_exists() {
+        let mut queued = sample("q");
+        queued["delivery"] = json!("queued");
+        let mut sync = sample("s");
+        sync["delivery"] = json!("sync");
+        let (set, refused) = parse_hooks(&json!([queued, sync]).to_string(), &tenants());
+        assert_eq!(
+            set.iter().map(|h| h.name.as_str()).collect::<Vec<_>>(),
+            ["s"]
+        );
+        assert!(
+            refused[0].reason.contains("\"sync\" only"),
+            "{:?}",
+            refused[0]
+        );
+    }
+
+    #[test]
     fn debug_shows_no_secret() {
         let (set, _) = parse_hooks(&json!([sample("h")]).to_string(), &tenants());
         let shown = format!("{:?}", set.get("h").unwrap());
