@@ -15,6 +15,26 @@ pub const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 pub const GITHUB_SECRET: &str = "It's a Secret to Everybody";
 pub const STRIPE_SECRET: &str = "whsec_stripe_0123456789abcdef";
 
+/// A Standard Webhooks request to `url`: `webhook-id` says `id`, the signature (with `secret`, at
+/// `ts`) covers `signed_id` (the same, unless a test forges it) and exactly `raw`.
+pub fn standard_webhook(
+    http: &reqwest::Client,
+    url: &str,
+    secret: &str,
+    id: &str,
+    signed_id: &str,
+    ts: i64,
+    raw: &str,
+) -> reqwest::RequestBuilder {
+    let sig = sign_standard_webhooks(secret, signed_id, ts, raw.as_bytes()).unwrap();
+    http.post(url)
+        .header("content-type", "application/json")
+        .header("webhook-id", id)
+        .header("webhook-timestamp", ts.to_string())
+        .header("webhook-signature", sig)
+        .body(raw.to_owned())
+}
+
 pub fn lead_hook(name: &str) -> Value {
     json!({"name": name, "tenant": "default",
         "verify": {"scheme": "standard-webhooks", "secrets": [SECRET]},
@@ -58,16 +78,9 @@ impl Hooks {
         id: &str,
         body: &Value,
     ) -> reqwest::RequestBuilder {
-        let raw = body.to_string();
+        let url = format!("{base}/v1/hooks/{hook}");
         let ts = self.s.clock.now().timestamp();
-        let sig = sign_standard_webhooks(SECRET, id, ts, raw.as_bytes()).unwrap();
-        self.http
-            .post(format!("{base}/v1/hooks/{hook}"))
-            .header("content-type", "application/json")
-            .header("webhook-id", id)
-            .header("webhook-timestamp", ts.to_string())
-            .header("webhook-signature", sig)
-            .body(raw)
+        standard_webhook(&self.http, &url, SECRET, id, id, ts, &body.to_string())
     }
 
     pub fn loads(&self) -> usize {

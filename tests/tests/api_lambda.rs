@@ -185,6 +185,16 @@ async fn function_url_events_reach_ringcx_through_the_real_binary() {
         !function.output().contains(&signature),
         "no signature in the logs"
     );
+    // One EMF document per hook request on stdout, where CloudWatch reads it under Lambda.
+    let stdout = function.stdout();
+    for metric in [
+        "\"HooksFailed\":1",
+        "\"HooksDelivered\":1",
+        "\"HooksReplayed\":1",
+    ] {
+        assert!(stdout.contains(metric), "{metric} missing from\n{stdout}");
+    }
+    assert!(stdout.contains("\"Namespace\":\"RingCxBroker\""));
 
     // The token endpoint, and errors in the broker's JSON shape.
     let (status, body, headers) = answer(

@@ -5,7 +5,6 @@
 use aws_sdk_dynamodb::types::AttributeValue;
 use broker::clock::Clock as _;
 use broker::hooks::idempotency::IdempotencyStore;
-use broker::hooks::verify::sign_standard_webhooks;
 use broker::store::{SecretNames, upsert};
 use broker_tests::sim::Fault;
 use broker_tests::support::{ApiStack, moto_store, unique_prefix};
@@ -14,7 +13,7 @@ use secrecy::SecretString;
 use serde_json::{Value, json};
 
 use broker_tests::hooks::{
-    GITHUB_SECRET, SECRET, STRIPE_SECRET, answer, hooks_stack, lead, lead_hook,
+    GITHUB_SECRET, SECRET, STRIPE_SECRET, answer, hooks_stack, lead, lead_hook, standard_webhook,
 };
 
 #[tokio::test]
@@ -241,17 +240,7 @@ async fn refusals_send_nothing_and_say_why() {
     let ts = h.s.clock.now().timestamp();
     let other_key = "whsec_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
     let raw = lead().to_string();
-    let forged = h
-        .http
-        .post(&url)
-        .header("content-type", "application/json")
-        .header("webhook-id", "msg_f")
-        .header("webhook-timestamp", ts.to_string())
-        .header(
-            "webhook-signature",
-            sign_standard_webhooks(other_key, "msg_f", ts, raw.as_bytes()).unwrap(),
-        )
-        .body(raw.clone());
+    let forged = standard_webhook(&h.http, &url, other_key, "msg_f", "msg_f", ts, &raw);
     let (status, _, body) = answer(forged).await;
     assert_eq!(
         (status.as_u16(), code(&body).as_str()),
@@ -264,17 +253,7 @@ async fn refusals_send_nothing_and_say_why() {
             .contains("no signature matches")
     );
     // Its id signed under another: the signature covers the id.
-    let resigned = h
-        .http
-        .post(&url)
-        .header("content-type", "application/json")
-        .header("webhook-id", "msg_other")
-        .header("webhook-timestamp", ts.to_string())
-        .header(
-            "webhook-signature",
-            sign_standard_webhooks(SECRET, "msg_f", ts, raw.as_bytes()).unwrap(),
-        )
-        .body(raw);
+    let resigned = standard_webhook(&h.http, &url, SECRET, "msg_other", "msg_f", ts, &raw);
     assert_eq!(answer(resigned).await.0, 401);
     let tampered = h
         .signed(&base, "crm-new-lead", "msg_f", &lead())
@@ -321,15 +300,7 @@ async fn refusals_send_nothing_and_say_why() {
     // Malformed, oversized, or of a type no sender means.
     let ts = h.s.clock.now().timestamp();
     let raw = "{not json";
-    let sig = sign_standard_webhooks(SECRET, "msg_i", ts, raw.as_bytes()).unwrap();
-    let bad = h
-        .http
-        .post(&url)
-        .header("content-type", "application/json")
-        .header("webhook-id", "msg_i")
-        .header("webhook-timestamp", ts.to_string())
-        .header("webhook-signature", sig)
-        .body(raw);
+    let bad = standard_webhook(&h.http, &url, SECRET, "msg_i", "msg_i", ts, raw);
     let (status, _, body) = answer(bad).await;
     assert_eq!(
         (status.as_u16(), code(&body).as_str()),
@@ -552,17 +523,8 @@ async fn operator_hook_commands_add_list_test_and_remove() {
     // The sender signs with it, and the broker delivers.
     let raw = lead().to_string();
     let ts = h.s.clock.now().timestamp();
-    let delivered = h
-        .http
-        .post(h.s.url("/v1/hooks/crm-new-lead"))
-        .header("content-type", "application/json")
-        .header("webhook-id", "op-1")
-        .header("webhook-timestamp", ts.to_string())
-        .header(
-            "webhook-signature",
-            sign_standard_webhooks(&secret, "op-1", ts, raw.as_bytes()).unwrap(),
-        )
-        .body(raw);
+    let url = h.s.url("/v1/hooks/crm-new-lead");
+    let delivered = standard_webhook(&h.http, &url, &secret, "op-1", "op-1", ts, &raw);
     assert_eq!(answer(delivered).await.0, 200);
     let (ok, listed, _) = run(&["hook", "list"]);
     assert!(
@@ -735,16 +697,8 @@ async fn without_a_usable_table(test: &str, table: Option<&str>) {
     .unwrap();
     let raw = lead().to_string();
     let ts = s.clock.now().timestamp();
-    let r = reqwest::Client::new()
-        .post(s.url("/v1/hooks/crm-new-lead"))
-        .header("content-type", "application/json")
-        .header("webhook-id", "m")
-        .header("webhook-timestamp", ts.to_string())
-        .header(
-            "webhook-signature",
-            sign_standard_webhooks(SECRET, "m", ts, raw.as_bytes()).unwrap(),
-        )
-        .body(raw);
+    let url = s.url("/v1/hooks/crm-new-lead");
+    let r = standard_webhook(&reqwest::Client::new(), &url, SECRET, "m", "m", ts, &raw);
     let (status, headers, body) = answer(r).await;
     assert_eq!(
         (status.as_u16(), body["error"]["code"].as_str()),

@@ -69,13 +69,24 @@ pub(crate) async fn read_callers(
     store: &impl SecretStore,
     name: &str,
 ) -> Result<Vec<serde_json::Value>, OperatorError> {
-    match store.get(name).await? {
-        None => Ok(Vec::new()),
+    read_array(store, name)
+        .await?
+        .ok_or_else(|| OperatorError::BadCallers(name.to_owned()))
+}
+
+/// An administrator's array document (callers, hooks): empty when the secret does not exist,
+/// `None` when it is not a JSON array.
+async fn read_array(
+    store: &impl SecretStore,
+    name: &str,
+) -> Result<Option<Vec<serde_json::Value>>, OperatorError> {
+    Ok(match store.get(name).await? {
+        None => Some(Vec::new()),
         Some(raw) => match serde_json::from_str(raw.expose_secret()) {
-            Ok(serde_json::Value::Array(items)) => Ok(items),
-            _ => Err(OperatorError::BadCallers(name.to_owned())),
+            Ok(serde_json::Value::Array(items)) => Some(items),
+            _ => None,
         },
-    }
+    })
 }
 
 /// What a new caller may do.
@@ -274,15 +285,11 @@ async fn read_hooks(
     store: &impl SecretStore,
     name: &str,
 ) -> Result<Vec<serde_json::Value>, OperatorError> {
-    match store.get(name).await? {
-        None => Ok(Vec::new()),
-        Some(raw) => match serde_json::from_str(raw.expose_secret()) {
-            Ok(serde_json::Value::Array(items)) => Ok(items),
-            _ => Err(OperatorError::BadInput(format!(
-                "the hooks secret {name} is not a JSON array of hooks; fix or delete it first"
-            ))),
-        },
-    }
+    read_array(store, name).await?.ok_or_else(|| {
+        OperatorError::BadInput(format!(
+            "the hooks secret {name} is not a JSON array of hooks; fix or delete it first"
+        ))
+    })
 }
 
 /// Adds (or with `replace`, replaces) a hook entry after checking it exactly as the functions
