@@ -61,8 +61,13 @@ pub struct NoPlace;
 impl Pacer {
     /// At most `per_second` requests in any second.
     pub fn per_second(per_second: u32, clock: SharedClock) -> Self {
+        Self::new(per_second, Duration::from_secs(1), clock)
+    }
+
+    /// At most `limit` requests in any `period` (RingCX's limits are per minute).
+    pub fn new(limit: u32, period: Duration, clock: SharedClock) -> Self {
         Self {
-            window: Window::new(per_second.max(1), Duration::from_secs(1)),
+            window: Window::new(limit.max(1), period),
             clock,
         }
     }

@@ -119,11 +119,17 @@ pub enum Metric {
     HooksFailed,
     /// Hook requests refused before RingCX, also per `Reason` (the error code).
     HooksRejected,
+    /// Queued hook events accepted (`202`) and put on the hook queue.
+    HooksQueued,
+    /// Queued events RingCX did not take this time, back on the queue with a backoff.
+    HooksRetried,
+    /// Queued events moved to the dead-letter queue, also per `Reason`.
+    HooksDeadLettered,
 }
 
 impl Metric {
     /// Every metric, in the order the refresher emits them.
-    pub const ALL: [Metric; 14] = [
+    pub const ALL: [Metric; 17] = [
         Metric::SecondsLeft,
         Metric::Renewals,
         Metric::FallbackLogins,
@@ -138,6 +144,9 @@ impl Metric {
         Metric::HooksReplayed,
         Metric::HooksFailed,
         Metric::HooksRejected,
+        Metric::HooksQueued,
+        Metric::HooksRetried,
+        Metric::HooksDeadLettered,
     ];
 
     /// What the refresher publishes for each tenant's run, in this order.
@@ -154,12 +163,15 @@ impl Metric {
         Metric::ApiTokensRevoked,
     ];
 
-    /// What the HTTP function publishes for hook requests, one per request.
-    pub const HOOKS: [Metric; 4] = [
+    /// What the HTTP function and the hook worker publish, one per request or message.
+    pub const HOOKS: [Metric; 7] = [
         Metric::HooksDelivered,
         Metric::HooksReplayed,
         Metric::HooksFailed,
         Metric::HooksRejected,
+        Metric::HooksQueued,
+        Metric::HooksRetried,
+        Metric::HooksDeadLettered,
     ];
 
     /// The CloudWatch metric name.
@@ -179,6 +191,9 @@ impl Metric {
             Metric::HooksReplayed => "HooksReplayed",
             Metric::HooksFailed => "HooksFailed",
             Metric::HooksRejected => "HooksRejected",
+            Metric::HooksQueued => "HooksQueued",
+            Metric::HooksRetried => "HooksRetried",
+            Metric::HooksDeadLettered => "HooksDeadLettered",
         }
     }
 

@@ -10,6 +10,7 @@ use broker::config::Config;
 use broker::document::DocumentCache;
 use broker::hooks::HookSet;
 use broker::hooks::idempotency::IdempotencyStore;
+use broker::hooks::queue::HookQueue;
 use broker::renew::Renewer;
 use broker::ringcx::{RingCxClient, RingCxError, VoiceRequest, VoiceResponse};
 use broker::store::{SecretStore, SessionRing};
@@ -46,6 +47,8 @@ pub struct App<S> {
     pub hooks: DocumentCache<S, HookSet>,
     /// Where hooks claim their idempotency keys (`IDEMPOTENCY_TABLE`); without it hooks answer 503.
     pub idempotency: Option<IdempotencyStore>,
+    /// Where queued hooks go (`HOOK_QUEUE_URL`, `HOOK_DLQ_URL`); without it they answer 503.
+    pub hook_queue: Option<HookQueue>,
     /// What one RingCX call may take (`ENGAGE_TIMEOUT_MS`).
     pub request_timeout: Duration,
 }
@@ -94,6 +97,7 @@ impl<S: SecretStore + Clone> App<S> {
                 parse_hooks,
             ),
             idempotency: None,
+            hook_queue: None,
             request_timeout: config.ringcx.request_timeout,
             tokens: TokenCache::new(
                 renewer,
@@ -130,7 +134,21 @@ impl<S: SecretStore + Clone> App<S> {
         self
     }
 
-    pub(crate) fn deadline(&self) -> DateTime<Utc> {
+    /// With the hook queue when `HOOK_QUEUE_URL` names one.
+    pub fn with_hook_queue(mut self, config: &Config, sqs: aws_sdk_sqs::Client) -> Self {
+        self.hook_queue = config.hook_queue.url.as_ref().map(|url| {
+            HookQueue::new(
+                sqs,
+                url.clone(),
+                config.hook_queue.dlq_url.clone(),
+                self.clock.clone(),
+            )
+        });
+        self
+    }
+
+    /// When a request's token must be in hand: now plus the time one inline renewal needs.
+    pub fn deadline(&self) -> DateTime<Utc> {
         broker::clock::later(self.clock.now(), self.token_budget)
     }
 

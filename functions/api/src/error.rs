@@ -19,6 +19,7 @@ pub enum ErrorCode {
     HookInProgress,
     HookNotFound,
     HookPayloadInvalid,
+    HookQueueUnavailable,
     HooksUnavailable,
     IdempotencyUnavailable,
     InsufficientScope,
@@ -55,7 +56,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, sorted by name.
-    pub const ALL: [ErrorCode; 40] = [
+    pub const ALL: [ErrorCode; 41] = [
         ErrorCode::AlreadyRotated,
         ErrorCode::ApiTokenNotFound,
         ErrorCode::BodyTooLarge,
@@ -64,6 +65,7 @@ impl ErrorCode {
         ErrorCode::HookInProgress,
         ErrorCode::HookNotFound,
         ErrorCode::HookPayloadInvalid,
+        ErrorCode::HookQueueUnavailable,
         ErrorCode::HooksUnavailable,
         ErrorCode::IdempotencyUnavailable,
         ErrorCode::InsufficientScope,
@@ -109,6 +111,7 @@ impl ErrorCode {
             ErrorCode::HookInProgress => "hook_in_progress",
             ErrorCode::HookNotFound => "hook_not_found",
             ErrorCode::HookPayloadInvalid => "hook_payload_invalid",
+            ErrorCode::HookQueueUnavailable => "hook_queue_unavailable",
             ErrorCode::HooksUnavailable => "hooks_unavailable",
             ErrorCode::IdempotencyUnavailable => "idempotency_unavailable",
             ErrorCode::InsufficientScope => "insufficient_scope",

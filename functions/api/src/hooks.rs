@@ -5,6 +5,10 @@
 //! payload the templates cannot fill is `422` and nothing is claimed), claim the key, call RingCX,
 //! then record RingCX's answer, or release the key when RingCX did not take the event (5xx, 429,
 //! timeout, no usable token), so the sender's own retry delivers it.
+//!
+//! A queued hook (`"delivery": "queued"`) verifies and renders the same way, then puts the event
+//! on the hook queue and answers `202`; the hook worker calls RingCX through [`attempt`], the same
+//! code a synchronous hook uses.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -14,8 +18,10 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use broker::hooks::idempotency::{Claim, IdempotencyStore, Lease, MAX_STORED_BODY, StoredAnswer};
+use broker::hooks::queue::{MAX_MESSAGE_BYTES, QueuedEvent};
+use broker::hooks::template::RenderedRequest;
 use broker::hooks::verify::Scheme;
-use broker::hooks::{Headers, Hook, Inbound};
+use broker::hooks::{Delivery, Headers, Hook, Inbound};
 use broker::ringcx::{VoiceRequest, VoiceResponse};
 use broker::store::{CALL_TIMEOUT, SecretStore};
 use broker::telemetry::{self, Metric};
@@ -35,6 +41,7 @@ const IDEMPOTENCY_BUDGET: Duration = Duration::from_secs(2 * CALL_TIMEOUT.as_sec
 
 /// How a request ended, for the metric and the audit line.
 enum Outcome {
+    Queued,
     Delivered(u16),
     Replayed(u16),
     Failed,
@@ -64,7 +71,8 @@ pub(crate) async fn hook<S: SecretStore + Clone + 'static>(
     let (response, outcome) = match result {
         Ok(done) => done,
         Err(e) => {
-            let outcome = if e.code == ErrorCode::HookDeliveryFailed {
+            let failed = [ErrorCode::HookDeliveryFailed, ErrorCode::HookQueueUnavailable];
+            let outcome = if failed.contains(&e.code) {
                 Outcome::Failed
             } else {
                 Outcome::Rejected(e.code)
@@ -73,6 +81,7 @@ pub(crate) async fn hook<S: SecretStore + Clone + 'static>(
         }
     };
     let (metric, reason, ringcx_status) = match &outcome {
+        Outcome::Queued => (Metric::HooksQueued, None, None),
         Outcome::Delivered(s) => (Metric::HooksDelivered, None, Some(*s)),
         Outcome::Replayed(s) => (Metric::HooksReplayed, None, Some(*s)),
         Outcome::Failed => (Metric::HooksFailed, None, audit.ringcx_status),
@@ -130,7 +139,6 @@ async fn deliver<S: SecretStore + Clone + 'static>(
                 .collect()
         })
         .unwrap_or_default();
-    // The tenant's session says which account `account_id` is; no token, no delivery.
     let invalid = |e: broker::hooks::template::RenderError| {
         ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -145,6 +153,13 @@ async fn deliver<S: SecretStore + Clone + 'static>(
         raw_body: &raw,
         account_id,
     };
+    if hook.delivery == Delivery::Queued {
+        // Rendered now only to refuse at once what could never be delivered (the worker renders
+        // again with the tenant's account when it delivers): no token, so a RingCX outage does
+        // not stop events from being accepted.
+        let rendered = hook.render(&inbound(Some("0"))).map_err(invalid)?;
+        return enqueue(app, &hook, &rendered.idempotency_key, &inbound(None), now, audit).await;
+    }
     // The tenant's session says which account `account_id` is; no token, no delivery. A payload
     // that could never be delivered is still told so (422), token or not.
     let token = match app.tokens.get(&hook.tenant, app.deadline()).await {
@@ -157,107 +172,237 @@ async fn deliver<S: SecretStore + Clone + 'static>(
     let rendered = hook
         .render(&inbound(token.account_id.as_deref()))
         .map_err(invalid)?;
-    let store = app.idempotency.as_ref().ok_or_else(|| {
+    let store = idempotency(app)?;
+    let id = IdempotencyStore::record_id(&hook.name, &hook.tenant, &rendered.idempotency_key);
+    audit.key_hash = Some(QueuedEvent::event_id_of(&id));
+    let own_budget = app.token_budget + app.request_timeout + IDEMPOTENCY_BUDGET;
+    let lease_until = lambda_deadline.unwrap_or_else(|| broker::clock::later(now, own_budget));
+    let deadline = lease_until.min(broker::clock::later(now, own_budget));
+    let lease = match claim(store, &id, lease_until, deadline).await? {
+        Ok(lease) => lease,
+        Err(replayed) => return Ok(replayed),
+    };
+    let taken = |status: u16| status < 500 && status != 429 && status != 401;
+    match attempt(app, &hook, &rendered.request, store, &lease, lease_until, deadline, taken).await
+    {
+        Ok(a) => {
+            audit.ringcx_status = Some(a.status);
+            let status = a.status;
+            Ok((relay(a), Outcome::Delivered(status)))
+        }
+        Err(not_taken) => {
+            audit.ringcx_status = not_taken.status;
+            Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::HookDeliveryFailed,
+                format!("{}; the event was not delivered, retry", not_taken.reason),
+            )
+            .with_retry_after(not_taken.retry_after.map_or(5, |d| d.as_secs().max(1))))
+        }
+    }
+}
+
+/// The idempotency table, or why hooks cannot run without it.
+fn idempotency<S>(app: &App<S>) -> Result<&IdempotencyStore, ApiError> {
+    app.idempotency.as_ref().ok_or_else(|| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::IdempotencyUnavailable,
             "hooks need IDEMPOTENCY_TABLE (a DynamoDB table) so that no event is delivered twice; nothing was sent",
         )
         .with_retry_after(60)
-    })?;
-    let id = IdempotencyStore::record_id(&hook.name, &hook.tenant, &rendered.idempotency_key);
-    audit.key_hash = Some(
-        id.rsplit('#')
-            .next()
-            .unwrap_or_default()
-            .chars()
-            .take(16)
-            .collect(),
-    );
-    let own_budget = app.token_budget + app.request_timeout + IDEMPOTENCY_BUDGET;
-    let lease_until = lambda_deadline.unwrap_or_else(|| broker::clock::later(now, own_budget));
-    let deadline = lease_until.min(broker::clock::later(now, own_budget));
-    let lease = match store
-        .claim(&id, lease_until, deadline)
+    })
+}
+
+/// Claims the key: ours (`Ok(Ok)`), or the answer a repeat gets (`Ok(Err)`: the first answer
+/// replayed, or `409` while another request holds it).
+async fn claim(
+    store: &IdempotencyStore,
+    id: &str,
+    lease_until: DateTime<Utc>,
+    deadline: DateTime<Utc>,
+) -> Result<Result<Lease, (Response, Outcome)>, ApiError> {
+    match store
+        .claim(id, lease_until, deadline)
         .await
         .map_err(unavailable)?
     {
-        Claim::Claimed(lease) => lease,
+        Claim::Claimed(lease) => Ok(Ok(lease)),
         Claim::Replay(answer) => {
             let status = answer.status;
-            return Ok((replay(answer), Outcome::Replayed(status)));
+            Ok(Err((replay(answer), Outcome::Replayed(status))))
         }
-        Claim::InProgress { retry_after } => {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                ErrorCode::HookInProgress,
-                "this event is being delivered by another request; retry after it",
-            )
-            .with_retry_after(retry_after.as_secs().max(1)));
+        Claim::InProgress { retry_after } => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            ErrorCode::HookInProgress,
+            "this event is being delivered by another request; retry after it",
+        )
+        .with_retry_after(retry_after.as_secs().max(1))),
+    }
+}
+
+/// A queued hook's event: claimed, put on the hook queue, answered `202` (and the `202` recorded,
+/// so a repeat gets it again without a second message).
+async fn enqueue<S: SecretStore + Clone + 'static>(
+    app: &App<S>,
+    hook: &Hook,
+    key: &str,
+    inbound: &Inbound<'_>,
+    now: DateTime<Utc>,
+    audit: &mut Audit,
+) -> Result<(Response, Outcome), ApiError> {
+    let store = idempotency(app)?;
+    let queue = app.hook_queue.as_ref().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::HookQueueUnavailable,
+            "this hook is queued and HOOK_QUEUE_URL names no queue; nothing was accepted",
+        )
+        .with_retry_after(60)
+    })?;
+    let id = IdempotencyStore::record_id(&hook.name, &hook.tenant, key);
+    let event_id = QueuedEvent::event_id_of(&id);
+    audit.key_hash = Some(event_id.clone());
+    let event = QueuedEvent {
+        v: 1,
+        hook: hook.name.clone(),
+        tenant: hook.tenant.clone(),
+        event_id: event_id.clone(),
+        record: id.clone(),
+        payload: inbound.payload.clone(),
+        headers: hook.visible_headers(inbound.headers),
+        query: inbound.query.clone(),
+        first_seen: now.timestamp_millis(),
+        redriven_at: None,
+        attempts: 0,
+        last_error: None,
+        reason: None,
+        dead_lettered_at: None,
+    };
+    if event.to_body().len() > MAX_MESSAGE_BYTES {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::BodyTooLarge,
+            format!(
+                "this event is larger than the {} KiB an SQS message holds; nothing was accepted",
+                MAX_MESSAGE_BYTES / 1024
+            ),
+        ));
+    }
+    let lease_until = broker::clock::later(now, IDEMPOTENCY_BUDGET + CALL_TIMEOUT * 2);
+    let lease = match claim(store, &id, lease_until, lease_until).await? {
+        Ok(lease) => lease,
+        Err(replayed) => return Ok(replayed),
+    };
+    if let Err(e) = queue.enqueue(&event, lease_until).await {
+        tracing::error!(hook = %hook.name, error = %e, "could not put a hook event on the queue");
+        if let Err(e) = store.release(&lease, lease_until).await {
+            tracing::warn!(hook = %hook.name, error = %e, "could not release the idempotency claim: the sender's retry waits for the lease to end");
+        }
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::HookQueueUnavailable,
+            "the hook queue cannot be reached right now; nothing was accepted, retry",
+        )
+        .with_retry_after(5));
+    }
+    let body = serde_json::json!({"accepted": true, "id": event_id}).to_string();
+    let accepted = VoiceResponse {
+        status: 202,
+        content_type: Some("application/json".into()),
+        body: bytes::Bytes::from(body),
+        retry_after: None,
+    };
+    record(store, &lease, &accepted, lease_until, hook).await;
+    Ok((relay(accepted), Outcome::Queued))
+}
+
+/// Why RingCX did not take an event this time; the claim was released, so a later attempt
+/// (the sender's retry, or the worker's) delivers it.
+#[derive(Debug)]
+pub struct NotTaken {
+    /// RingCX's status, if it answered.
+    pub status: Option<u16>,
+    /// RingCX's `Retry-After`, or the broker's own advice.
+    pub retry_after: Option<Duration>,
+    /// A sentence for the sender or the dead-letter queue (no payload value, no secret).
+    pub reason: String,
+}
+
+/// One attempt to hand an event to RingCX under `lease`: RingCX's answer when `taken` says it
+/// took the event (recorded, so no copy calls RingCX again), or why not (the claim released).
+/// No RingCX call starts that could not be answered and recorded before `lease_until`.
+#[allow(clippy::too_many_arguments)]
+pub async fn attempt<S: SecretStore + Clone + 'static>(
+    app: &App<S>,
+    hook: &Hook,
+    rendered: &RenderedRequest,
+    store: &IdempotencyStore,
+    lease: &Lease,
+    lease_until: DateTime<Utc>,
+    deadline: DateTime<Utc>,
+    taken: impl Fn(u16) -> bool,
+) -> Result<VoiceResponse, NotTaken> {
+    let release = || async {
+        if let Err(e) = store.release(lease, deadline).await {
+            tracing::warn!(hook = %hook.name, error = %e, "could not release the idempotency claim: the next attempt waits for the lease to end");
         }
     };
     // A RingCX call that could not be answered and recorded before the lease ends would leave
     // an event RingCX may have taken looking unclaimed to the next copy: do not start it.
     let needed = app.request_timeout + CALL_TIMEOUT;
     if broker::clock::later(app.clock.now(), needed) > lease_until {
-        if let Err(e) = store.release(&lease, deadline).await {
-            tracing::warn!(hook = %hook.name, error = %e, "could not release the idempotency claim");
-        }
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            ErrorCode::HookDeliveryFailed,
-            "too little of this invocation is left to call RingCX and record its answer; the event was not delivered, retry",
-        )
-        .with_retry_after(1));
+        release().await;
+        return Err(NotTaken {
+            status: None,
+            retry_after: Some(Duration::from_secs(1)),
+            reason: "too little of this invocation is left to call RingCX and record its answer"
+                .into(),
+        });
     }
-    let mut request = VoiceRequest::new(
-        rendered.request.method.clone(),
-        rendered.request.path.clone(),
-    );
-    request.query = rendered.request.query.clone();
-    if let Some(body) = &rendered.request.body {
+    let mut request = VoiceRequest::new(rendered.method.clone(), rendered.path.clone());
+    request.query = rendered.query.clone();
+    if let Some(body) = &rendered.body {
         request = request.with_body("application/json", body.to_string());
     }
     // Every RingCX call must be answered with time left to record the answer in the lease.
     let until = lease_until - chrono::Duration::from_std(CALL_TIMEOUT).unwrap_or_default();
-    let answer = app.voice(&hook.tenant, &request, Some(until)).await;
-    if let Ok(a) = &answer {
-        audit.ringcx_status = Some(a.status);
-    }
-    match answer {
-        // RingCX's answer about the event; a 401 is about the broker's token (no usable token:
-        // the sender's retry, once the refresher has a session again, delivers).
-        Ok(a) if a.status < 500 && a.status != 429 && a.status != 401 => {
-            record(store, &lease, &a, deadline, &hook).await;
-            let status = a.status;
-            Ok((relay(a), Outcome::Delivered(status)))
+    match app.voice(&hook.tenant, &request, Some(until)).await {
+        Ok(a) if taken(a.status) => {
+            record(store, lease, &a, deadline, hook).await;
+            Ok(a)
         }
-        other => {
-            // RingCX did not take it: give the key up so the sender's retry delivers.
-            if let Err(e) = store.release(&lease, deadline).await {
-                tracing::warn!(hook = %hook.name, error = %e, "could not release the idempotency claim: the sender's retry waits for the lease to end");
-            }
-            Err(match other {
-                Ok(a) => {
-                    let wait = a.retry_after.map_or(5, |d| d.as_secs().max(1));
-                    ApiError::new(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        ErrorCode::HookDeliveryFailed,
-                        format!(
-                            "RingCX answered {}; the event was not delivered, retry",
-                            a.status
-                        ),
-                    )
-                    .with_retry_after(wait)
-                }
-                Err(e) => failed(e),
+        Ok(a) => {
+            release().await;
+            Err(NotTaken {
+                status: Some(a.status),
+                retry_after: a.retry_after,
+                reason: format!("RingCX answered {}{}", a.status, ringcx_error_code(&a)),
+            })
+        }
+        Err(e) => {
+            release().await;
+            Err(NotTaken {
+                status: None,
+                retry_after: Some(Duration::from_secs(e.retry_after.unwrap_or(5).max(1))),
+                reason: format!("{} ({})", e.message, e.code),
             })
         }
     }
 }
 
+/// RingCX's `errorCode` (a code such as `invalid.parameter`, never a payload value), for the
+/// dead-letter queue's reason.
+fn ringcx_error_code(a: &VoiceResponse) -> String {
+    serde_json::from_slice::<Json>(&a.body)
+        .ok()
+        .and_then(|b| b.get("errorCode").and_then(Json::as_str).map(str::to_owned))
+        .filter(|c| c.len() <= 80 && c.chars().all(|ch| ch.is_ascii_alphanumeric() || "._-".contains(ch)))
+        .map_or(String::new(), |c| format!(" ({c})"))
+}
+
 /// The hook, reading the hooks secret again once if the name is new to this instance.
-async fn find<S: SecretStore>(app: &App<S>, name: &str) -> Result<std::sync::Arc<Hook>, ApiError> {
+pub async fn find<S: SecretStore>(app: &App<S>, name: &str) -> Result<std::sync::Arc<Hook>, ApiError> {
     let not_found = || {
         ApiError::new(
             StatusCode::NOT_FOUND,

@@ -10,7 +10,7 @@ mod body;
 pub mod connect;
 pub mod error;
 mod health;
-mod hooks;
+pub mod hooks;
 mod oauth;
 pub mod operator;
 mod permanent;

@@ -27,7 +27,8 @@ async fn main() -> anyhow::Result<()> {
     );
     let app = App::new(&config, store, clock)
         .context("building the RingCX client")?
-        .with_idempotency(&config, aws_sdk_dynamodb::Client::new(&sdk));
+        .with_idempotency(&config, aws_sdk_dynamodb::Client::new(&sdk))
+        .with_hook_queue(&config, aws_sdk_sqs::Client::new(&sdk));
     let app = Arc::new(app);
     let router = router(app);
     if telemetry::in_lambda() {

@@ -38,6 +38,13 @@ pub const VARIABLES: &[&str] = &[
     "WRITE_RATE_PER_SECOND",
     "IDEMPOTENCY_TABLE",
     "HOOK_IDEMPOTENCY_HOURS",
+    "HOOK_QUEUE_URL",
+    "HOOK_DLQ_URL",
+    "HOOK_MAX_AGE_HOURS",
+    "HOOK_MAX_RECEIVES",
+    "HOOK_RINGCX_SHARE_PERCENT",
+    "HOOK_WORKER_CONCURRENCY",
+    "RINGCX_RATE_LIMIT_PER_MINUTE",
     "RUST_LOG",
 ];
 
@@ -130,6 +137,41 @@ pub struct Config {
     pub idempotency_table: Option<String>,
     /// How long a delivered hook event is remembered and replayed (`HOOK_IDEMPOTENCY_HOURS`, 24).
     pub hook_idempotency: Duration,
+    /// Queued hooks: the queues, and how the worker paces itself.
+    pub hook_queue: HookQueueSettings,
+}
+
+/// Queued hooks' settings, read by the HTTP function (which enqueues), the worker (which
+/// delivers) and the operator (which reads and redrives the dead-letter queue).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HookQueueSettings {
+    /// The SQS queue queued hooks go on (`HOOK_QUEUE_URL`); without it they answer `503`.
+    pub url: Option<String>,
+    /// Where events RingCX will never take wait for an operator (`HOOK_DLQ_URL`).
+    pub dlq_url: Option<String>,
+    /// An event not delivered within this long goes to the dead-letter queue (`HOOK_MAX_AGE_HOURS`, 24).
+    pub max_age: Duration,
+    /// Attempts before an event goes to the dead-letter queue (`HOOK_MAX_RECEIVES`, 100; the
+    /// queue's redrive policy uses the same number).
+    pub max_receives: u32,
+    /// The part of RingCX's per-user rate limit the worker may use, in percent
+    /// (`HOOK_RINGCX_SHARE_PERCENT`, 25): the rest stays for IVR callouts and the proxy.
+    pub ringcx_share_percent: u32,
+    /// Worker instances at most (`HOOK_WORKER_CONCURRENCY`, 2; the event source mapping's
+    /// maximum concurrency and the worker's reserved concurrency say the same).
+    pub worker_concurrency: u32,
+    /// RingCX's Voice API limit per user (`RINGCX_RATE_LIMIT_PER_MINUTE`, 120 as documented).
+    pub ringcx_rate_per_minute: u32,
+}
+
+impl HookQueueSettings {
+    /// RingCX calls one worker instance may make a minute: its part of the share.
+    pub fn calls_per_minute_per_worker(&self) -> u32 {
+        let share = u64::from(self.ringcx_rate_per_minute) * u64::from(self.ringcx_share_percent)
+            / 100
+            / u64::from(self.worker_concurrency.max(1));
+        u32::try_from(share).unwrap_or(u32::MAX).max(1)
+    }
 }
 
 impl Config {
@@ -307,6 +349,60 @@ impl Config {
             "hours, 1..=720",
             |n| (1..=720).contains(n),
         )?;
+        let queue_url = |name: &'static str| match get(name) {
+            None => Ok(None),
+            Some(v) => match Url::parse(&v) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {
+                    Ok(Some(v))
+                }
+                _ => Err(ConfigError::Invalid {
+                    name,
+                    value: v,
+                    expected: "an SQS queue URL such as https://sqs.us-east-1.amazonaws.com/123456789012/ringcx-hooks",
+                }),
+            },
+        };
+        let hook_queue = HookQueueSettings {
+            url: queue_url("HOOK_QUEUE_URL")?,
+            dlq_url: queue_url("HOOK_DLQ_URL")?,
+            max_age: Duration::from_secs(
+                3600 * number(
+                    "HOOK_MAX_AGE_HOURS",
+                    get("HOOK_MAX_AGE_HOURS"),
+                    24u64,
+                    "hours, 1..=336 (SQS keeps a message at most 14 days)",
+                    |n| (1..=336).contains(n),
+                )?,
+            ),
+            max_receives: number(
+                "HOOK_MAX_RECEIVES",
+                get("HOOK_MAX_RECEIVES"),
+                100u32,
+                "attempts, 1..=1000 (an SQS redrive policy allows up to 1000)",
+                |n| (1..=1000).contains(n),
+            )?,
+            ringcx_share_percent: number(
+                "HOOK_RINGCX_SHARE_PERCENT",
+                get("HOOK_RINGCX_SHARE_PERCENT"),
+                25u32,
+                "percent, 1..=100",
+                |n| (1..=100).contains(n),
+            )?,
+            worker_concurrency: number(
+                "HOOK_WORKER_CONCURRENCY",
+                get("HOOK_WORKER_CONCURRENCY"),
+                2u32,
+                "instances, 1..=1000",
+                |n| (1..=1000).contains(n),
+            )?,
+            ringcx_rate_per_minute: number(
+                "RINGCX_RATE_LIMIT_PER_MINUTE",
+                get("RINGCX_RATE_LIMIT_PER_MINUTE"),
+                120u32,
+                "requests a minute per RingCX user, 1..=100000 (RingCX documents 120)",
+                |n| (1..=100_000).contains(n),
+            )?,
+        };
         let read_rate_per_second = number(
             "READ_RATE_PER_SECOND",
             get("READ_RATE_PER_SECOND"),
@@ -339,6 +435,7 @@ impl Config {
             write_rate_per_second,
             idempotency_table,
             hook_idempotency: Duration::from_secs(hook_hours * 3600),
+            hook_queue,
         };
         config.check_consistency()?;
         Ok(config)

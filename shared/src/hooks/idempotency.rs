@@ -28,6 +28,7 @@ use chrono::{DateTime, Utc};
 use crate::clock::SharedClock;
 use crate::retry::{Policy, Transient, retry};
 use crate::store::CALL_TIMEOUT;
+use crate::store::aws::SdkFailure;
 
 /// The largest RingCX answer body kept for replays (DynamoDB items hold at most 400 KB).
 pub const MAX_STORED_BODY: usize = 64 * 1024;
@@ -350,27 +351,8 @@ where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     R: std::fmt::Debug,
 {
-    match &err {
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            return IdempotencyError::Transient {
-                op,
-                message: crate::store::aws::sdk_cause(&err),
-            };
-        }
-        _ => {}
-    }
-    let code = err.code().unwrap_or("Unknown").to_owned();
-    let message = err.message().unwrap_or("no message").to_owned();
-    match code.as_str() {
-        "ProvisionedThroughputExceededException"
-        | "ThrottlingException"
-        | "RequestLimitExceeded"
-        | "InternalServerError"
-        | "ServiceUnavailable"
-        | "LimitExceededException" => IdempotencyError::Transient {
-            op,
-            message: format!("{code}: {message}"),
-        },
-        _ => IdempotencyError::Refused { op, code, message },
+    match crate::store::aws::sdk_failure(&err) {
+        SdkFailure::Transient(message) => IdempotencyError::Transient { op, message },
+        SdkFailure::Refused(code, message) => IdempotencyError::Refused { op, code, message },
     }
 }

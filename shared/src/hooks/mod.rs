@@ -5,9 +5,11 @@
 //!   log line naming it and why; the other hooks keep working);
 //! - [`verify`]: the signature schemes;
 //! - [`template`]: the RingCX request as MiniJinja expressions over the payload;
-//! - [`idempotency`]: the DynamoDB claim, lease, completion and release of a key.
+//! - [`idempotency`]: the DynamoDB claim, lease, completion and release of a key;
+//! - [`queue`]: queued delivery's SQS messages, backoff and dead-letter queue.
 
 pub mod idempotency;
+pub mod queue;
 pub mod template;
 pub mod verify;
 
@@ -52,9 +54,19 @@ pub struct HookEntry {
     /// The idempotency key's template (default: by scheme, see [`Hook::idempotency_key`]).
     #[serde(default)]
     pub idempotency_key: Option<String>,
-    /// `sync` (the default): the sender waits for RingCX's answer.
+    /// `sync` (the default): the sender waits for RingCX's answer; `queued`: the event is put on
+    /// the hook queue and answered `202`, and the hook worker delivers it.
     #[serde(default)]
     pub delivery: Option<String>,
+}
+
+/// When RingCX hears of an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// In the sender's request: the sender gets RingCX's answer, and retries on a `503`.
+    Sync,
+    /// From the hook queue: the sender gets `202` once the event is stored; the worker retries.
+    Queued,
 }
 
 /// A hook ready to serve.
@@ -67,6 +79,8 @@ pub struct Hook {
     pub scheme: Scheme,
     /// Its RingCX request.
     pub request: RequestTemplate,
+    /// In the request, or from the queue.
+    pub delivery: Delivery,
     idempotency_key: Option<Text>,
 }
 
@@ -116,14 +130,15 @@ impl Hook {
                 entry.tenant
             ));
         }
-        match entry.delivery.as_deref() {
-            None | Some("sync") => {}
+        let delivery = match entry.delivery.as_deref() {
+            None | Some("sync") => Delivery::Sync,
+            Some("queued") => Delivery::Queued,
             Some(other) => {
                 return Err(format!(
-                    "delivery {other:?} is not available: this version delivers \"sync\" only"
+                    "delivery {other:?} is unknown: \"sync\" (the default) or \"queued\""
                 ));
             }
-        }
+        };
         let scheme = Scheme::from_entry(&entry.verify)?;
         let request = RequestTemplate::parse(&entry.request).map_err(|e| e.to_string())?;
         let idempotency_key = entry
@@ -140,22 +155,32 @@ impl Hook {
             tenant: entry.tenant.clone(),
             scheme,
             request,
+            delivery,
             idempotency_key,
         })
     }
 
-    /// The templates' context: `payload`, `headers`, `query`, `account_id`, `tenant`, `hook`.
-    pub fn context(&self, inbound: &Inbound<'_>) -> Value {
+    /// The headers the templates may read (credentials and signatures taken out): also what a
+    /// queued event keeps of its request.
+    pub fn visible_headers(&self, headers: &Headers) -> Headers {
         let signature_header = match &self.scheme {
             Scheme::HmacSha256 { header, .. } => Some(header.as_str()),
             _ => None,
         };
-        let headers = inbound
-            .headers
+        headers
             .iter()
             .filter(|(k, _)| {
                 !HIDDEN_HEADERS.contains(&k.as_str()) && signature_header != Some(k.as_str())
             })
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    /// The templates' context: `payload`, `headers`, `query`, `account_id`, `tenant`, `hook`.
+    pub fn context(&self, inbound: &Inbound<'_>) -> Value {
+        let visible = self.visible_headers(inbound.headers);
+        let headers = visible
+            .iter()
             .map(|(k, v)| (k.as_str(), Value::from(v.as_str())));
         let query = inbound
             .query
@@ -172,6 +197,12 @@ impl Hook {
             pairs.push(("account_id", Value::from(account)));
         }
         Value::from_pairs(pairs)
+    }
+
+    /// The RingCX call alone: what the hook worker renders again for an event accepted earlier
+    /// (the event keeps the idempotency key it was accepted with).
+    pub fn render_request(&self, inbound: &Inbound<'_>) -> Result<RenderedRequest, RenderError> {
+        self.request.render(&self.context(inbound))
     }
 
     /// The RingCX call and the idempotency key one inbound request makes. The key is the
@@ -519,21 +550,26 @@ mod tests {
     }
 
     #[test]
-    fn queued_delivery_is_refused_until_it_exists() {
+    fn delivery_is_sync_queued_or_refused() {
         let mut queued = sample("q");
         queued["delivery"] = json!("queued");
         let mut sync = sample("s");
         sync["delivery"] = json!("sync");
-        let (set, refused) = parse_hooks(&json!([queued, sync]).to_string(), &tenants());
+        let mut odd = sample("o");
+        odd["delivery"] = json!("later");
+        let (set, refused) =
+            parse_hooks(&json!([queued, sync, odd, sample("d")]).to_string(), &tenants());
+        let modes: Vec<_> = set.iter().map(|h| (h.name.as_str(), h.delivery)).collect();
         assert_eq!(
-            set.iter().map(|h| h.name.as_str()).collect::<Vec<_>>(),
-            ["s"]
+            modes,
+            [
+                ("d", Delivery::Sync),
+                ("q", Delivery::Queued),
+                ("s", Delivery::Sync)
+            ]
         );
-        assert!(
-            refused[0].reason.contains("\"sync\" only"),
-            "{:?}",
-            refused[0]
-        );
+        assert_eq!(refused.len(), 1);
+        assert!(refused[0].reason.contains("\"later\" is unknown"), "{:?}", refused[0]);
     }
 
     #[test]

@@ -85,6 +85,51 @@ pub fn sdk_cause<E: std::error::Error>(err: &E) -> String {
     )
 }
 
+/// An AWS call's failure, the same way for every service the hooks use (DynamoDB, SQS): worth a
+/// retry (throttling, a timeout, a 5xx, no answer), or refused (a missing resource, a role that
+/// may not use it). SDK messages carry no payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SdkFailure {
+    /// The same call may succeed later.
+    Transient(String),
+    /// It will not, until the configuration changes: the error code and message.
+    Refused(String, String),
+}
+
+/// Sorts an SDK error of any AWS service into [`SdkFailure`].
+pub fn sdk_failure<E, R>(err: &SdkError<E, R>) -> SdkFailure
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug,
+{
+    if matches!(
+        err,
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_)
+    ) {
+        return SdkFailure::Transient(sdk_cause(err));
+    }
+    let code = err.code().unwrap_or("Unknown").to_owned();
+    let message = err.message().unwrap_or("no message").to_owned();
+    let transient = matches!(
+        code.as_str(),
+        "ProvisionedThroughputExceededException"
+            | "ThrottlingException"
+            | "Throttling"
+            | "RequestThrottled"
+            | "RequestLimitExceeded"
+            | "InternalServerError"
+            | "InternalError"
+            | "ServiceUnavailable"
+            | "LimitExceededException"
+            | "KmsThrottled"
+    );
+    if transient {
+        SdkFailure::Transient(format!("{code}: {message}"))
+    } else {
+        SdkFailure::Refused(code, message)
+    }
+}
+
 /// What one entry of a `BatchGetSecretValue` answer's `Errors` means. `None`: the secret does not
 /// exist, which is an answer, not a failure.
 fn classify_entry(name: &str, code: &str, message: &str) -> Option<StoreError> {

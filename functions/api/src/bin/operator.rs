@@ -110,6 +110,20 @@ enum HookCommand {
         #[arg(long)]
         name: String,
     },
+    /// The queued events in the dead-letter queue (HOOK_DLQ_URL): event id, hook, first seen,
+    /// attempts, last error. Never a payload or a signature.
+    Dlq {
+        /// Print JSON for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send dead-lettered events back to the hook queue, once each: one by event id, or all.
+    /// RingCX still sees each event once (the worker checks its delivery record).
+    Redrive {
+        /// The event id (as hook dlq shows it); without it, every dead letter.
+        #[arg(long)]
+        id: Option<String>,
+    },
     /// Print the RingCX request a payload would make through a hook, without verifying a
     /// signature or sending anything.
     Test {
@@ -296,6 +310,34 @@ async fn hook(action: HookCommand) -> anyhow::Result<()> {
     let (config, store) = configured().await?;
     let names = config.names();
     match action {
+        HookCommand::Dlq { json } => {
+            let letters = operator::list_dead_letters(&hook_queue(&config).await?).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&letters)?);
+            } else if letters.is_empty() {
+                println!("the dead-letter queue is empty");
+            } else {
+                for l in letters {
+                    println!(
+                        "{}  {:<24} first seen {}  attempts {:<3}  {}",
+                        l.id, l.hook, l.first_seen, l.attempts, l.last_error
+                    );
+                }
+            }
+        }
+        HookCommand::Redrive { id } => {
+            let deadline = chrono::Utc::now() + chrono::Duration::seconds(60);
+            let sent =
+                operator::redrive_dead_letters(&hook_queue(&config).await?, id.as_deref(), deadline)
+                    .await?;
+            for id in &sent {
+                println!("redriven {id}");
+            }
+            eprintln!(
+                "{} event(s) back on the hook queue; the worker delivers each once.",
+                sent.len()
+            );
+        }
         HookCommand::Add {
             file,
             generate_secret,
@@ -447,6 +489,27 @@ async fn connect(request: ConnectRequest) -> anyhow::Result<()> {
         done.provider_name
     );
     Ok(())
+}
+
+/// The hook queue and its dead-letter queue, as the functions see them.
+async fn hook_queue(config: &Config) -> anyhow::Result<broker::hooks::queue::HookQueue> {
+    let url = config
+        .hook_queue
+        .url
+        .clone()
+        .context("HOOK_QUEUE_URL is not set (the stack's HookQueueUrl output)")?;
+    anyhow::ensure!(
+        config.hook_queue.dlq_url.is_some(),
+        "HOOK_DLQ_URL is not set (the stack's HookDeadLetterQueueUrl output)"
+    );
+    let sdk = broker::store::aws::sdk_config().await;
+    let clock: SharedClock = Arc::new(SystemClock);
+    Ok(broker::hooks::queue::HookQueue::new(
+        aws_sdk_sqs::Client::new(&sdk),
+        url,
+        config.hook_queue.dlq_url.clone(),
+        clock,
+    ))
 }
 
 async fn configured() -> anyhow::Result<(Config, SecretsManagerStore)> {
