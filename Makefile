@@ -14,7 +14,7 @@ ARCH ?= arm64
 # One target dir for the workspace, the functions and every tool that builds them.
 export CARGO_TARGET_DIR ?= $(CURDIR)/target
 
-.PHONY: help test lint fmt fmt-check clippy deny unit build sim venv bench template dev package deploy seed-credentials add-caller remove-caller connect-ringcx status hook-add hook-list hook-remove hook-test
+.PHONY: help test lint fmt fmt-check clippy deny unit build sim venv bench template dev package deploy seed-credentials add-caller remove-caller connect-ringcx status hook-add hook-list hook-remove hook-test hooks-dlq hooks-redrive
 
 help: ## List the tasks
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -112,6 +112,12 @@ hook-remove: ## NAME=crm-new-lead: remove a hook
 
 hook-test: ## NAME=crm-new-lead PAYLOAD=event.json [HEADER="webhook-id: 1"]: the RingCX request a payload would make, sent nowhere
 	$(CARGO) run --quiet -p api --bin operator -- hook test --name $(NAME) --payload $(PAYLOAD) $(if $(HEADER),--header "$(HEADER)")
+
+hooks-dlq: ## [JSON=1]: queued hook events in the dead-letter queue: event id, hook, first seen, attempts, last error (no payload)
+	$(CARGO) run --quiet -p api --bin operator -- hook dlq $(if $(JSON),--json)
+
+hooks-redrive: ## [ID=<event id>]: send dead-lettered events back to the hook queue, once each (all without ID)
+	$(CARGO) run --quiet -p api --bin operator -- hook redrive $(if $(ID),--id $(ID))
 
 sim: ## Run the RingCX simulator on 127.0.0.1:8900
 	$(CARGO) run --locked -p broker-tests --bin ringcx-sim -- --bind 127.0.0.1:8900

@@ -87,6 +87,20 @@ boto3.client("dynamodb", region_name=os.environ["AWS_REGION"],
     AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
     KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}])
 PY
+# Queued hooks' queue and dead-letter queue, as the template makes them (SSE, a redrive policy).
+queues=$("$venv/bin/python" - <<'PY'
+import json, os, boto3
+sqs = boto3.client("sqs", region_name=os.environ["AWS_REGION"], endpoint_url=os.environ["AWS_ENDPOINT_URL_SQS"])
+dlq = sqs.create_queue(QueueName="ringcx-dev-hooks-dlq", Attributes={"SqsManagedSseEnabled": "true"})["QueueUrl"]
+arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+queue = sqs.create_queue(QueueName="ringcx-dev-hooks", Attributes={
+    "SqsManagedSseEnabled": "true", "VisibilityTimeout": "720",
+    "RedrivePolicy": json.dumps({"deadLetterTargetArn": arn, "maxReceiveCount": 100})})["QueueUrl"]
+print(queue, dlq)
+PY
+) || fail "could not create the SQS queues in moto"
+read -r HOOK_QUEUE_URL HOOK_DLQ_URL <<<"$queues"
+export HOOK_QUEUE_URL HOOK_DLQ_URL
 
 if [ -n "${DEV_ENGAGE_BASE_URL:-}" ]; then
   export ENGAGE_BASE_URL="$DEV_ENGAGE_BASE_URL"
@@ -123,10 +137,23 @@ printf '%s\n' '{"id": "crm-1", "campaign": 42, "phone": "5550100", "first_name":
 "$target/debug/operator" hook add --file "$run_dir/hook.json" --generate-secret >"$run_dir/hook.txt" 2>/dev/null \
   || fail "adding the sample hook failed."
 hook_secret=$(sed -n 's/^secret: //p' "$run_dir/hook.txt")
+# The same hook, queued: 202 at once, the hook worker delivers from the queue.
+"$venv/bin/python" - "$run_dir/hook.json" "$hook_secret" >"$run_dir/hook-queued.json" <<'PY'
+import json, sys
+hook = json.load(open(sys.argv[1]))
+hook.update(name="crm-new-lead-queued", delivery="queued")
+hook["verify"]["secrets"] = [sys.argv[2]]
+print(json.dumps(hook))
+PY
+"$target/debug/operator" hook add --file "$run_dir/hook-queued.json" >/dev/null 2>&1 \
+  || fail "adding the queued sample hook failed."
 
 "$target/debug/refresher" >"$run_dir/refresher.log" 2>&1 &
 pids+=($!)
 "$target/debug/api" >"$run_dir/api.log" 2>&1 &
+pids+=($!)
+# Outside Lambda the worker polls the queue itself, as the event source mapping would.
+"$target/debug/hook-worker" >"$run_dir/hook-worker.log" 2>&1 &
 pids+=($!)
 code=0
 for _ in $(seq 1 100); do
@@ -156,6 +183,11 @@ Try:
 A sample hook (crm-new-lead: a CRM lead into campaign 42's lead loader; DynamoDB table
 $IDEMPOTENCY_TABLE in moto). Send a signed sample event (again with --id to see a replay):
   python3 tests/send-hook.py --url http://127.0.0.1:$api_port/v1/hooks/crm-new-lead --secret $hook_secret --file $run_dir/lead.json
+The same hook queued (202 at once; the hook worker delivers it from moto's SQS, log in
+$run_dir/hook-worker.log):
+  python3 tests/send-hook.py --url http://127.0.0.1:$api_port/v1/hooks/crm-new-lead-queued --secret $hook_secret --file $run_dir/lead.json
+Its dead-letter queue, from another shell (with the AWS_* variables above):
+  export HOOK_QUEUE_URL=$HOOK_QUEUE_URL HOOK_DLQ_URL=$HOOK_DLQ_URL; make hooks-dlq
 
 ready
 Press Ctrl-C to stop everything.

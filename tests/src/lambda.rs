@@ -294,6 +294,19 @@ impl LambdaProcess {
         format!("{}{}", read(&self.stdout), read(&self.stderr))
     }
 
+    /// The output once it contains `needle` (the pipes are read by threads of their own, so a
+    /// line written before an answer may arrive after it), or as it is after `timeout`.
+    pub async fn output_with(&self, needle: &str, timeout: Duration) -> String {
+        let until = std::time::Instant::now() + timeout;
+        loop {
+            let out = self.output();
+            if out.contains(needle) || std::time::Instant::now() >= until {
+                return out;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     pub fn stdout(&self) -> String {
         String::from_utf8_lossy(&self.stdout.lock().unwrap_or_else(PoisonError::into_inner))
             .into_owned()

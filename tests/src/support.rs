@@ -84,6 +84,56 @@ pub async fn idempotency_table(test: &str) -> (aws_sdk_dynamodb::Client, String)
     (client, table)
 }
 
+/// A hook queue and its dead-letter queue in moto's SQS, as the template makes them (SSE on, a
+/// redrive policy after `max_receives`), under names no other test uses: (client, queue, DLQ).
+pub async fn hook_queues(test: &str, max_receives: u32) -> (aws_sdk_sqs::Client, String, String) {
+    use aws_sdk_sqs::types::QueueAttributeName;
+    let endpoint = std::env::var("AWS_ENDPOINT_URL_SQS").unwrap_or_default();
+    assert_eq!(
+        endpoint,
+        moto_url(),
+        "the AWS SDK must be pointed at moto, never at AWS"
+    );
+    let client = aws_sdk_sqs::Client::new(&broker::store::aws::sdk_config().await);
+    let name = format!(
+        "q{}-{}-{test}",
+        std::process::id(),
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    );
+    let dlq = client
+        .create_queue()
+        .queue_name(format!("{name}-dlq"))
+        .attributes(QueueAttributeName::SqsManagedSseEnabled, "true")
+        .send()
+        .await
+        .expect("moto creates the dead-letter queue");
+    let dlq_url = dlq.queue_url().unwrap().to_owned();
+    let arn = client
+        .get_queue_attributes()
+        .queue_url(&dlq_url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes()
+        .unwrap()[&QueueAttributeName::QueueArn]
+        .clone();
+    let queue = client
+        .create_queue()
+        .queue_name(&name)
+        .attributes(QueueAttributeName::SqsManagedSseEnabled, "true")
+        .attributes(QueueAttributeName::VisibilityTimeout, "720")
+        .attributes(
+            QueueAttributeName::RedrivePolicy,
+            serde_json::json!({"deadLetterTargetArn": arn, "maxReceiveCount": max_receives})
+                .to_string(),
+        )
+        .send()
+        .await
+        .expect("moto creates the hook queue");
+    (client, queue.queue_url().unwrap().to_owned(), dlq_url)
+}
+
 /// A prefix no other test run uses, so tests share one moto without interfering.
 pub fn unique_prefix(test: &str) -> String {
     format!(
@@ -274,11 +324,12 @@ pub async fn instance<S: broker::store::SecretStore + Clone + 'static>(
     store: S,
     clock: SharedClock,
 ) -> api::AppState<S> {
-    let dynamodb = aws_sdk_dynamodb::Client::new(&broker::store::aws::sdk_config().await);
+    let sdk = broker::store::aws::sdk_config().await;
     Arc::new(
         api::App::new(config, store, clock)
             .expect("app builds")
-            .with_idempotency(config, dynamodb),
+            .with_idempotency(config, aws_sdk_dynamodb::Client::new(&sdk))
+            .with_hook_queue(config, aws_sdk_sqs::Client::new(&sdk)),
     )
 }
 
@@ -534,6 +585,7 @@ pub fn function_env(sim: &Simulator, prefix: &str, tenants: &str) -> Vec<(&'stat
     vec![
         ("AWS_ENDPOINT_URL_SECRETS_MANAGER", moto_url()),
         ("AWS_ENDPOINT_URL_DYNAMODB", moto_url()),
+        ("AWS_ENDPOINT_URL_SQS", moto_url()),
         ("AWS_REGION", "us-east-1".into()),
         ("AWS_ACCESS_KEY_ID", "testing".into()),
         ("AWS_SECRET_ACCESS_KEY", "testing".into()),
@@ -555,6 +607,25 @@ impl<S: broker::store::SecretStore + Clone + 'static> ApiStack<S> {
                 &self.prefix,
                 "default,second,empty",
             ))
+            .args(args)
+            .output()
+            .expect("the operator binary runs")
+    }
+
+    /// [`ApiStack::operator_command`] with more variables (the hook queues, say).
+    pub fn operator_command_with(
+        &self,
+        env: &[(&'static str, String)],
+        args: &[&str],
+    ) -> std::process::Output {
+        std::process::Command::new(crate::lambda::binary("operator"))
+            .env_clear()
+            .envs(function_env(
+                &self.sim,
+                &self.prefix,
+                "default,second,empty",
+            ))
+            .envs(env.iter().cloned())
             .args(args)
             .output()
             .expect("the operator binary runs")

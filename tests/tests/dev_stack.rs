@@ -76,7 +76,7 @@ fn make_dev_starts_serves_and_stops_everything_on_ctrl_c() {
     assert!(pgid > 1);
     let group = format!("-{pgid}");
     let (mut key, mut pids, mut printed) = (None, Vec::new(), Vec::new());
-    let mut send_hook = None;
+    let mut send_hook: Vec<String> = Vec::new();
     let until = Instant::now() + Duration::from_secs(240);
     loop {
         let Ok(line) = rx.recv_timeout(until.saturating_duration_since(Instant::now())) else {
@@ -92,7 +92,7 @@ fn make_dev_starts_serves_and_stops_everything_on_ctrl_c() {
             key = Some(k.to_owned());
         }
         if let Some(cmd) = line.trim().strip_prefix("python3 tests/send-hook.py ") {
-            send_hook = Some(cmd.to_owned());
+            send_hook.push(cmd.to_owned());
         }
         if let Some(p) = line.trim().strip_prefix("pids: ") {
             pids = p.split_whitespace().map(str::to_owned).collect();
@@ -106,8 +106,8 @@ fn make_dev_starts_serves_and_stops_everything_on_ctrl_c() {
     let key = key.expect("the key was printed");
     assert_eq!(
         pids.len(),
-        4,
-        "moto, simulator, refresher, api: {printed:?}"
+        5,
+        "moto, simulator, refresher, api, hook worker: {printed:?}"
     );
     assert!(
         printed
@@ -142,28 +142,60 @@ fn make_dev_starts_serves_and_stops_everything_on_ctrl_c() {
         assert!(token["expires_in"].as_i64().unwrap() > 200);
     });
     // The printed hook command, as a user pastes it: delivered, then replayed under the same id.
-    let args: Vec<String> = send_hook
-        .expect("the signed hook command was printed")
-        .split_whitespace()
-        .map(str::to_owned)
-        .collect();
-    let send = |extra: &[&str]| {
+    assert_eq!(
+        send_hook.len(),
+        2,
+        "the sync and the queued hook: {printed:?}"
+    );
+    let send = |command: &str, extra: &[&str]| {
         let out = Command::new(venv.join("bin/python"))
             .current_dir(&root)
             .arg("tests/send-hook.py")
-            .args(&args)
+            .args(command.split_whitespace())
             .args(extra)
             .output()
             .unwrap();
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
-    let first = send(&["--id", "dev-1"]);
+    let first = send(&send_hook[0], &["--id", "dev-1"]);
     assert!(
         first.starts_with("200 (event dev-1)") && first.contains("\"leadsAccepted\":1"),
         "{first}"
     );
-    let again = send(&["--id", "dev-1"]);
+    let again = send(&send_hook[0], &["--id", "dev-1"]);
     assert!(again.starts_with("200 (event dev-1, replayed)"), "{again}");
+    // The queued hook: 202 at once, then the worker's delivery reaches the lead loader.
+    let queued = send(&send_hook[1], &["--id", "dev-2"]);
+    assert!(
+        queued.starts_with("202 (event dev-2)") && queued.contains("\"accepted\":true"),
+        "{queued}"
+    );
+    let loads = || {
+        let requests: serde_json::Value = runtime.block_on(async {
+            reqwest::get(format!("http://127.0.0.1:{sim}/__sim/requests"))
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap()
+        });
+        requests
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| {
+                r["path"]
+                    .as_str()
+                    .is_some_and(|p| p.ends_with("/leadLoader/direct"))
+            })
+            .count()
+    };
+    // The worker long-polls the queue: its delivery arrives within a poll or two.
+    let until = Instant::now() + Duration::from_secs(60);
+    while loads() < 2 && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(loads(), 2, "the sync and the queued event, once each");
 
     // Ctrl-C.
     assert!(signal("INT", &group));

@@ -39,7 +39,7 @@ fn every_variable_the_template_sets_is_read_and_every_required_one_is_set() {
     let t = template();
     let globals = variables(&t["Globals"]["Function"]);
     let fns = functions(&t);
-    assert_eq!(fns.len(), 2);
+    assert_eq!(fns.len(), 3);
     for (name, resource) in &fns {
         let own = variables(&resource["Properties"]);
         let all: BTreeSet<String> = globals.union(&own).cloned().collect();
@@ -73,7 +73,7 @@ fn the_template_builds_the_workspace_binaries_with_cargo_lambda() {
         })
         .collect();
     binaries.sort();
-    assert_eq!(binaries, ["api", "refresher"]);
+    assert_eq!(binaries, ["api", "hook-worker", "refresher"]);
     assert_eq!(
         t["Globals"]["Function"]["Runtime"].as_str(),
         Some("provided.al2023")
@@ -250,6 +250,11 @@ fn both_functions_may_keep_the_api_token_registry_and_create_it_only_tagged() {
     let t = template();
     for (name, resource) in functions(&t) {
         let policies = text(&resource["Properties"]["Policies"]);
+        if name == "HookWorkerFunction" {
+            // Least privilege: the worker delivers hooks and never manages API tokens.
+            assert!(!policies.contains("api-tokens"), "{policies}");
+            continue;
+        }
         assert!(policies.contains("ApiTokenRegistry"), "{name}");
         assert!(policies.contains("*/api-tokens-*"), "{name}");
         assert!(
@@ -289,7 +294,7 @@ fn the_dashboard_shows_metrics_the_code_emits() {
         "Errors",
     ];
     let mut shown = BTreeSet::new();
-    assert_eq!(board["widgets"].as_array().map(Vec::len), Some(6));
+    assert_eq!(board["widgets"].as_array().map(Vec::len), Some(8));
     for widget in board["widgets"].as_array().expect("widgets") {
         for line in widget["properties"]["metrics"].as_array().expect("metrics") {
             let line = line.as_array().unwrap();
@@ -328,6 +333,17 @@ fn the_dashboard_shows_metrics_the_code_emits() {
                     assert!(url_metrics.contains(&name), "{name}");
                     assert_eq!(line[2].as_str(), Some("FunctionName"));
                 }
+                "AWS/SQS" => {
+                    assert!(
+                        [
+                            "ApproximateAgeOfOldestMessage",
+                            "ApproximateNumberOfMessagesVisible"
+                        ]
+                        .contains(&name),
+                        "{name}"
+                    );
+                    assert_eq!(line[2].as_str(), Some("QueueName"));
+                }
                 other => panic!("unexpected namespace {other}"),
             }
             shown.insert(name.to_owned());
@@ -345,6 +361,10 @@ fn the_dashboard_shows_metrics_the_code_emits() {
         "HooksReplayed",
         "HooksFailed",
         "HooksRejected",
+        "HooksQueued",
+        "HooksRetried",
+        "HooksDeadLettered",
+        "ApproximateAgeOfOldestMessage",
     ] {
         assert!(shown.contains(needed), "the dashboard lacks {needed}");
     }
@@ -440,4 +460,92 @@ fn the_idempotency_table_is_on_demand_with_ttl_and_the_api_may_only_use_its_item
         text(&api["Policies"]).contains("hooks-*"),
         "the api reads {{prefix}}hooks"
     );
+}
+
+#[test]
+fn queued_hooks_have_encrypted_queues_a_paced_worker_and_alarms() {
+    let t = template();
+    let r = &t["Resources"];
+    for queue in ["HookQueue", "HookDeadLetterQueue"] {
+        let p = &r[queue]["Properties"];
+        assert_eq!(r[queue]["Type"].as_str(), Some("AWS::SQS::Queue"));
+        let sse = text(&p["SqsManagedSseEnabled"]) + &text(&p["KmsMasterKeyId"]);
+        assert!(
+            sse.contains("true") && sse.contains("KmsKeyArn"),
+            "{queue}: SSE either way: {sse}"
+        );
+        assert_eq!(
+            p["MessageRetentionPeriod"].as_u64(),
+            Some(1_209_600),
+            "{queue}"
+        );
+    }
+    let queue = &r["HookQueue"]["Properties"];
+    let redrive = text(&queue["RedrivePolicy"]);
+    assert!(
+        redrive.contains("HookDeadLetterQueue") && redrive.contains("HookMaxReceives"),
+        "{redrive}"
+    );
+    let worker = &r["HookWorkerFunction"]["Properties"];
+    // AWS's advice for Lambda consumers: the visibility timeout at least 6 times the timeout.
+    assert!(
+        queue["VisibilityTimeout"].as_u64().unwrap() >= 6 * worker["Timeout"].as_u64().unwrap()
+    );
+    let source = &worker["Events"]["HookQueueEvents"];
+    assert_eq!(source["Type"].as_str(), Some("SQS"));
+    let sp = &source["Properties"];
+    assert!(text(&sp["Queue"]).contains("HookQueue.Arn"));
+    assert_eq!(
+        text(&sp["FunctionResponseTypes"]).trim(),
+        "- ReportBatchItemFailures"
+    );
+    // The share the worker paces itself to assumes this many instances at most.
+    let concurrency = text(&sp["ScalingConfig"]["MaximumConcurrency"]);
+    assert!(
+        concurrency.contains("HookWorkerConcurrency"),
+        "{concurrency}"
+    );
+    let env = &worker["Environment"]["Variables"];
+    assert!(text(&env["HOOK_WORKER_CONCURRENCY"]).contains("HookWorkerConcurrency"));
+    assert!(text(&worker["ReservedConcurrentExecutions"]).contains("HookWorkerConcurrency"));
+    for (var, param) in [
+        ("HOOK_QUEUE_URL", "HookQueue"),
+        ("HOOK_DLQ_URL", "HookDeadLetterQueue"),
+        ("HOOK_MAX_RECEIVES", "HookMaxReceives"),
+        ("HOOK_MAX_AGE_HOURS", "HookMaxAgeHours"),
+        ("HOOK_RINGCX_SHARE_PERCENT", "HookRingCxSharePercent"),
+        ("IDEMPOTENCY_TABLE", "IdempotencyTable"),
+    ] {
+        assert!(text(&env[var]).contains(param), "{var}");
+    }
+    // The HTTP function may only enqueue; the worker consumes, dead-letters, never reads logins.
+    let api = text(&r["ApiFunction"]["Properties"]["Policies"]);
+    assert!(api.contains("sqs:SendMessage") && api.contains("HookQueue.Arn"));
+    assert!(!api.contains("sqs:ReceiveMessage") && !api.contains("HookDeadLetterQueue"));
+    let policies = text(&worker["Policies"]);
+    for needed in [
+        "sqs:ChangeMessageVisibility",
+        "sqs:DeleteMessage",
+        "HookDeadLetterQueue.Arn",
+        "NeverTheCredentials",
+    ] {
+        assert!(policies.contains(needed), "{needed}");
+    }
+    let dlq_alarm = &r["HookDeadLettersAlarm"]["Properties"];
+    assert_eq!(
+        dlq_alarm["MetricName"].as_str(),
+        Some("ApproximateNumberOfMessagesVisible")
+    );
+    assert_eq!(dlq_alarm["Threshold"].as_u64(), Some(1));
+    assert!(text(&dlq_alarm["Dimensions"]).contains("HookDeadLetterQueue.QueueName"));
+    let age = &r["HookQueueAgeAlarm"]["Properties"];
+    assert_eq!(
+        age["MetricName"].as_str(),
+        Some("ApproximateAgeOfOldestMessage")
+    );
+    assert_eq!(age["Threshold"].as_u64(), Some(900));
+    assert!(text(&age["Dimensions"]).contains("HookQueue.QueueName"));
+    for output in ["HookQueueUrl", "HookDeadLetterQueueUrl"] {
+        assert!(!t["Outputs"][output].is_null(), "{output}");
+    }
 }

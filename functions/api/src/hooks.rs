@@ -71,7 +71,10 @@ pub(crate) async fn hook<S: SecretStore + Clone + 'static>(
     let (response, outcome) = match result {
         Ok(done) => done,
         Err(e) => {
-            let failed = [ErrorCode::HookDeliveryFailed, ErrorCode::HookQueueUnavailable];
+            let failed = [
+                ErrorCode::HookDeliveryFailed,
+                ErrorCode::HookQueueUnavailable,
+            ];
             let outcome = if failed.contains(&e.code) {
                 Outcome::Failed
             } else {
@@ -158,7 +161,15 @@ async fn deliver<S: SecretStore + Clone + 'static>(
         // again with the tenant's account when it delivers): no token, so a RingCX outage does
         // not stop events from being accepted.
         let rendered = hook.render(&inbound(Some("0"))).map_err(invalid)?;
-        return enqueue(app, &hook, &rendered.idempotency_key, &inbound(None), now, audit).await;
+        return enqueue(
+            app,
+            &hook,
+            &rendered.idempotency_key,
+            &inbound(None),
+            now,
+            audit,
+        )
+        .await;
     }
     // The tenant's session says which account `account_id` is; no token, no delivery. A payload
     // that could never be delivered is still told so (422), token or not.
@@ -183,7 +194,17 @@ async fn deliver<S: SecretStore + Clone + 'static>(
         Err(replayed) => return Ok(replayed),
     };
     let taken = |status: u16| status < 500 && status != 429 && status != 401;
-    match attempt(app, &hook, &rendered.request, store, &lease, lease_until, deadline, taken).await
+    match attempt(
+        app,
+        &hook,
+        &rendered.request,
+        store,
+        &lease,
+        lease_until,
+        deadline,
+        taken,
+    )
+    .await
     {
         Ok(a) => {
             audit.ringcx_status = Some(a.status);
@@ -397,12 +418,19 @@ fn ringcx_error_code(a: &VoiceResponse) -> String {
     serde_json::from_slice::<Json>(&a.body)
         .ok()
         .and_then(|b| b.get("errorCode").and_then(Json::as_str).map(str::to_owned))
-        .filter(|c| c.len() <= 80 && c.chars().all(|ch| ch.is_ascii_alphanumeric() || "._-".contains(ch)))
+        .filter(|c| {
+            c.len() <= 80
+                && c.chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || "._-".contains(ch))
+        })
         .map_or(String::new(), |c| format!(" ({c})"))
 }
 
 /// The hook, reading the hooks secret again once if the name is new to this instance.
-pub async fn find<S: SecretStore>(app: &App<S>, name: &str) -> Result<std::sync::Arc<Hook>, ApiError> {
+pub async fn find<S: SecretStore>(
+    app: &App<S>,
+    name: &str,
+) -> Result<std::sync::Arc<Hook>, ApiError> {
     let not_found = || {
         ApiError::new(
             StatusCode::NOT_FOUND,

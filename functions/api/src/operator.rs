@@ -272,8 +272,10 @@ const DLQ_HOLD: std::time::Duration = std::time::Duration::from_secs(60);
 const DLQ_MAX: usize = 1000;
 
 fn rfc3339(ms: i64) -> String {
-    chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms)
-        .map_or_else(|| "?".into(), |t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+    chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms).map_or_else(
+        || "?".into(),
+        |t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    )
 }
 
 /// The dead-letter queue's events, oldest first (read, then made visible again: a listing
@@ -288,7 +290,11 @@ pub async fn list_dead_letters(
         .map(|l| DeadLetterSummary {
             id: l.id().to_owned(),
             hook: l.event.as_ref().map_or("?".into(), |e| e.hook.clone()),
-            first_seen: rfc3339(l.event.as_ref().map_or(l.sent.unwrap_or(0), |e| e.first_seen)),
+            first_seen: rfc3339(
+                l.event
+                    .as_ref()
+                    .map_or(l.sent.unwrap_or(0), |e| e.first_seen),
+            ),
             attempts: l.event.as_ref().map_or(0, |e| e.attempts),
             last_error: l.reason(),
         })

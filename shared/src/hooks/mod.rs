@@ -557,8 +557,10 @@ mod tests {
         sync["delivery"] = json!("sync");
         let mut odd = sample("o");
         odd["delivery"] = json!("later");
-        let (set, refused) =
-            parse_hooks(&json!([queued, sync, odd, sample("d")]).to_string(), &tenants());
+        let (set, refused) = parse_hooks(
+            &json!([queued, sync, odd, sample("d")]).to_string(),
+            &tenants(),
+        );
         let modes: Vec<_> = set.iter().map(|h| (h.name.as_str(), h.delivery)).collect();
         assert_eq!(
             modes,
@@ -569,7 +571,11 @@ mod tests {
             ]
         );
         assert_eq!(refused.len(), 1);
-        assert!(refused[0].reason.contains("\"later\" is unknown"), "{:?}", refused[0]);
+        assert!(
+            refused[0].reason.contains("\"later\" is unknown"),
+            "{:?}",
+            refused[0]
+        );
     }
 
     #[test]

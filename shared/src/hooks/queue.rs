@@ -33,6 +33,10 @@ pub const MIN_BACKOFF: Duration = Duration::from_secs(30);
 /// The longest wait between two attempts.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(15 * 60);
 
+/// The longest a retry is hidden: SQS allows 12 hours from the receive in all, and the batch
+/// may have taken part of that already.
+pub const LONGEST_HIDE: Duration = Duration::from_secs(11 * 3600);
+
 /// One accepted event, as it waits on the hook queue or in the dead-letter queue.
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -107,7 +111,9 @@ impl QueuedEvent {
 
     /// Since when its age counts: acceptance, or the operator's last redrive.
     pub fn age_from(&self) -> i64 {
-        self.redriven_at.unwrap_or(self.first_seen).max(self.first_seen)
+        self.redriven_at
+            .unwrap_or(self.first_seen)
+            .max(self.first_seen)
     }
 
     /// The message body.
@@ -126,9 +132,7 @@ pub fn backoff(receive_count: u32, retry_after: Option<Duration>, jitter: f64) -
         .min(MAX_BACKOFF);
     let half = doubled / 2;
     let wait = half + half.mul_f64(jitter.clamp(0.0, 1.0));
-    // SQS hides a message for at most 12 hours.
-    wait.max(retry_after.unwrap_or_default())
-        .min(Duration::from_secs(12 * 3600 - 60))
+    wait.max(retry_after.unwrap_or_default()).min(LONGEST_HIDE)
 }
 
 /// An SQS call that failed. Never carries a message body.
@@ -293,12 +297,19 @@ impl HookQueue {
         body: &str,
         deadline: DateTime<Utc>,
     ) -> Result<String, QueueError> {
-        let dlq = self.dlq_url.as_deref().ok_or(QueueError::NoDeadLetterQueue)?;
+        let dlq = self
+            .dlq_url
+            .as_deref()
+            .ok_or(QueueError::NoDeadLetterQueue)?;
         self.send_to(dlq, body, deadline).await
     }
 
     /// Hides a received message for `wait` (its backoff) before SQS hands it out again.
-    pub async fn retry_later(&self, receipt_handle: &str, wait: Duration) -> Result<(), QueueError> {
+    pub async fn retry_later(
+        &self,
+        receipt_handle: &str,
+        wait: Duration,
+    ) -> Result<(), QueueError> {
         self.set_visibility(&self.url, receipt_handle, wait).await
     }
 
@@ -309,7 +320,7 @@ impl HookQueue {
         wait: Duration,
     ) -> Result<(), QueueError> {
         self.calls.fetch_add(1, Ordering::Relaxed);
-        let seconds = i32::try_from(wait.as_secs().min(12 * 3600 - 1)).unwrap_or(0);
+        let seconds = i32::try_from(wait.min(LONGEST_HIDE).as_secs()).unwrap_or(0);
         self.client
             .change_message_visibility()
             .queue_url(url)
@@ -328,7 +339,10 @@ impl HookQueue {
         max: usize,
         hold: Duration,
     ) -> Result<Vec<DeadLetter>, QueueError> {
-        let dlq = self.dlq_url.as_deref().ok_or(QueueError::NoDeadLetterQueue)?;
+        let dlq = self
+            .dlq_url
+            .as_deref()
+            .ok_or(QueueError::NoDeadLetterQueue)?;
         let mut out: Vec<DeadLetter> = Vec::new();
         let mut empty_polls = 0;
         while out.len() < max && empty_polls < 2 {
@@ -373,7 +387,10 @@ impl HookQueue {
 
     /// Makes listed dead letters visible again at once (a listing is not a redrive).
     pub async fn unhold(&self, letters: &[DeadLetter]) -> Result<(), QueueError> {
-        let dlq = self.dlq_url.as_deref().ok_or(QueueError::NoDeadLetterQueue)?;
+        let dlq = self
+            .dlq_url
+            .as_deref()
+            .ok_or(QueueError::NoDeadLetterQueue)?;
         for l in letters {
             self.set_visibility(dlq, &l.receipt_handle, Duration::ZERO)
                 .await?;
@@ -389,7 +406,10 @@ impl HookQueue {
         letter: &DeadLetter,
         deadline: DateTime<Utc>,
     ) -> Result<(), QueueError> {
-        let dlq = self.dlq_url.as_deref().ok_or(QueueError::NoDeadLetterQueue)?;
+        let dlq = self
+            .dlq_url
+            .as_deref()
+            .ok_or(QueueError::NoDeadLetterQueue)?;
         let body = match &letter.event {
             Ok(event) => {
                 let mut event = event.clone();
@@ -431,7 +451,7 @@ mod tests {
         }
         assert_eq!(at(40, 1.0), MAX_BACKOFF);
         assert_eq!(at(40, 0.0), MAX_BACKOFF / 2);
-        // RingCX's Retry-After wins when longer, even beyond the cap (SQS allows 12 hours).
+        // RingCX's Retry-After wins when longer, even beyond the cap, up to what SQS allows.
         assert_eq!(
             backoff(1, Some(Duration::from_secs(90)), 0.0),
             Duration::from_secs(90)
@@ -442,7 +462,7 @@ mod tests {
         );
         assert_eq!(
             backoff(1, Some(Duration::from_secs(99 * 3600)), 0.0),
-            Duration::from_secs(12 * 3600 - 60)
+            LONGEST_HIDE
         );
     }
 

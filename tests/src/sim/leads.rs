@@ -22,6 +22,8 @@ pub struct LeadLoad {
     pub account_id: String,
     pub campaign_id: i64,
     pub request: Value,
+    /// When it was loaded, on the simulator's clock.
+    pub at: chrono::DateTime<chrono::Utc>,
 }
 
 pub(crate) fn routes() -> Router<Arc<Shared>> {
@@ -293,6 +295,7 @@ async fn load_direct(
         account_id: account,
         campaign_id: i64::from(campaign_id),
         request: parsed,
+        at: now,
     });
     json_answer(
         StatusCode::OK,

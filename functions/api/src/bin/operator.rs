@@ -327,9 +327,12 @@ async fn hook(action: HookCommand) -> anyhow::Result<()> {
         }
         HookCommand::Redrive { id } => {
             let deadline = chrono::Utc::now() + chrono::Duration::seconds(60);
-            let sent =
-                operator::redrive_dead_letters(&hook_queue(&config).await?, id.as_deref(), deadline)
-                    .await?;
+            let sent = operator::redrive_dead_letters(
+                &hook_queue(&config).await?,
+                id.as_deref(),
+                deadline,
+            )
+            .await?;
             for id in &sent {
                 println!("redriven {id}");
             }
