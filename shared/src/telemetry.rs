@@ -125,11 +125,14 @@ pub enum Metric {
     HooksRetried,
     /// Queued events moved to the dead-letter queue, also per `Reason`.
     HooksDeadLettered,
+    /// How long a queued event has waited when the worker takes it (since acceptance or its
+    /// redrive): SQS's own `ApproximateAgeOfOldestMessage` skips messages received three times.
+    HookEventAge,
 }
 
 impl Metric {
     /// Every metric, in the order the refresher emits them.
-    pub const ALL: [Metric; 17] = [
+    pub const ALL: [Metric; 18] = [
         Metric::SecondsLeft,
         Metric::Renewals,
         Metric::FallbackLogins,
@@ -147,6 +150,7 @@ impl Metric {
         Metric::HooksQueued,
         Metric::HooksRetried,
         Metric::HooksDeadLettered,
+        Metric::HookEventAge,
     ];
 
     /// What the refresher publishes for each tenant's run, in this order.
@@ -164,7 +168,7 @@ impl Metric {
     ];
 
     /// What the HTTP function and the hook worker publish, one per request or message.
-    pub const HOOKS: [Metric; 7] = [
+    pub const HOOKS: [Metric; 8] = [
         Metric::HooksDelivered,
         Metric::HooksReplayed,
         Metric::HooksFailed,
@@ -172,6 +176,7 @@ impl Metric {
         Metric::HooksQueued,
         Metric::HooksRetried,
         Metric::HooksDeadLettered,
+        Metric::HookEventAge,
     ];
 
     /// The CloudWatch metric name.
@@ -194,6 +199,7 @@ impl Metric {
             Metric::HooksQueued => "HooksQueued",
             Metric::HooksRetried => "HooksRetried",
             Metric::HooksDeadLettered => "HooksDeadLettered",
+            Metric::HookEventAge => "HookEventAge",
         }
     }
 
@@ -205,7 +211,7 @@ impl Metric {
     /// The CloudWatch unit.
     pub fn unit(self) -> Unit {
         match self {
-            Metric::SecondsLeft => Unit::Seconds,
+            Metric::SecondsLeft | Metric::HookEventAge => Unit::Seconds,
             _ => Unit::Count,
         }
     }
@@ -282,6 +288,17 @@ pub fn hook_emf(metric: Metric, reason: Option<&str>, timestamp_ms: i64) -> Valu
         json!({"Timestamp": timestamp_ms, "CloudWatchMetrics": directives}),
     );
     Value::Object(doc)
+}
+
+/// The worker's EMF document for one queued event's age, in seconds (across hooks).
+pub fn hook_age_emf(seconds: u64, timestamp_ms: i64) -> Value {
+    let metric = Metric::HookEventAge;
+    json!({
+        metric.name(): seconds,
+        "_aws": {"Timestamp": timestamp_ms, "CloudWatchMetrics": [{"Namespace": NAMESPACE,
+            "Dimensions": [Vec::<&str>::new()],
+            "Metrics": [{"Name": metric.name(), "Unit": metric.unit().as_str()}]}]}
+    })
 }
 
 /// Writes an EMF document as one stdout line in Lambda, where CloudWatch reads it; elsewhere the

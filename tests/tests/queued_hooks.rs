@@ -384,6 +384,9 @@ async fn what_the_worker_can_never_deliver_goes_to_the_dead_letter_queue_with_it
         }
         other => panic!("{other:?}"),
     }
+    // The worker set that backoff on the message itself (one ChangeMessageVisibility; the
+    // dead letters before it were one SendMessage each).
+    assert_eq!(w.queue_calls(), 3);
     let mut last = None;
     for _ in 0..2 {
         h.s.clock.advance_to(source.next_due().unwrap());
@@ -418,7 +421,48 @@ async fn what_the_worker_can_never_deliver_goes_to_the_dead_letter_queue_with_it
         }
     ));
     assert_eq!(h.loads(), 0);
-    assert_eq!(q.peek(&q.dlq).await.len(), 4);
+    // Each dead letter says why; none carries a signature.
+    let letters = q.peek(&q.dlq).await;
+    assert_eq!(letters.len(), 4);
+    let reasons: Vec<String> = letters
+        .iter()
+        .map(|l| l["reason"].as_str().unwrap_or("(not an event)").to_owned())
+        .collect();
+    for expected in [
+        "HOOK_MAX_AGE_HOURS",
+        "(not an event)",
+        "after 3 attempts",
+        "no hook named",
+    ] {
+        assert!(
+            reasons.iter().any(|r| r.contains(expected)),
+            "{expected}: {reasons:?}"
+        );
+    }
+    assert!(
+        letters
+            .iter()
+            .all(|l| !l.to_string().contains("webhook-signature"))
+    );
+
+    // A batch handed over with too little of its invocation left: nothing starts, the message
+    // comes back soon, RingCX is not called.
+    set_hooks(&h, json!([queued_lead_hook("crm")])).await;
+    let (status, _, _) = answer(h.signed(&base, "crm", "late", &lead())).await;
+    assert_eq!(status, 202);
+    let before = h.s.sim.requests().len();
+    let report = source
+        .round(&w, &h.s.clock, 10, Duration::from_secs(5))
+        .await
+        .unwrap();
+    match fates(&[report]).remove(0) {
+        Fate::Retry { after, reason } => {
+            assert!(reason.contains("too little"), "{reason}");
+            assert!(after <= Duration::from_secs(20), "{after:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(h.s.sim.requests().len(), before);
 }
 
 #[tokio::test]
@@ -461,7 +505,7 @@ fn queue_env(q: &Queues) -> Vec<(&'static str, String)> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_real_worker_killed_after_ringcx_answered_delivers_no_second_time() {
+async fn the_real_worker_killed_before_its_message_was_deleted_delivers_no_second_time() {
     let (h, q) = queued_stack("queued-kill", &[], json!([queued_lead_hook("crm")]), 10).await;
     let (status, _, body) = answer(h.signed(&h.s.base, "crm", "msg_k", &lead())).await;
     assert_eq!(status, 202, "{body}");

@@ -545,6 +545,15 @@ fn queued_hooks_have_encrypted_queues_a_paced_worker_and_alarms() {
     );
     assert_eq!(age["Threshold"].as_u64(), Some(900));
     assert!(text(&age["Dimensions"]).contains("HookQueue.QueueName"));
+    // SQS's age skips messages received three times: retried events are watched by the worker's.
+    let event_age = &r["HookEventAgeAlarm"]["Properties"];
+    assert_eq!(event_age["MetricName"].as_str(), Some("HookEventAge"));
+    assert_eq!(event_age["Threshold"].as_u64(), Some(900));
+    assert!(Metric::from_name("HookEventAge").is_some());
+    // The HTTP function and the worker read the same age (the consistency check compares it
+    // with HOOK_IDEMPOTENCY_HOURS at start).
+    let api_env = &r["ApiFunction"]["Properties"]["Environment"]["Variables"];
+    assert!(text(&api_env["HOOK_MAX_AGE_HOURS"]).contains("HookMaxAgeHours"));
     for output in ["HookQueueUrl", "HookDeadLetterQueueUrl"] {
         assert!(!t["Outputs"][output].is_null(), "{output}");
     }

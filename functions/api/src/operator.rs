@@ -265,8 +265,12 @@ pub struct DeadLetterSummary {
     pub last_error: String,
 }
 
-/// How long a listing or a redrive holds the dead letters it read (hidden from other readers).
-const DLQ_HOLD: std::time::Duration = std::time::Duration::from_secs(60);
+/// How long a listing holds the dead letters it reads (hidden from other readers); it shows
+/// them again at once when done.
+const LIST_HOLD: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// How long a redrive holds them: long enough to send back a thousand, one call pair each.
+const REDRIVE_HOLD: std::time::Duration = std::time::Duration::from_secs(900);
 
 /// The most dead letters one command reads.
 const DLQ_MAX: usize = 1000;
@@ -283,7 +287,7 @@ fn rfc3339(ms: i64) -> String {
 pub async fn list_dead_letters(
     queue: &broker::hooks::queue::HookQueue,
 ) -> Result<Vec<DeadLetterSummary>, OperatorError> {
-    let letters = queue.dead_letters(DLQ_MAX, DLQ_HOLD).await?;
+    let letters = queue.dead_letters(DLQ_MAX, LIST_HOLD).await?;
     queue.unhold(&letters).await?;
     let mut out: Vec<DeadLetterSummary> = letters
         .iter()
@@ -304,13 +308,15 @@ pub async fn list_dead_letters(
 }
 
 /// Sends dead letters back to the hook queue, once each: the one with event id `id`, or all of
-/// them. Returns the event ids sent back.
+/// them. `sent` hears each event id as it goes back (so a failure part way says what was done);
+/// returns how many went back.
 pub async fn redrive_dead_letters(
     queue: &broker::hooks::queue::HookQueue,
     id: Option<&str>,
     deadline: chrono::DateTime<chrono::Utc>,
-) -> Result<Vec<String>, OperatorError> {
-    let letters = queue.dead_letters(DLQ_MAX, DLQ_HOLD).await?;
+    mut sent: impl FnMut(&str),
+) -> Result<usize, OperatorError> {
+    let letters = queue.dead_letters(DLQ_MAX, REDRIVE_HOLD).await?;
     let (chosen, others): (Vec<_>, Vec<_>) = letters
         .into_iter()
         .partition(|l| id.is_none_or(|id| l.id() == id || l.message_id == id));
@@ -322,12 +328,11 @@ pub async fn redrive_dead_letters(
             "no event {id:?} in the dead-letter queue (hooks-dlq lists them)"
         )));
     }
-    let mut sent = Vec::with_capacity(chosen.len());
     for letter in &chosen {
         queue.redrive(letter, deadline).await?;
-        sent.push(letter.id().to_owned());
+        sent(letter.id());
     }
-    Ok(sent)
+    Ok(chosen.len())
 }
 
 /// A hook as `hook list` shows it: never a secret.

@@ -37,6 +37,11 @@ const SHORT_WAIT: Duration = Duration::from_secs(10);
 /// little later than they were paced (network, retries), so RingCX's count stays within the share.
 const PACE_WINDOW: Duration = Duration::from_secs(62);
 
+/// Kept free at the end of an invocation, beyond one SQS call per message still to answer for:
+/// Lambda stops the process at its deadline, and a delivery record written after that would be
+/// lost (and the event delivered again after its lease).
+const TAIL_MARGIN: Duration = Duration::from_secs(2);
+
 /// What became of one message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Fate {
@@ -104,11 +109,17 @@ impl<S: SecretStore + Clone + 'static> Worker<S> {
     /// Delivers a batch, one message after another, within `deadline` (the invocation's).
     pub async fn handle(&self, event: SqsEvent, deadline: DateTime<Utc>) -> Report {
         let mut response = SqsBatchResponse::default();
-        let mut fates = Vec::with_capacity(event.records.len());
-        for message in &event.records {
+        let total = event.records.len();
+        let mut fates = Vec::with_capacity(total);
+        for (i, message) in event.records.iter().enumerate() {
             let id = message.message_id.clone().unwrap_or_default();
+            // This message's work ends in time for its own backoff call and every later
+            // message's, within the invocation.
+            let still_to_answer = u32::try_from(total - i).unwrap_or(u32::MAX);
+            let tail = CALL_TIMEOUT.saturating_mul(still_to_answer) + TAIL_MARGIN;
+            let work_until = deadline - chrono::Duration::from_std(tail).unwrap_or_default();
             // Boxed: the delivery future is deep (token renewal inside the RingCX call inside the claim).
-            let (fate, event_id, hook) = Box::pin(self.one(message, deadline)).await;
+            let (fate, event_id, hook) = Box::pin(self.one(message, work_until)).await;
             if let Fate::Retry { after, .. } = &fate {
                 if let (Some(queue), Some(receipt)) =
                     (&self.app.hook_queue, message.receipt_handle.as_deref())
@@ -135,7 +146,8 @@ impl<S: SecretStore + Clone + 'static> Worker<S> {
         Report { response, fates }
     }
 
-    /// One message: its fate, with the event id and hook for the log line.
+    /// One message, all its work (the delivery record included) done by `deadline`: its fate,
+    /// with the event id and hook for the log line.
     async fn one(&self, message: &SqsMessage, deadline: DateTime<Utc>) -> (Fate, String, String) {
         let body = message.body.as_deref().unwrap_or_default();
         let event: QueuedEvent = match serde_json::from_str(body) {
@@ -151,6 +163,11 @@ impl<S: SecretStore + Clone + 'static> Worker<S> {
                 return (fate, "-".into(), "-".into());
             }
         };
+        let age = (self.app.clock.now().timestamp_millis() - event.age_from()).max(0) / 1000;
+        telemetry::emit(&telemetry::hook_age_emf(
+            age as u64,
+            self.app.clock.now().timestamp_millis(),
+        ));
         let fate = self.deliver(&event, receive_count(message), deadline).await;
         let fate = match fate {
             Fate::DeadLettered { kind, reason } => {

@@ -58,7 +58,14 @@ pub async fn receive(
             })
         })
         .collect();
-    Ok(serde_json::from_value(json!({ "Records": records })).unwrap_or_default())
+    Ok(
+        serde_json::from_value(json!({ "Records": records })).unwrap_or_else(|e| {
+            // Our own JSON in SqsEvent's shape: a failure here is a bug, said loudly; the
+            // messages come back after BATCH_VISIBILITY.
+            tracing::error!(error = %e, "could not hand a received batch to the worker");
+            SqsEvent::default()
+        }),
+    )
 }
 
 /// Deletes the batch's messages that `report` does not name as failures, as the event source

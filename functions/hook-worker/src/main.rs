@@ -32,6 +32,10 @@ async fn main() -> anyhow::Result<()> {
         .clone()
         .context("HOOK_QUEUE_URL is not set: the worker delivers from that queue")?;
     anyhow::ensure!(
+        config.hook_queue.dlq_url.is_some(),
+        "HOOK_DLQ_URL is not set: the worker keeps what RingCX will never take in that queue"
+    );
+    anyhow::ensure!(
         config.idempotency_table.is_some(),
         "IDEMPOTENCY_TABLE is not set: the worker needs it to deliver each event once"
     );

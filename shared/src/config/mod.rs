@@ -370,8 +370,8 @@ impl Config {
                     "HOOK_MAX_AGE_HOURS",
                     get("HOOK_MAX_AGE_HOURS"),
                     24u64,
-                    "hours, 1..=336 (SQS keeps a message at most 14 days)",
-                    |n| (1..=336).contains(n),
+                    "hours, 1..=240 (SQS keeps a message 14 days at most, and a dead letter must outlive its age)",
+                    |n| (1..=240).contains(n),
                 )?,
             ),
             max_receives: number(

@@ -29,6 +29,21 @@ impl Config {
     pub(super) fn check_consistency(&self) -> Result<(), ConfigError> {
         let (margin, min_ttl) = (self.refresh_margin.as_secs(), self.min_token_ttl.as_secs());
         let period = self.refresh_interval.as_secs();
+        let (remembered, max_age) = (
+            self.hook_idempotency.as_secs() / 3600,
+            self.hook_queue.max_age.as_secs() / 3600,
+        );
+        if self.hook_queue.url.is_some() && remembered < max_age {
+            return Err(ConfigError::Contradiction {
+                name: "HOOK_IDEMPOTENCY_HOURS",
+                value: remembered.to_string(),
+                fix: format!(
+                    "queued events may wait HOOK_MAX_AGE_HOURS ({max_age}) and their copies as \
+                     long: their delivery records must be kept at least that long, or a late copy \
+                     is delivered again; raise HOOK_IDEMPOTENCY_HOURS or lower HOOK_MAX_AGE_HOURS"
+                ),
+            });
+        }
         if min_ttl >= margin {
             return Err(ConfigError::Contradiction {
                 name: "MIN_TOKEN_TTL_SECONDS",

@@ -172,3 +172,63 @@ fn tenants_that_cannot_fit_the_request_quotas_are_refused_with_the_arithmetic() 
     let c = from(&[]).unwrap();
     assert_eq!((c.read_rate_per_second, c.write_rate_per_second), (50, 25));
 }
+
+#[test]
+fn queued_hooks_pace_each_worker_to_its_part_of_the_share() {
+    let c = from(&[]).unwrap();
+    let q = &c.hook_queue;
+    assert_eq!((q.url.as_deref(), q.dlq_url.as_deref()), (None, None));
+    assert_eq!(q.max_age, Duration::from_secs(24 * 3600));
+    assert_eq!((q.max_receives, q.ringcx_share_percent), (100, 25));
+    // 25% of 120 a minute over 2 instances.
+    assert_eq!(q.calls_per_minute_per_worker(), 15);
+    let c = from(&[
+        (
+            "HOOK_QUEUE_URL",
+            "https://sqs.us-east-1.amazonaws.com/123456789012/hooks",
+        ),
+        ("HOOK_RINGCX_SHARE_PERCENT", "10"),
+        ("HOOK_WORKER_CONCURRENCY", "5"),
+    ])
+    .unwrap();
+    // 12 a minute over 5 instances: 2 each (never more than the share, rounded down).
+    assert_eq!(c.hook_queue.calls_per_minute_per_worker(), 2);
+    let c = from(&[
+        ("HOOK_RINGCX_SHARE_PERCENT", "1"),
+        ("HOOK_WORKER_CONCURRENCY", "1000"),
+    ])
+    .unwrap();
+    assert_eq!(
+        c.hook_queue.calls_per_minute_per_worker(),
+        1,
+        "at least one"
+    );
+    for (name, value) in [
+        ("HOOK_QUEUE_URL", "hooks"),
+        ("HOOK_DLQ_URL", "ftp://x/y"),
+        ("HOOK_MAX_AGE_HOURS", "241"),
+        ("HOOK_MAX_RECEIVES", "0"),
+        ("HOOK_RINGCX_SHARE_PERCENT", "101"),
+        ("HOOK_WORKER_CONCURRENCY", "0"),
+        ("RINGCX_RATE_LIMIT_PER_MINUTE", "lots"),
+    ] {
+        let e = from(&[(name, value)]).unwrap_err();
+        assert_eq!(e.name(), name, "{e}");
+    }
+    // A delivery record must outlive the copies of its event.
+    let url = (
+        "HOOK_QUEUE_URL",
+        "https://sqs.us-east-1.amazonaws.com/123456789012/hooks",
+    );
+    let e = from(&[url, ("HOOK_IDEMPOTENCY_HOURS", "12")]).unwrap_err();
+    assert_eq!(e.name(), "HOOK_IDEMPOTENCY_HOURS");
+    assert!(e.to_string().contains("HOOK_MAX_AGE_HOURS (24)"), "{e}");
+    assert!(
+        from(&[
+            url,
+            ("HOOK_IDEMPOTENCY_HOURS", "12"),
+            ("HOOK_MAX_AGE_HOURS", "12")
+        ])
+        .is_ok()
+    );
+}

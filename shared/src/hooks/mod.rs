@@ -28,8 +28,10 @@ use self::verify::{Scheme, VerifyEntry};
 /// A request's headers: lower-case names, repeated headers joined with `", "`.
 pub type Headers = BTreeMap<String, String>;
 
-/// Headers a template never sees: credentials meant for the broker and signatures, not for
-/// RingCX (an `hmac-sha256` hook's own signature header is hidden too).
+/// Headers a template never sees, nor a queued event keeps: credentials meant for the broker
+/// and signatures, not for RingCX (an `hmac-sha256` hook's own signature header is hidden too,
+/// and so is any header whose name says it is a signature, an HMAC or an authorization:
+/// `x-hub-signature`, `svix-signature`, `x-slack-signature`, `proxy-authorization`, ...).
 pub const HIDDEN_HEADERS: [&str; 6] = [
     "authorization",
     "cookie",
@@ -38,6 +40,14 @@ pub const HIDDEN_HEADERS: [&str; 6] = [
     "webhook-signature",
     "stripe-signature",
 ];
+
+/// Whether a (lower-case) header name is out of the templates' reach.
+fn hidden(name: &str) -> bool {
+    HIDDEN_HEADERS.contains(&name)
+        || ["signature", "hmac", "authorization", "secret", "token"]
+            .iter()
+            .any(|part| name.contains(part))
+}
 
 /// One entry of `{prefix}hooks`, as an administrator writes it.
 #[derive(Deserialize)]
@@ -169,9 +179,7 @@ impl Hook {
         };
         headers
             .iter()
-            .filter(|(k, _)| {
-                !HIDDEN_HEADERS.contains(&k.as_str()) && signature_header != Some(k.as_str())
-            })
+            .filter(|(k, _)| !hidden(k) && signature_header != Some(k.as_str()))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect()
     }
@@ -524,6 +532,11 @@ mod tests {
             "webhook-signature",
             "stripe-signature",
             "x-api-key",
+            "x-hub-signature",
+            "svix-signature",
+            "proxy-authorization",
+            "x-shopify-hmac-sha256",
+            "x-gitlab-token",
         ] {
             headers.insert(h.into(), "secret-ish".into());
         }
@@ -543,9 +556,20 @@ mod tests {
             "webhook-signature",
             "stripe-signature",
             "x-api-key",
+            "x-hub-signature",
+            "svix-signature",
+            "proxy-authorization",
+            "x-shopify-hmac-sha256",
+            "x-gitlab-token",
         ] {
             assert!(seen.get_attr(h).unwrap().is_undefined(), "{h}");
         }
+        assert!(
+            !hook
+                .visible_headers(&headers)
+                .values()
+                .any(|v| v == "secret-ish")
+        );
         assert_eq!(seen.get_attr("x-kept").unwrap().as_str(), Some("v"));
     }
 

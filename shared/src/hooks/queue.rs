@@ -24,8 +24,9 @@ use crate::retry::{Policy, Transient, retry};
 use crate::store::CALL_TIMEOUT;
 use crate::store::aws::{SdkFailure, sdk_failure};
 
-/// The largest message SQS takes (256 KiB); an event that does not fit is refused with `413`.
-pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
+/// The largest event accepted: SQS takes 256 KiB a message, and the dead-letter copy adds its
+/// reason and timestamps, so 8 KiB stay free. A larger event is refused with `413`.
+pub const MAX_MESSAGE_BYTES: usize = 248 * 1024;
 
 /// The first retry's visibility timeout; each later one doubles, up to [`MAX_BACKOFF`].
 pub const MIN_BACKOFF: Duration = Duration::from_secs(30);
@@ -116,9 +117,13 @@ impl QueuedEvent {
             .max(self.first_seen)
     }
 
-    /// The message body.
+    /// The message body. SQS refuses U+FFFE and U+FFFF in a message, which JSON may carry raw:
+    /// they are written as `\u` escapes (they can only occur inside JSON strings).
     pub fn to_body(&self) -> String {
-        serde_json::to_string(self).unwrap_or_default()
+        serde_json::to_string(self)
+            .unwrap_or_default()
+            .replace('\u{FFFE}', "\\ufffe")
+            .replace('\u{FFFF}', "\\uffff")
     }
 }
 
@@ -181,7 +186,7 @@ where
 }
 
 /// A message read from the dead-letter queue, for the operator.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct DeadLetter {
     /// SQS's message id.
     pub message_id: String,
@@ -193,6 +198,17 @@ pub struct DeadLetter {
     pub body: String,
     /// When SQS first took the message into the dead-letter queue (epoch milliseconds).
     pub sent: Option<i64>,
+}
+
+impl std::fmt::Debug for DeadLetter {
+    /// Without the body (the payload may carry personal data).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeadLetter")
+            .field("message_id", &self.message_id)
+            .field("event", &self.event)
+            .field("sent", &self.sent)
+            .finish_non_exhaustive()
+    }
 }
 
 impl DeadLetter {
@@ -353,7 +369,9 @@ impl HookQueue {
                 .queue_url(dlq)
                 .max_number_of_messages(((max - out.len()).min(10)) as i32)
                 .visibility_timeout(i32::try_from(hold.as_secs()).unwrap_or(30))
-                .wait_time_seconds(0)
+                // A long poll asks every SQS server: a short one may answer empty while
+                // messages wait.
+                .wait_time_seconds(1)
                 .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
                 .send()
                 .await
@@ -490,6 +508,15 @@ mod tests {
         let back: QueuedEvent = serde_json::from_str(&event.to_body()).unwrap();
         assert!(back == event);
         assert_eq!(back.delivery_record(), format!("{}#delivery", event.record));
+        // SQS refuses these two characters raw; escaped, the event reads back the same.
+        let mut odd = event.clone();
+        odd.payload = serde_json::json!({"name": "a\u{FFFE}b\u{FFFF}"});
+        let body = odd.to_body();
+        assert!(
+            !body.contains('\u{FFFE}') && !body.contains('\u{FFFF}'),
+            "{body}"
+        );
+        assert!(serde_json::from_str::<QueuedEvent>(&body).unwrap() == odd);
         let mut redriven = event.clone();
         redriven.redriven_at = Some(50);
         assert_eq!((event.age_from(), redriven.age_from()), (1, 50));

@@ -326,20 +326,13 @@ async fn hook(action: HookCommand) -> anyhow::Result<()> {
             }
         }
         HookCommand::Redrive { id } => {
-            let deadline = chrono::Utc::now() + chrono::Duration::seconds(60);
-            let sent = operator::redrive_dead_letters(
-                &hook_queue(&config).await?,
-                id.as_deref(),
-                deadline,
-            )
+            let deadline = chrono::Utc::now() + chrono::Duration::seconds(600);
+            let queue = hook_queue(&config).await?;
+            let sent = operator::redrive_dead_letters(&queue, id.as_deref(), deadline, |id| {
+                println!("redriven {id}")
+            })
             .await?;
-            for id in &sent {
-                println!("redriven {id}");
-            }
-            eprintln!(
-                "{} event(s) back on the hook queue; the worker delivers each once.",
-                sent.len()
-            );
+            eprintln!("{sent} event(s) back on the hook queue; the worker delivers each once.");
         }
         HookCommand::Add {
             file,
