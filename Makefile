@@ -56,7 +56,7 @@ $(VENV)/.installed: tests/requirements.txt
 build: ## Build every crate (debug)
 	$(CARGO) build --workspace --locked
 
-bench: venv ## Proxy overhead and throughput; a refresher pass over 10/100/1,000 due tenants; Secrets Manager calls and cost per tenant per profile; a surge of cold instances and passes over 1,000/10,000 tenants against the Secrets Manager quota model; a hook's overhead and DynamoDB calls; bootstrap sizes and init times (prints figures)
+bench: venv ## Proxy overhead and throughput; a refresher pass over 10/100/1,000 due tenants; Secrets Manager calls and cost per tenant per profile; a surge of cold instances and passes over 1,000/10,000 tenants against the Secrets Manager quota model; a hook's overhead and DynamoDB calls; queued hooks' 202, calls per event and drain rate; bootstrap sizes and init times (prints figures)
 	$(CARGO) run --locked --profile perf -p broker-tests --bin bench-proxy
 	$(CARGO) build --locked --profile perf -p broker-tests --bin bench-refresher
 	VENV=$(VENV) tests/with-moto.sh $(CARGO_TARGET_DIR)/perf/bench-refresher

@@ -42,18 +42,22 @@ pub async fn moto_store() -> SecretsManagerStore {
     SecretsManagerStore::from_env(None).await
 }
 
+/// Refuses to go on unless the SDK's endpoint variable `var` names moto.
+fn assert_points_at_moto(var: &str) {
+    assert_eq!(
+        std::env::var(var).unwrap_or_default(),
+        moto_url(),
+        "{var}: the AWS SDK must be pointed at moto, never at AWS"
+    );
+}
+
 /// A new idempotency table in moto's DynamoDB (partition key `id`, on demand, as the template
 /// makes it), under a name no other test uses.
 pub async fn idempotency_table(test: &str) -> (aws_sdk_dynamodb::Client, String) {
     use aws_sdk_dynamodb::types::{
         AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
     };
-    let endpoint = std::env::var("AWS_ENDPOINT_URL_DYNAMODB").unwrap_or_default();
-    assert_eq!(
-        endpoint,
-        moto_url(),
-        "the AWS SDK must be pointed at moto, never at AWS"
-    );
+    assert_points_at_moto("AWS_ENDPOINT_URL_DYNAMODB");
     let client = aws_sdk_dynamodb::Client::new(&broker::store::aws::sdk_config().await);
     let table = format!(
         "t{}-{}-{test}",
@@ -88,12 +92,7 @@ pub async fn idempotency_table(test: &str) -> (aws_sdk_dynamodb::Client, String)
 /// redrive policy after `max_receives`), under names no other test uses: (client, queue, DLQ).
 pub async fn hook_queues(test: &str, max_receives: u32) -> (aws_sdk_sqs::Client, String, String) {
     use aws_sdk_sqs::types::QueueAttributeName;
-    let endpoint = std::env::var("AWS_ENDPOINT_URL_SQS").unwrap_or_default();
-    assert_eq!(
-        endpoint,
-        moto_url(),
-        "the AWS SDK must be pointed at moto, never at AWS"
-    );
+    assert_points_at_moto("AWS_ENDPOINT_URL_SQS");
     let client = aws_sdk_sqs::Client::new(&broker::store::aws::sdk_config().await);
     let name = format!(
         "q{}-{}-{test}",

@@ -30,6 +30,18 @@ fn lead_n(n: usize) -> Value {
            "first_name": "Ada", "priority": 3})
 }
 
+/// One invocation of the worker with a batch of up to 10 and a 120 s timeout (the template's).
+async fn one_round(
+    source: &mut EventSource,
+    w: &hook_worker::Worker<broker::store::aws::SecretsManagerStore>,
+    h: &Hooks,
+) -> hook_worker::Report {
+    source
+        .round(w, &h.s.clock, 10, Duration::from_secs(120))
+        .await
+        .expect("a message was waiting")
+}
+
 fn fates(reports: &[hook_worker::Report]) -> Vec<Fate> {
     reports
         .iter()
@@ -74,10 +86,7 @@ async fn a_queued_event_is_accepted_once_and_delivered_once() {
     h.s.sim.clear_faults();
     let w = worker(&h).await;
     let mut source = EventSource::new(&q);
-    let report = source
-        .round(&w, &h.s.clock, 10, Duration::from_secs(120))
-        .await
-        .unwrap();
+    let report = one_round(&mut source, &w, &h).await;
     assert_eq!(fates(&[report]), [Fate::Delivered(200)]);
     let loads = h.s.sim.lead_loads();
     assert_eq!(loads.len(), 1);
@@ -99,10 +108,7 @@ async fn a_queued_event_is_accepted_once_and_delivered_once() {
             .await
             .unwrap();
     }
-    let report = source
-        .round(&w, &h.s.clock, 10, Duration::from_secs(120))
-        .await
-        .unwrap();
+    let report = one_round(&mut source, &w, &h).await;
     assert_eq!(
         fates(&[report]),
         [Fate::AlreadyDelivered, Fate::AlreadyDelivered]
@@ -249,10 +255,7 @@ async fn a_poison_event_is_dead_lettered_after_one_attempt_and_a_redrive_after_t
     let id = body["id"].as_str().unwrap().to_owned();
     let w = worker(&h).await;
     let mut source = EventSource::new(&q);
-    let report = source
-        .round(&w, &h.s.clock, 10, Duration::from_secs(120))
-        .await
-        .unwrap();
+    let report = one_round(&mut source, &w, &h).await;
     match &fates(&[report])[..] {
         [Fate::DeadLettered { kind, reason }] => {
             assert_eq!(*kind, "ringcx_refused");
@@ -311,10 +314,7 @@ async fn a_poison_event_is_dead_lettered_after_one_attempt_and_a_redrive_after_t
     let again =
         h.s.operator_command_with(&queue_env(&q), &["hook", "redrive", "--id", &id]);
     assert!(!again.status.success(), "a second redrive finds nothing");
-    let report = source
-        .round(&w, &h.s.clock, 10, Duration::from_secs(120))
-        .await
-        .unwrap();
+    let report = one_round(&mut source, &w, &h).await;
     assert_eq!(fates(&[report]), [Fate::Delivered(200)]);
     assert_eq!(h.loads(), 1);
     assert_eq!(h.s.sim.lead_loads()[0].campaign_id, 42);
@@ -331,10 +331,7 @@ async fn what_the_worker_can_never_deliver_goes_to_the_dead_letter_queue_with_it
     assert_eq!(accepted.0, 202);
     h.s.clock.advance(chrono::Duration::hours(25));
     h.s.refresh_now("default").await.unwrap();
-    let report = source
-        .round(&w, &h.s.clock, 10, Duration::from_secs(120))
-        .await
-        .unwrap();
+    let report = one_round(&mut source, &w, &h).await;
     assert!(
         matches!(
             &fates(&[report])[0],
@@ -353,10 +350,7 @@ async fn what_the_worker_can_never_deliver_goes_to_the_dead_letter_queue_with_it
         .send()
         .await
         .unwrap();
-    let report = source
-        .round(&w, &h.s.clock, 10, Duration::from_secs(120))
-        .await
-        .unwrap();
+    let report = one_round(&mut source, &w, &h).await;
     assert!(matches!(
         &fates(&[report])[0],
         Fate::DeadLettered {
@@ -373,10 +367,7 @@ async fn what_the_worker_can_never_deliver_goes_to_the_dead_letter_queue_with_it
     );
     let (status, _, body) = answer(h.signed(&base, "crm", "limited", &lead())).await;
     assert_eq!(status, 202, "{body}");
-    let report = source
-        .round(&w, &h.s.clock, 10, Duration::from_secs(120))
-        .await
-        .unwrap();
+    let report = one_round(&mut source, &w, &h).await;
     match fates(&[report]).remove(0) {
         Fate::Retry { after, reason } => {
             assert!(after >= Duration::from_secs(90), "{after:?}");
@@ -391,10 +382,7 @@ async fn what_the_worker_can_never_deliver_goes_to_the_dead_letter_queue_with_it
     for _ in 0..2 {
         h.s.clock.advance_to(source.next_due().unwrap());
         source.release_due(&h.s.clock).await;
-        let report = source
-            .round(&w, &h.s.clock, 10, Duration::from_secs(120))
-            .await
-            .unwrap();
+        let report = one_round(&mut source, &w, &h).await;
         last = Some(fates(&[report]).remove(0));
     }
     match last.unwrap() {
@@ -409,10 +397,7 @@ async fn what_the_worker_can_never_deliver_goes_to_the_dead_letter_queue_with_it
     assert_eq!(accepted.0, 202);
     set_hooks(&h, json!([])).await;
     h.s.clock.advance(chrono::Duration::seconds(120));
-    let report = source
-        .round(&w, &h.s.clock, 10, Duration::from_secs(120))
-        .await
-        .unwrap();
+    let report = one_round(&mut source, &w, &h).await;
     assert!(matches!(
         &fates(&[report])[0],
         Fate::DeadLettered {

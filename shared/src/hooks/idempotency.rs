@@ -26,8 +26,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 
 use crate::clock::SharedClock;
-use crate::retry::{Policy, Transient, retry};
-use crate::store::CALL_TIMEOUT;
+use crate::retry::{Transient, retry};
 use crate::store::aws::SdkFailure;
 
 /// The largest RingCX answer body kept for replays (DynamoDB items hold at most 400 KB).
@@ -143,15 +142,6 @@ impl IdempotencyStore {
         )
     }
 
-    fn policy() -> Policy {
-        Policy {
-            first: Duration::from_millis(50),
-            max: Duration::from_millis(400),
-            attempts: Some(3),
-            attempt_time: CALL_TIMEOUT,
-        }
-    }
-
     /// Claims `id` until `lease_until`, or says why not. `deadline` bounds the retries.
     pub async fn claim(
         &self,
@@ -199,7 +189,7 @@ impl IdempotencyStore {
                 Err(e) => Err(classify("PutItem", e)),
             }
         };
-        let found = retry(&self.clock, Self::policy(), deadline, attempt, |e, wait| {
+        let found = retry(&self.clock, crate::store::aws::item_call_policy(), deadline, attempt, |e, wait| {
             tracing::warn!(error = %e, wait_ms = wait.as_millis() as u64, "retrying the idempotency claim");
         })
         .await?;
@@ -297,7 +287,7 @@ impl IdempotencyStore {
                 Err(e) => Err(classify("PutItem", e)),
             }
         };
-        retry(&self.clock, Self::policy(), deadline, attempt, |e, wait| {
+        retry(&self.clock, crate::store::aws::item_call_policy(), deadline, attempt, |e, wait| {
             tracing::warn!(error = %e, wait_ms = wait.as_millis() as u64, "retrying the idempotency record");
         })
         .await
@@ -331,7 +321,7 @@ impl IdempotencyStore {
                 Err(e) => Err(classify("DeleteItem", e)),
             }
         };
-        retry(&self.clock, Self::policy(), deadline, attempt, |e, wait| {
+        retry(&self.clock, crate::store::aws::item_call_policy(), deadline, attempt, |e, wait| {
             tracing::warn!(error = %e, wait_ms = wait.as_millis() as u64, "retrying the idempotency release");
         })
         .await

@@ -20,8 +20,7 @@ use serde_json::Value as Json;
 
 use super::Headers;
 use crate::clock::SharedClock;
-use crate::retry::{Policy, Transient, retry};
-use crate::store::CALL_TIMEOUT;
+use crate::retry::{Transient, retry};
 use crate::store::aws::{SdkFailure, sdk_failure};
 
 /// The largest event accepted: SQS takes 256 KiB a message, and the dead-letter copy adds its
@@ -262,15 +261,6 @@ impl HookQueue {
         &self.url
     }
 
-    fn policy() -> Policy {
-        Policy {
-            first: Duration::from_millis(50),
-            max: Duration::from_millis(400),
-            attempts: Some(3),
-            attempt_time: CALL_TIMEOUT,
-        }
-    }
-
     async fn send_to(
         &self,
         url: &str,
@@ -291,7 +281,7 @@ impl HookQueue {
                 Err(e) => Err(classify("SendMessage", &e)),
             }
         };
-        retry(&self.clock, Self::policy(), deadline, attempt, |e, wait| {
+        retry(&self.clock, crate::store::aws::item_call_policy(), deadline, attempt, |e, wait| {
             tracing::warn!(error = %e, wait_ms = wait.as_millis() as u64, "retrying an SQS send");
         })
         .await

@@ -96,6 +96,17 @@ pub enum SdkFailure {
     Refused(String, String),
 }
 
+/// How the hooks retry one DynamoDB or SQS call: 3 attempts at most, 50-400 ms apart, each
+/// within [`CALL_TIMEOUT`], all within the caller's deadline.
+pub fn item_call_policy() -> crate::retry::Policy {
+    crate::retry::Policy {
+        first: std::time::Duration::from_millis(50),
+        max: std::time::Duration::from_millis(400),
+        attempts: Some(3),
+        attempt_time: CALL_TIMEOUT,
+    }
+}
+
 /// Sorts an SDK error of any AWS service into [`SdkFailure`].
 pub fn sdk_failure<E, R>(err: &SdkError<E, R>) -> SdkFailure
 where
