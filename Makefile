@@ -14,10 +14,21 @@ ARCH ?= arm64
 # One target dir for the workspace, the functions and every tool that builds them.
 export CARGO_TARGET_DIR ?= $(CURDIR)/target
 
+# The operator commands: quiet (their output is theirs alone: `make status JSON=1` is pure JSON),
+# from the same build of the workspace binaries as `make dev` and `make test` (building `-p api`
+# alone would unify features differently and rebuild half the tree).
+OPERATOR = echo "(building the workspace binaries if anything changed)" >&2; \
+	$(CARGO) build --quiet --locked --workspace --bins && $(CARGO_TARGET_DIR)/debug/operator
+
 .PHONY: help test lint fmt fmt-check clippy deny unit build sim venv bench template dev package deploy seed-credentials add-caller remove-caller connect-ringcx status hook-add hook-list hook-remove hook-test hooks-dlq hooks-redrive
 
 help: ## List the tasks
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{ \
+		line = sprintf("  make %-17s", $$1); n = split($$2, w, " "); width = length(line); \
+		for (i = 1; i <= n; i++) { \
+			if (width + 1 + length(w[i]) > 100) { print line; line = sprintf("%24s", ""); width = 24 } \
+			line = line " " w[i]; width += 1 + length(w[i]) } \
+		print line }'
 
 test: fmt-check clippy deny template unit ## Everything CI checks: formatting, clippy, dependency policy, template lint, all tests
 
@@ -81,43 +92,43 @@ package: venv ## sam build (x86_64, cargo-lambda from .venv); prints the size of
 		echo "$$(basename $$f): $$(du -k $$f.zip | cut -f1) KiB zipped, bootstrap $$(du -k $$f/bootstrap | cut -f1) KiB"; \
 	done
 
-deploy: venv ## sam build for $(ARCH) and sam deploy (guided the first time, then samconfig.toml)
+deploy: venv ## [ARCH=arm64|x86_64]: sam build and sam deploy (guided the first time, then samconfig.toml)
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(SAM) build --parameter-overrides Architecture=$(ARCH)
 	@if [ -f samconfig.toml ]; then $(SAM) deploy; else $(SAM) deploy --guided; fi
 
 seed-credentials: ## TENANT=default FILE=creds.json: store a tenant's credentials (uses AWS_* / SECRET_PREFIX)
-	$(CARGO) run --quiet -p api --bin operator -- seed-credentials --tenant $(or $(TENANT),default) --file $(FILE)
+	@$(OPERATOR) seed-credentials --tenant $(or $(TENANT),default) --file $(FILE)
 
 add-caller: ## ID=ivr-main TENANT=default SCOPES=engage:proxy [PATHS="GET v1/..."] [JWT=HS256|RS256 PUBLIC_KEY_FILE=]: new caller, key shown once
-	$(CARGO) run --quiet -p api --bin operator -- add-caller --id $(ID) --tenant $(or $(TENANT),default) --scopes $(or $(SCOPES),engage:proxy) $(if $(PATHS),--paths "$(PATHS)") $(if $(JWT),--jwt $(JWT)) $(if $(PUBLIC_KEY_FILE),--public-key-file $(PUBLIC_KEY_FILE))
+	@$(OPERATOR) add-caller --id $(ID) --tenant $(or $(TENANT),default) --scopes $(or $(SCOPES),engage:proxy) $(if $(PATHS),--paths "$(PATHS)") $(if $(JWT),--jwt $(JWT)) $(if $(PUBLIC_KEY_FILE),--public-key-file $(PUBLIC_KEY_FILE))
 
 connect-ringcx: ## TENANT=default API_URL=https://... [ACCOUNT=] [ROTATE=1]: the OAuth auth config in RingCX that points at the broker
 	@test -n "$(API_URL)" || { echo "API_URL is required: the broker's public URL (the stack's ApiUrl output)"; exit 2; }
-	$(CARGO) run --quiet -p api --bin operator -- connect-ringcx --tenant $(or $(TENANT),default) --api-url "$(API_URL)" $(if $(ACCOUNT),--account $(ACCOUNT)) $(if $(ROTATE),--rotate)
+	@$(OPERATOR) connect-ringcx --tenant $(or $(TENANT),default) --api-url "$(API_URL)" $(if $(ACCOUNT),--account $(ACCOUNT)) $(if $(ROTATE),--rotate)
 
 status: ## [JSON=1]: one line per tenant: generation, time left, how obtained, slot writes in 24 h, verdict
-	$(CARGO) run --quiet -p api --bin operator -- status $(if $(JSON),--json)
+	@$(OPERATOR) status $(if $(JSON),--json)
 
 remove-caller: ## ID=ivr-main: revoke a caller key
-	$(CARGO) run --quiet -p api --bin operator -- remove-caller --id $(ID)
+	@$(OPERATOR) remove-caller --id $(ID)
 
 hook-add: ## FILE=hook.json [GENERATE=1] [REPLACE=1]: add a hook entry (checked as the functions check it); GENERATE prints a new signing secret once
-	$(CARGO) run --quiet -p api --bin operator -- hook add --file $(FILE) $(if $(GENERATE),--generate-secret) $(if $(REPLACE),--replace)
+	@$(OPERATOR) hook add --file $(FILE) $(if $(GENERATE),--generate-secret) $(if $(REPLACE),--replace)
 
 hook-list: ## [JSON=1]: every hook, its scheme and request, and whether it serves (no secrets)
-	$(CARGO) run --quiet -p api --bin operator -- hook list $(if $(JSON),--json)
+	@$(OPERATOR) hook list $(if $(JSON),--json)
 
 hook-remove: ## NAME=crm-new-lead: remove a hook
-	$(CARGO) run --quiet -p api --bin operator -- hook remove --name $(NAME)
+	@$(OPERATOR) hook remove --name $(NAME)
 
 hook-test: ## NAME=crm-new-lead PAYLOAD=event.json [HEADER="webhook-id: 1"]: the RingCX request a payload would make, sent nowhere
-	$(CARGO) run --quiet -p api --bin operator -- hook test --name $(NAME) --payload $(PAYLOAD) $(if $(HEADER),--header "$(HEADER)")
+	@$(OPERATOR) hook test --name $(NAME) --payload $(PAYLOAD) $(if $(HEADER),--header "$(HEADER)")
 
 hooks-dlq: ## [JSON=1]: queued hook events in the dead-letter queue: event id, hook, first seen, attempts, last error (no payload)
-	$(CARGO) run --quiet -p api --bin operator -- hook dlq $(if $(JSON),--json)
+	@$(OPERATOR) hook dlq $(if $(JSON),--json)
 
 hooks-redrive: ## [ID=<event id>]: send dead-lettered events back to the hook queue, once each (all without ID)
-	$(CARGO) run --quiet -p api --bin operator -- hook redrive $(if $(ID),--id $(ID))
+	@$(OPERATOR) hook redrive $(if $(ID),--id $(ID))
 
 sim: ## Run the RingCX simulator on 127.0.0.1:8900
 	$(CARGO) run --locked -p broker-tests --bin ringcx-sim -- --bind 127.0.0.1:8900

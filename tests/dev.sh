@@ -16,13 +16,16 @@ sim_port=${DEV_SIM_PORT:-8900}
 moto_port=${DEV_MOTO_PORT:-5055}
 venv=${VENV:-.venv}
 target=${CARGO_TARGET_DIR:-$PWD/target}
-run_dir=$(mktemp -d -t ringcx-dev.XXXXXX)
+# Under the checkout's ignored target dir: kept when make dev fails, removed when it stops cleanly.
+mkdir -p "$target/dev"
+run_dir=$(mktemp -d "$target/dev/run.XXXXXX")
 pids=()
 
 say() { printf '%s\n' "$*"; }
 fail() { say "make dev: $*" >&2; exit 1; }
 
 cleanup() {
+  local code=$?
   trap - INT TERM EXIT
   if [ ${#pids[@]} -gt 0 ]; then
     say "stopping: ${pids[*]}"
@@ -36,7 +39,11 @@ cleanup() {
     kill -9 "${pids[@]}" 2>/dev/null
     wait 2>/dev/null
   fi
-  rm -rf "$run_dir"
+  if [ "$code" = 0 ] || [ "$code" = 130 ]; then
+    rm -rf "$run_dir"
+  else
+    say "make dev failed; its logs are kept in $run_dir" >&2
+  fi
   say "stopped"
 }
 trap cleanup EXIT
@@ -166,6 +173,7 @@ except Exception: print(0)")
 done
 [ "$code" = 200 ] || fail "the broker has no usable token after 20 s; see $run_dir/refresher.log"
 
+operator_env="AWS_ENDPOINT_URL_SECRETS_MANAGER=$AWS_ENDPOINT_URL_SECRETS_MANAGER AWS_ENDPOINT_URL_DYNAMODB=$AWS_ENDPOINT_URL_DYNAMODB AWS_ENDPOINT_URL_SQS=$AWS_ENDPOINT_URL_SQS AWS_REGION=$AWS_REGION AWS_ACCESS_KEY_ID=dev AWS_SECRET_ACCESS_KEY=dev AWS_EC2_METADATA_DISABLED=true SECRET_PREFIX=$SECRET_PREFIX TENANTS=$TENANTS IDEMPOTENCY_TABLE=$IDEMPOTENCY_TABLE HOOK_QUEUE_URL=$HOOK_QUEUE_URL HOOK_DLQ_URL=$HOOK_DLQ_URL ENGAGE_BASE_URL=$ENGAGE_BASE_URL RINGCENTRAL_SERVER_URL=$RINGCENTRAL_SERVER_URL"
 cat <<EOF
 
 RingCX token broker is running (logs in $run_dir):
@@ -174,11 +182,17 @@ RingCX token broker is running (logs in $run_dir):
   Secrets Mgr    $AWS_ENDPOINT_URL_SECRETS_MANAGER (moto)
   pids: ${pids[*]}
 
+Dev caller: id dev, scopes engage:proxy,token:read,api-tokens:admin
 Dev caller key (all scopes, shown once): $key
 
 Try:
   curl -s -H 'Authorization: Bearer $key' http://127.0.0.1:$api_port/v1/engage/v1/admin/accounts
   curl -s -H 'X-Api-Key: $key' http://127.0.0.1:$api_port/v1/token
+  curl -s -u 'dev:$key' -d grant_type=client_credentials http://127.0.0.1:$api_port/v1/oauth/token
+
+Operator commands against this stack (make status, make add-caller, make hook-list, make hooks-dlq, ...),
+from another shell in this checkout, after:
+  export $operator_env
 
 A sample hook (crm-new-lead: a CRM lead into campaign 42's lead loader; DynamoDB table
 $IDEMPOTENCY_TABLE in moto). Send a signed sample event (again with --id to see a replay):
@@ -186,8 +200,7 @@ $IDEMPOTENCY_TABLE in moto). Send a signed sample event (again with --id to see 
 The same hook queued (202 at once; the hook worker delivers it from moto's SQS, log in
 $run_dir/hook-worker.log):
   python3 tests/send-hook.py --url http://127.0.0.1:$api_port/v1/hooks/crm-new-lead-queued --secret $hook_secret --file $run_dir/lead.json
-Its dead-letter queue, from another shell (with the AWS_* variables above):
-  export HOOK_QUEUE_URL=$HOOK_QUEUE_URL HOOK_DLQ_URL=$HOOK_DLQ_URL; make hooks-dlq
+Its dead-letter queue: make hooks-dlq (after the export above).
 
 ready
 Press Ctrl-C to stop everything.

@@ -77,6 +77,7 @@ fn make_dev_starts_serves_and_stops_everything_on_ctrl_c() {
     let group = format!("-{pgid}");
     let (mut key, mut pids, mut printed) = (None, Vec::new(), Vec::new());
     let mut send_hook: Vec<String> = Vec::new();
+    let mut operator_env = None;
     let until = Instant::now() + Duration::from_secs(240);
     loop {
         let Ok(line) = rx.recv_timeout(until.saturating_duration_since(Instant::now())) else {
@@ -93,6 +94,9 @@ fn make_dev_starts_serves_and_stops_everything_on_ctrl_c() {
         }
         if let Some(cmd) = line.trim().strip_prefix("python3 tests/send-hook.py ") {
             send_hook.push(cmd.to_owned());
+        }
+        if let Some(e) = line.trim().strip_prefix("export ") {
+            operator_env = Some(e.to_owned());
         }
         if let Some(p) = line.trim().strip_prefix("pids: ") {
             pids = p.split_whitespace().map(str::to_owned).collect();
@@ -140,7 +144,37 @@ fn make_dev_starts_serves_and_stops_everything_on_ctrl_c() {
         assert_eq!(r.status(), 200);
         let token: serde_json::Value = r.json().await.unwrap();
         assert!(token["expires_in"].as_i64().unwrap() > 200);
+        // OAuth client credentials with the printed caller id, as RingCX's auth config sends them.
+        let r = http
+            .post(format!("{base}/v1/oauth/token"))
+            .basic_auth("dev", Some(&key))
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
     });
+    // The printed export line is all an operator command needs against the dev stack.
+    let operator_env = operator_env.expect("the export line for operator commands was printed");
+    let status = Command::new(broker_tests::lambda::binary("operator"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(
+            operator_env
+                .split_whitespace()
+                .filter_map(|kv| kv.split_once('=')),
+        )
+        .args(["status", "--json"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        status.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let tenants: serde_json::Value = serde_json::from_str(&text).expect("pure JSON");
+    assert!(tenants.to_string().contains("default"), "{tenants}");
     // The printed hook command, as a user pastes it: delivered, then replayed under the same id.
     assert_eq!(
         send_hook.len(),
@@ -218,4 +252,41 @@ fn make_dev_starts_serves_and_stops_everything_on_ctrl_c() {
     for port in [api, sim, moto] {
         assert!(!listening(port), "port {port} is still listening");
     }
+}
+
+#[test]
+fn a_failed_make_dev_keeps_its_logs_and_says_where() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let venv = std::env::var("VENV")
+        .map(|v| root.join(v))
+        .unwrap_or_else(|_| root.join(".venv"));
+    // The api's port is taken: make dev stops at once, and says so.
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().port();
+    let out = Command::new("bash")
+        .arg("tests/dev.sh")
+        .current_dir(&root)
+        .env("DEV_API_PORT", port.to_string())
+        .env("DEV_SIM_PORT", free_port().to_string())
+        .env("DEV_MOTO_PORT", free_port().to_string())
+        .env("VENV", &venv)
+        .stdin(Stdio::null())
+        .output()
+        .expect("bash runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(&format!("port {port}")), "{stderr}");
+    let kept = stderr
+        .lines()
+        .find_map(|l| l.split("its logs are kept in ").nth(1))
+        .unwrap_or_else(|| panic!("where the logs are: {stderr}"))
+        .trim()
+        .to_owned();
+    let kept = PathBuf::from(kept);
+    assert!(kept.is_dir(), "{}", kept.display());
+    assert!(
+        kept.to_string_lossy().contains("/target/dev/"),
+        "under the ignored target dir"
+    );
+    std::fs::remove_dir_all(&kept).unwrap();
 }

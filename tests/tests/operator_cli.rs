@@ -35,7 +35,7 @@ fn help_lists_every_command() {
     }
     let (code, help) = run("operator", &["hook", "--help"]);
     assert_eq!(code, 0, "{help}");
-    for command in ["add", "list", "remove", "test"] {
+    for command in ["add", "list", "remove", "test", "dlq", "redrive"] {
         assert!(
             help.contains(command),
             "hook {command} missing from\n{help}"
@@ -124,4 +124,39 @@ fn the_function_binary_takes_no_operator_commands() {
     let (code, text) = run("api", &["status"]);
     assert_ne!(code, 0);
     assert!(text.contains("operator --help"), "{text}");
+}
+
+#[test]
+fn make_help_is_readable_and_the_operator_targets_print_only_their_output() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let out = std::process::Command::new("make")
+        .arg("help")
+        .current_dir(&root)
+        .output()
+        .expect("make runs");
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{help}");
+    for line in help.lines() {
+        assert!(line.len() <= 100, "too long: {line}");
+        assert!(!line.contains("$("), "a make variable shown as is: {line}");
+        if let Some(rest) = line.strip_prefix("  make ") {
+            let name = rest.split_whitespace().next().unwrap();
+            assert!(
+                rest[name.len()..].starts_with("  "),
+                "{name} runs into its text: {line}"
+            );
+        }
+    }
+    // `make status JSON=1 | jq` needs the recipe itself unechoed, and the same binaries as the
+    // rest (no rebuild for a -p api feature set).
+    let makefile = std::fs::read_to_string(root.join("Makefile")).unwrap();
+    let recipes: Vec<&str> = makefile
+        .lines()
+        .filter(|l| l.contains("$(OPERATOR)"))
+        .collect();
+    assert!(recipes.len() >= 11, "{recipes:?}");
+    for r in recipes {
+        assert!(r.starts_with("\t@$(OPERATOR)"), "echoed: {r}");
+    }
+    assert!(!makefile.contains("--bin operator"));
 }
