@@ -295,19 +295,22 @@ impl EventSource {
     /// Runs rounds until the queue is empty and nothing waits, moving the clock to each next
     /// backoff's end when nothing is visible; `each` runs before every round (to lift an outage
     /// at its hour, say) and says whether to go on while this source has nothing to do (another
-    /// may still hold messages). Returns every report. Two of these at once are two concurrent
-    /// invocations of the event source mapping.
+    /// may still hold messages). Returns every report. `workers` take turns, one invocation at a
+    /// time: each call reaches RingCX at the simulated time it was paced (two drains at once are
+    /// two concurrent invocations, whose calls may arrive after the other's sleeps moved the
+    /// shared clock on).
     pub async fn drain(
         &mut self,
-        worker: &hook_worker::Worker<SecretsManagerStore>,
+        workers: &[&hook_worker::Worker<SecretsManagerStore>],
         clock: &broker::clock::ManualClock,
         each: &(dyn Fn(chrono::DateTime<chrono::Utc>) -> bool + Sync),
     ) -> Vec<hook_worker::Report> {
         use broker::clock::Clock as _;
         let mut reports = Vec::new();
-        for _ in 0..100_000 {
+        for turn in 0..100_000 {
             let go_on = each(clock.now());
             self.release_due(clock).await;
+            let worker = workers[turn % workers.len()];
             match self
                 .round(worker, clock, 10, std::time::Duration::from_secs(120))
                 .await

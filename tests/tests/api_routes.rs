@@ -616,6 +616,16 @@ async fn unknown_routes_and_methods_answer_json() {
         (status.as_u16(), error_code(&body)),
         (404, "route_not_found")
     );
+    // What it points to is served, without a key: the document the tests check the routes by.
+    assert!(body.to_string().contains("/v1/openapi.json"), "{body}");
+    let r = http().get(s.url("/v1/openapi.json")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "application/json");
+    let served: serde_json::Value = r.json().await.unwrap();
+    let file: serde_json::Value =
+        serde_json::from_str(include_str!("../../functions/api/openapi.json")).unwrap();
+    assert_eq!(served, file);
+    assert!(served["paths"]["/v1/openapi.json"]["get"].is_object());
     let (status, body) = json_of(http().put(s.url("/v1/token")).send().await.unwrap()).await;
     assert_eq!(
         (status.as_u16(), error_code(&body)),

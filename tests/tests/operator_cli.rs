@@ -160,3 +160,62 @@ fn make_help_is_readable_and_the_operator_targets_print_only_their_output() {
     }
     assert!(!makefile.contains("--bin operator"));
 }
+
+#[test]
+fn missing_aws_credentials_or_region_are_one_line_with_the_fix() {
+    let operator = broker_tests::lambda::binary("operator");
+    let moto = broker_tests::support::moto_url();
+    let run = |env: &[(&str, &str)]| {
+        let out = std::process::Command::new(&operator)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("AWS_ENDPOINT_URL_SECRETS_MANAGER", &moto)
+            .envs(env.iter().copied())
+            .args(["status", "--json"])
+            .output()
+            .expect("the operator runs");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // No credentials anywhere (no IMDS either, as on a laptop).
+    let (code, err) = run(&[
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+    ]);
+    assert_ne!(code, Some(0));
+    assert!(
+        err.contains("no AWS credentials were found: set AWS_ACCESS_KEY_ID"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("dispatch failure") && !err.contains("retry"),
+        "{err}"
+    );
+    assert!(
+        err.lines().filter(|l| !l.trim().is_empty()).count() <= 3,
+        "{err}"
+    );
+    assert_eq!(
+        err.matches("no AWS").count(),
+        1,
+        "one sentence, once: {err}"
+    );
+    // Credentials but no region.
+    let (code, err) = run(&[("AWS_ACCESS_KEY_ID", "x"), ("AWS_SECRET_ACCESS_KEY", "y")]);
+    assert_ne!(code, Some(0));
+    assert!(
+        err.contains("no AWS region is set: set AWS_REGION"),
+        "{err}"
+    );
+    assert!(
+        err.lines().filter(|l| !l.trim().is_empty()).count() <= 3,
+        "{err}"
+    );
+    assert_eq!(
+        err.matches("no AWS").count(),
+        1,
+        "one sentence, once: {err}"
+    );
+}

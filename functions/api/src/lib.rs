@@ -12,6 +12,7 @@ pub mod error;
 mod health;
 pub mod hooks;
 mod oauth;
+mod openapi;
 pub mod operator;
 mod permanent;
 mod proxy;

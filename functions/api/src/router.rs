@@ -7,11 +7,12 @@ use axum::routing::{MethodFilter, MethodRouter, on};
 use broker::store::SecretStore;
 
 use crate::error::{ApiError, ErrorCode};
-use crate::{AppState, health, hooks, oauth, permanent, proxy};
+use crate::{AppState, health, hooks, oauth, openapi, permanent, proxy};
 
 /// Every route, the single source of the router and of the OpenAPI check.
 pub const ROUTES: &[(&str, &[&str])] = &[
     ("/v1/health", &["get"]),
+    ("/v1/openapi.json", &["get"]),
     ("/v1/oauth/token", &["post"]),
     ("/v1/token", &["get"]),
     (
@@ -79,6 +80,7 @@ fn endpoint<S: SecretStore + Clone + 'static>(
     let f = filter(method);
     match (path, method) {
         ("/v1/health", "get") => on(f, health::health::<S>),
+        ("/v1/openapi.json", "get") => on(f, openapi::document),
         ("/v1/oauth/token", "post") => on(f, oauth::token::<S>),
         ("/v1/token", "get") => on(f, oauth::key_token::<S>),
         ("/v1/engage/{*path}", _) => on(f, proxy::proxy::<S>),
@@ -96,7 +98,7 @@ async fn not_found() -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
         ErrorCode::RouteNotFound,
-        "no such route; see the OpenAPI document",
+        "no such route; GET /v1/openapi.json lists every route",
     )
 }
 

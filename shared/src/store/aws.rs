@@ -174,6 +174,36 @@ fn classify_entry(name: &str, code: &str, message: &str) -> Option<StoreError> {
     })
 }
 
+/// No credentials or no region: what the SDK says before it ever reaches AWS, when this machine
+/// (or the function's role) is not set up. The sentence to show instead of the SDK's chain.
+pub fn setup_problem<E: std::error::Error>(err: &E) -> Option<&'static str> {
+    let cause = sdk_cause(err);
+    let cause = cause.to_ascii_lowercase();
+    if cause.contains("signing region") || cause.contains("no region") {
+        return Some(
+            "no AWS region is set: set AWS_REGION (against make dev: run the export line its banner prints)",
+        );
+    }
+    let credentials = [
+        "credentials",
+        "imds",
+        "credential provider",
+        "no providers in chain",
+    ];
+    if credentials.iter().any(|k| cause.contains(k))
+        && (cause.contains("failed to load")
+            || cause.contains("not loaded")
+            || cause.contains("no providers")
+            || cause.contains("not enabled")
+            || cause.contains("could not"))
+    {
+        return Some(
+            "no AWS credentials were found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY or AWS_PROFILE (against make dev: run the export line its banner prints)",
+        );
+    }
+    None
+}
+
 /// Maps an SDK error to what the broker must do about it. Messages come from Secrets Manager and
 /// never contain secret values.
 fn classify<E, R>(op: &'static str, name: &str, err: SdkError<E, R>) -> StoreError
@@ -183,6 +213,9 @@ where
 {
     let name = name.to_owned();
     let message = err.message().unwrap_or("no message").to_owned();
+    if let Some(fix) = setup_problem(&err) {
+        return StoreError::Setup(fix);
+    }
     match &err {
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
             return StoreError::Transient {

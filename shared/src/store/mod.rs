@@ -161,6 +161,11 @@ pub enum StoreError {
         /// The message, shortened.
         message: String,
     },
+
+    #[error("{0}")]
+    /// The AWS SDK has no credentials or no region: a setup error, not worth a retry; the
+    /// sentence says what to set.
+    Setup(&'static str),
 }
 
 impl StoreError {

@@ -209,9 +209,10 @@ async fn queued() {
         }
         h.s.sim.lead_loads().len() < QUEUED
     };
+    let (one, two) = ([&w1], [&w2]);
     let (ra, rb) = tokio::join!(
-        a.drain(&w1, &h.s.clock, &lift),
-        b.drain(&w2, &h.s.clock, &lift)
+        a.drain(&one, &h.s.clock, &lift),
+        b.drain(&two, &h.s.clock, &lift)
     );
     let batches = ra.len() + rb.len();
     let recovered = recovered.lock().unwrap().expect("the outage ended");
