@@ -263,7 +263,7 @@ async fn the_openapi_document_lists_exactly_the_routes_the_router_serves() {
         .iter()
         .flat_map(|(p, ms)| {
             ms.iter()
-                .map(move |m| (p.replace("{*path}", "{path}"), (*m).to_owned()))
+                .map(move |m| (p.replace("{*path}", "{path}"), m.as_str().to_owned()))
         })
         .collect();
     documented.sort();

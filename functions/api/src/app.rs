@@ -16,10 +16,14 @@ use broker::ringcx::{RingCxClient, RingCxError, VoiceRequest, VoiceResponse};
 use broker::store::{SecretStore, SessionRing};
 use chrono::{DateTime, Utc};
 
-use crate::MAX_TOKEN_RETRIES;
 use crate::auth::{Caller, CallerCache, Presented, QueryAuth, Scope, presented};
 use crate::error::{ApiError, ErrorCode};
 use crate::token_cache::{CachedToken, TokenCache};
+
+/// Retries after RingCX refuses a token, each with a strictly newer generation. Two, because a
+/// newer token taken from the ring can itself be refused a moment later (a concurrent request saw
+/// it refused and forced a renewal); the second retry then uses that renewal.
+const MAX_TOKEN_RETRIES: usize = 2;
 
 /// Time a request may spend beyond one renewal's needs: ring reads, and their retries when
 /// Secrets Manager throttles them (a few, with backoff), before an inline renewal would start.

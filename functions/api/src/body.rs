@@ -4,8 +4,10 @@ use axum::body::{Body, Bytes, to_bytes};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 
-use crate::MAX_BODY_BYTES;
 use crate::error::{ApiError, ErrorCode};
+
+/// Largest request body accepted (larger: `413`).
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
 
 /// The media type of a `Content-Type` value, lower-cased, without parameters.
 pub(crate) fn media_type(content_type: &str) -> String {

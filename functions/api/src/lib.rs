@@ -21,11 +21,4 @@ pub mod token_cache;
 
 pub use app::{App, AppState};
 pub(crate) use body::{media_type, no_store, read_body};
-pub use router::{ROUTES, router};
-
-/// Largest request body accepted (larger: `413`).
-pub const MAX_BODY_BYTES: usize = 256 * 1024;
-/// Retries after RingCX refuses a token, each with a strictly newer generation. Two, because a
-/// newer token taken from the ring can itself be refused a moment later (a concurrent request saw
-/// it refused and forced a renewal); the second retry then uses that renewal.
-pub const MAX_TOKEN_RETRIES: usize = 2;
+pub use router::{ROUTES, Verb, router};

@@ -9,20 +9,58 @@ use broker::store::SecretStore;
 use crate::error::{ApiError, ErrorCode};
 use crate::{AppState, health, hooks, oauth, openapi, permanent, proxy};
 
+/// An HTTP method a route takes: a closed set, so the table can name no other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verb {
+    /// `GET` (axum serves `HEAD` wherever `GET` is).
+    Get,
+    /// `POST`.
+    Post,
+    /// `PUT`.
+    Put,
+    /// `PATCH`.
+    Patch,
+    /// `DELETE`.
+    Delete,
+}
+
+impl Verb {
+    /// The OpenAPI document's name for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verb::Get => "get",
+            Verb::Post => "post",
+            Verb::Put => "put",
+            Verb::Patch => "patch",
+            Verb::Delete => "delete",
+        }
+    }
+
+    fn filter(self) -> MethodFilter {
+        match self {
+            Verb::Get => MethodFilter::GET,
+            Verb::Post => MethodFilter::POST,
+            Verb::Put => MethodFilter::PUT,
+            Verb::Patch => MethodFilter::PATCH,
+            Verb::Delete => MethodFilter::DELETE,
+        }
+    }
+}
+
 /// Every route, the single source of the router and of the OpenAPI check.
-pub const ROUTES: &[(&str, &[&str])] = &[
-    ("/v1/health", &["get"]),
-    ("/v1/openapi.json", &["get"]),
-    ("/v1/oauth/token", &["post"]),
-    ("/v1/token", &["get"]),
+pub const ROUTES: &[(&str, &[Verb])] = &[
+    ("/v1/health", &[Verb::Get]),
+    ("/v1/openapi.json", &[Verb::Get]),
+    ("/v1/oauth/token", &[Verb::Post]),
+    ("/v1/token", &[Verb::Get]),
     (
         "/v1/engage/{*path}",
-        &["get", "post", "put", "patch", "delete"],
+        &[Verb::Get, Verb::Post, Verb::Put, Verb::Patch, Verb::Delete],
     ),
-    ("/v1/api-tokens", &["get", "post"]),
-    ("/v1/api-tokens/{token}", &["delete"]),
-    ("/v1/api-tokens/{token}/rotate", &["post"]),
-    ("/v1/hooks/{name}", &["post"]),
+    ("/v1/api-tokens", &[Verb::Get, Verb::Post]),
+    ("/v1/api-tokens/{token}", &[Verb::Delete]),
+    ("/v1/api-tokens/{token}/rotate", &[Verb::Post]),
+    ("/v1/hooks/{name}", &[Verb::Post]),
 ];
 
 /// The router over every route in [`ROUTES`].
@@ -31,7 +69,7 @@ pub fn router<S: SecretStore + Clone + 'static>(app: AppState<S>) -> Router {
     for (path, methods) in ROUTES {
         let mut route: MethodRouter<AppState<S>> = MethodRouter::new();
         for method in *methods {
-            route = route.merge(endpoint::<S>(path, method));
+            route = route.merge(endpoint::<S>(path, *method));
         }
         router = router.route(path, route);
     }
@@ -63,32 +101,19 @@ async fn access_log(request: axum::extract::Request, next: axum::middleware::Nex
     response
 }
 
-fn filter(method: &str) -> MethodFilter {
-    match method {
-        "get" => MethodFilter::GET,
-        "post" => MethodFilter::POST,
-        "put" => MethodFilter::PUT,
-        "patch" => MethodFilter::PATCH,
-        _ => MethodFilter::DELETE,
-    }
-}
-
-fn endpoint<S: SecretStore + Clone + 'static>(
-    path: &str,
-    method: &str,
-) -> MethodRouter<AppState<S>> {
-    let f = filter(method);
-    match (path, method) {
-        ("/v1/health", "get") => on(f, health::health::<S>),
-        ("/v1/openapi.json", "get") => on(f, openapi::document),
-        ("/v1/oauth/token", "post") => on(f, oauth::token::<S>),
-        ("/v1/token", "get") => on(f, oauth::key_token::<S>),
+fn endpoint<S: SecretStore + Clone + 'static>(path: &str, verb: Verb) -> MethodRouter<AppState<S>> {
+    let f = verb.filter();
+    match (path, verb) {
+        ("/v1/health", Verb::Get) => on(f, health::health::<S>),
+        ("/v1/openapi.json", Verb::Get) => on(f, openapi::document),
+        ("/v1/oauth/token", Verb::Post) => on(f, oauth::token::<S>),
+        ("/v1/token", Verb::Get) => on(f, oauth::key_token::<S>),
         ("/v1/engage/{*path}", _) => on(f, proxy::proxy::<S>),
-        ("/v1/api-tokens", "get") => on(f, permanent::list::<S>),
-        ("/v1/api-tokens", "post") => on(f, permanent::create::<S>),
-        ("/v1/api-tokens/{token}", "delete") => on(f, permanent::delete::<S>),
-        ("/v1/api-tokens/{token}/rotate", "post") => on(f, permanent::rotate::<S>),
-        ("/v1/hooks/{name}", "post") => on(f, hooks::hook::<S>),
+        ("/v1/api-tokens", Verb::Get) => on(f, permanent::list::<S>),
+        ("/v1/api-tokens", Verb::Post) => on(f, permanent::create::<S>),
+        ("/v1/api-tokens/{token}", Verb::Delete) => on(f, permanent::delete::<S>),
+        ("/v1/api-tokens/{token}/rotate", Verb::Post) => on(f, permanent::rotate::<S>),
+        ("/v1/hooks/{name}", Verb::Post) => on(f, hooks::hook::<S>),
         // A table entry without a handler routes nothing; the OpenAPI test catches it.
         _ => MethodRouter::new(),
     }
