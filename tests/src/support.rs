@@ -42,6 +42,15 @@ pub async fn moto_store() -> SecretsManagerStore {
     SecretsManagerStore::from_env(None).await
 }
 
+/// A table or queue name no other test run uses (moto is shared by every test).
+fn unique_name(kind: &str, test: &str) -> String {
+    format!(
+        "{kind}{}-{}-{test}",
+        std::process::id(),
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    )
+}
+
 /// Refuses to go on unless the SDK's endpoint variable `var` names moto.
 fn assert_points_at_moto(var: &str) {
     assert_eq!(
@@ -59,11 +68,7 @@ pub async fn idempotency_table(test: &str) -> (aws_sdk_dynamodb::Client, String)
     };
     assert_points_at_moto("AWS_ENDPOINT_URL_DYNAMODB");
     let client = aws_sdk_dynamodb::Client::new(&broker::store::aws::sdk_config().await);
-    let table = format!(
-        "t{}-{}-{test}",
-        std::process::id(),
-        &uuid::Uuid::new_v4().simple().to_string()[..12]
-    );
+    let table = unique_name("t", test);
     client
         .create_table()
         .table_name(&table)
@@ -94,11 +99,7 @@ pub async fn hook_queues(test: &str, max_receives: u32) -> (aws_sdk_sqs::Client,
     use aws_sdk_sqs::types::QueueAttributeName;
     assert_points_at_moto("AWS_ENDPOINT_URL_SQS");
     let client = aws_sdk_sqs::Client::new(&broker::store::aws::sdk_config().await);
-    let name = format!(
-        "q{}-{}-{test}",
-        std::process::id(),
-        &uuid::Uuid::new_v4().simple().to_string()[..12]
-    );
+    let name = unique_name("q", test);
     let dlq = client
         .create_queue()
         .queue_name(format!("{name}-dlq"))

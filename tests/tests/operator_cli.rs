@@ -179,43 +179,34 @@ fn missing_aws_credentials_or_region_are_one_line_with_the_fix() {
             String::from_utf8_lossy(&out.stderr).into_owned(),
         )
     };
-    // No credentials anywhere (no IMDS either, as on a laptop).
-    let (code, err) = run(&[
-        ("AWS_REGION", "us-east-1"),
-        ("AWS_EC2_METADATA_DISABLED", "true"),
-    ]);
-    assert_ne!(code, Some(0));
-    assert!(
-        err.contains("no AWS credentials were found: set AWS_ACCESS_KEY_ID"),
-        "{err}"
-    );
-    assert!(
-        !err.contains("dispatch failure") && !err.contains("retry"),
-        "{err}"
-    );
-    assert!(
-        err.lines().filter(|l| !l.trim().is_empty()).count() <= 3,
-        "{err}"
-    );
-    assert_eq!(
-        err.matches("no AWS").count(),
-        1,
-        "one sentence, once: {err}"
-    );
-    // Credentials but no region.
-    let (code, err) = run(&[("AWS_ACCESS_KEY_ID", "x"), ("AWS_SECRET_ACCESS_KEY", "y")]);
-    assert_ne!(code, Some(0));
-    assert!(
-        err.contains("no AWS region is set: set AWS_REGION"),
-        "{err}"
-    );
-    assert!(
-        err.lines().filter(|l| !l.trim().is_empty()).count() <= 3,
-        "{err}"
-    );
-    assert_eq!(
-        err.matches("no AWS").count(),
-        1,
-        "one sentence, once: {err}"
-    );
+    let cases: [(&[(&str, &str)], &str); 2] = [
+        // No credentials anywhere (no IMDS either, as on a laptop).
+        (
+            &[
+                ("AWS_REGION", "us-east-1"),
+                ("AWS_EC2_METADATA_DISABLED", "true"),
+            ],
+            "no AWS credentials were found: set AWS_ACCESS_KEY_ID",
+        ),
+        // Credentials but no region.
+        (
+            &[("AWS_ACCESS_KEY_ID", "x"), ("AWS_SECRET_ACCESS_KEY", "y")],
+            "no AWS region is set: set AWS_REGION",
+        ),
+    ];
+    for (env, sentence) in cases {
+        let (code, err) = run(env);
+        assert_ne!(code, Some(0), "{err}");
+        assert!(err.contains(sentence), "{err}");
+        // The command's context and the one sentence: no SDK chain, no retry, no repeat.
+        assert!(
+            !err.contains("dispatch failure") && !err.contains("retry"),
+            "{err}"
+        );
+        assert!(
+            err.lines().filter(|l| !l.trim().is_empty()).count() <= 3,
+            "{err}"
+        );
+        assert_eq!(err.matches("no AWS").count(), 1, "{err}");
+    }
 }

@@ -562,3 +562,61 @@ async fn the_real_worker_killed_before_its_message_was_deleted_delivers_no_secon
         .await;
     assert!(logs.contains("already_delivered"), "{logs}");
 }
+
+#[tokio::test]
+async fn an_event_too_big_for_sqs_or_from_a_caller_without_the_scope_is_refused_before_the_queue() {
+    let mut caller_hook = queued_lead_hook("ringcx-events");
+    caller_hook["verify"] = json!({"scheme": "caller"});
+    let (h, q) = queued_stack(
+        "queued-refused-early",
+        &[],
+        json!([queued_lead_hook("crm"), caller_hook]),
+        10,
+    )
+    .await;
+    // Within the request limit (256 KiB), beyond what an SQS message can hold with its copy in
+    // the dead-letter queue: 413, nothing claimed (the same id is accepted once it is smaller).
+    let mut big = lead();
+    big["notes"] = json!("x".repeat(250 * 1024));
+    let (status, _, body) = answer(h.signed(&h.s.base, "crm", "big", &big)).await;
+    assert_eq!(status, 413, "{body}");
+    assert_eq!(body["error"]["code"], "body_too_large");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("SQS"),
+        "{body}"
+    );
+    let (status, _, body) = answer(h.signed(&h.s.base, "crm", "big", &lead())).await;
+    assert_eq!(
+        status, 202,
+        "nothing was claimed for the refused one: {body}"
+    );
+    // A caller key without hooks:invoke (the least-privileged caller of this deployment).
+    use api::auth::Scope;
+    h.s.clock.advance(chrono::Duration::seconds(6));
+    let proxy_only = h.s.key("proxy").to_owned();
+    let (status, _, body) = answer(
+        h.http
+            .post(format!("{}/v1/hooks/ringcx-events", h.s.base))
+            .header("x-api-key", &proxy_only)
+            .json(&lead()),
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["error"]["code"], "insufficient_scope");
+    let invoker =
+        h.s.add_key("ringcx-events", "default", &[Scope::HooksInvoke], None)
+            .await;
+    h.s.clock.advance(chrono::Duration::seconds(6));
+    let (status, _, body) = answer(
+        h.http
+            .post(format!("{}/v1/hooks/ringcx-events", h.s.base))
+            .header("x-api-key", &invoker)
+            .json(&lead()),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    // Two accepted events, and only those, are queued; neither holds the caller's key.
+    let queued = q.peek(&q.url).await;
+    assert_eq!(queued.len(), 2, "{queued:?}");
+    assert!(queued.iter().all(|m| !m.to_string().contains(&invoker)));
+}

@@ -256,11 +256,6 @@ impl HookQueue {
         self.calls.load(Ordering::Relaxed)
     }
 
-    /// The hook queue's URL.
-    pub fn url(&self) -> &str {
-        &self.url
-    }
-
     async fn send_to(
         &self,
         url: &str,
