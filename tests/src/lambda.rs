@@ -241,6 +241,7 @@ pub struct LambdaProcess {
     child: Child,
     stdout: Arc<Mutex<Vec<u8>>>,
     stderr: Arc<Mutex<Vec<u8>>>,
+    readers: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl LambdaProcess {
@@ -277,12 +278,24 @@ impl LambdaProcess {
             cmd.env(k, v);
         }
         let mut child = cmd.spawn().expect("the function binary starts");
-        let stdout = capture(child.stdout.take());
-        let stderr = capture(child.stderr.take());
+        let (stdout, out_reader) = capture(child.stdout.take());
+        let (stderr, err_reader) = capture(child.stderr.take());
         Self {
             child,
             stdout,
             stderr,
+            readers: out_reader.into_iter().chain(err_reader).collect(),
+        }
+    }
+
+    /// Ends the process and waits until its pipes are drained, so [`Self::output`] holds every
+    /// line it wrote: assertions about what a function logged (or never logged) read it after
+    /// this, not while the reader threads may still be behind.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        for reader in self.readers.drain(..) {
+            let _ = reader.join();
         }
     }
 
@@ -320,9 +333,11 @@ impl Drop for LambdaProcess {
     }
 }
 
-fn capture(pipe: Option<impl Read + Send + 'static>) -> Arc<Mutex<Vec<u8>>> {
+fn capture(
+    pipe: Option<impl Read + Send + 'static>,
+) -> (Arc<Mutex<Vec<u8>>>, Option<std::thread::JoinHandle<()>>) {
     let buffer = Arc::new(Mutex::new(Vec::new()));
-    if let Some(mut pipe) = pipe {
+    let reader = pipe.map(|mut pipe| {
         let sink = buffer.clone();
         std::thread::spawn(move || {
             let mut chunk = [0u8; 4096];
@@ -334,7 +349,7 @@ fn capture(pipe: Option<impl Read + Send + 'static>) -> Arc<Mutex<Vec<u8>>> {
                     .unwrap_or_else(PoisonError::into_inner)
                     .extend_from_slice(&chunk[..n]);
             }
-        });
-    }
-    buffer
+        })
+    });
+    (buffer, reader)
 }

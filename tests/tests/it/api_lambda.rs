@@ -103,7 +103,7 @@ async fn function_url_events_reach_ringcx_through_the_real_binary() {
     let runtime = RuntimeApi::start().await.unwrap();
     let mut env = function_env(&sim, &prefix, "default");
     env.push(("IDEMPOTENCY_TABLE", table));
-    let function = LambdaProcess::start("api", &runtime, &env);
+    let mut function = LambdaProcess::start("api", &runtime, &env);
     let key = key.expose_secret().to_owned();
     let basic = format!("Basic {}", STANDARD.encode(format!("ivr-main:{key}")));
     let timeout = Duration::from_secs(30);
@@ -181,21 +181,6 @@ async fn function_url_events_reach_ringcx_through_the_real_binary() {
         1,
         "the repeat was answered from DynamoDB"
     );
-    assert!(
-        !function.output().contains(&signature),
-        "no signature in the logs"
-    );
-    // One EMF document per hook request on stdout, where CloudWatch reads it under Lambda.
-    let stdout = function.stdout();
-    for metric in [
-        "\"HooksFailed\":1",
-        "\"HooksDelivered\":1",
-        "\"HooksReplayed\":1",
-    ] {
-        assert!(stdout.contains(metric), "{metric} missing from\n{stdout}");
-    }
-    assert!(stdout.contains("\"Namespace\":\"RingCxBroker\""));
-
     // The token endpoint, and errors in the broker's JSON shape.
     let (status, body, headers) = answer(
         runtime
@@ -257,10 +242,22 @@ async fn function_url_events_reach_ringcx_through_the_real_binary() {
             .all(|r| !r.path.starts_with("/api/auth/token")),
         "the traversal never reached RingCX"
     );
+    function.stop();
     let output = function.output();
     assert!(
         !output.contains(&key),
         "the caller key never reaches the logs"
     );
+    assert!(!output.contains(&signature), "no signature in the logs");
+    // One EMF document per hook request on stdout, where CloudWatch reads it under Lambda.
+    let stdout = function.stdout();
+    for metric in [
+        "\"HooksFailed\":1",
+        "\"HooksDelivered\":1",
+        "\"HooksReplayed\":1",
+    ] {
+        assert!(stdout.contains(metric), "{metric} missing from\n{stdout}");
+    }
+    assert!(stdout.contains("\"Namespace\":\"RingCxBroker\""));
     assert!(runtime.init_errors().is_empty());
 }

@@ -10,8 +10,8 @@ use broker::telemetry::Metric;
 use refresher::TenantOutcome;
 use serde_json::Value;
 
-const README: &str = include_str!("../../README.md");
-const OPENAPI: &str = include_str!("../../functions/api/openapi.json");
+const README: &str = include_str!("../../../README.md");
+const OPENAPI: &str = include_str!("../../../functions/api/openapi.json");
 
 /// The backticked words in a README table that starts with `header`.
 fn table_words(header: &str) -> BTreeSet<String> {

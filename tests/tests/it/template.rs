@@ -9,7 +9,7 @@ use broker::telemetry::Metric;
 use serde_norway::Value;
 
 fn template() -> Value {
-    serde_norway::from_str(include_str!("../../template.yaml")).expect("template.yaml parses")
+    serde_norway::from_str(include_str!("../../../template.yaml")).expect("template.yaml parses")
 }
 
 fn variables(node: &Value) -> BTreeSet<String> {

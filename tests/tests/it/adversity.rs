@@ -257,7 +257,7 @@ async fn the_http_function_never_logs_in_and_answers_503_with_retry_after() {
     w.publish("t", 6, 1, &dying).await;
     w.sim.revoke_refresh_tokens();
     let runtime = RuntimeApi::start().await.unwrap();
-    let (function, key) = api_function(&w, &runtime, "t").await;
+    let (mut function, key) = api_function(&w, &runtime, "t").await;
     w.sim.clear_requests();
 
     for _ in 0..5 {
@@ -282,6 +282,7 @@ async fn the_http_function_never_logs_in_and_answers_503_with_retry_after() {
         1,
         "one refresh attempt, then the verdict is remembered"
     );
+    function.stop();
     assert!(
         !function.output().contains("credentials"),
         "the function never looked for the credentials"
@@ -327,7 +328,7 @@ async fn an_unparsable_newest_slot_costs_one_login_and_the_ring_moves_on() {
     w.sim.clear_requests();
 
     let runtime = RuntimeApi::start().await.unwrap();
-    let function = LambdaProcess::start("refresher", &runtime, &w.env("t", &[]));
+    let mut function = LambdaProcess::start("refresher", &runtime, &w.env("t", &[]));
     let mut outcomes = Vec::new();
     for _ in 0..3 {
         let Invocation::Response(summary) = runtime
@@ -359,6 +360,7 @@ async fn an_unparsable_newest_slot_costs_one_login_and_the_ring_moves_on() {
         newest.generation, 3,
         "written past the generation it could not rule out"
     );
+    function.stop();
     let output = function.output();
     assert!(output.contains(&corrupted), "the slot is reported by name");
     assert!(

@@ -623,7 +623,7 @@ async fn unknown_routes_and_methods_answer_json() {
     assert_eq!(r.headers()["content-type"], "application/json");
     let served: serde_json::Value = r.json().await.unwrap();
     let file: serde_json::Value =
-        serde_json::from_str(include_str!("../../functions/api/openapi.json")).unwrap();
+        serde_json::from_str(include_str!("../../../functions/api/openapi.json")).unwrap();
     assert_eq!(served, file);
     assert!(served["paths"]["/v1/openapi.json"]["get"].is_object());
     let (status, body) = json_of(http().put(s.url("/v1/token")).send().await.unwrap()).await;

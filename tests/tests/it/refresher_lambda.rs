@@ -72,7 +72,7 @@ async fn scheduled_invocations_renew_every_tenant_into_moto() {
     .await;
 
     let runtime = RuntimeApi::start().await.unwrap();
-    let function =
+    let mut function =
         LambdaProcess::start("refresher", &runtime, &env(&sim, &prefix, "default,legacy"));
 
     let first = runtime
@@ -126,6 +126,7 @@ async fn scheduled_invocations_renew_every_tenant_into_moto() {
     assert_eq!(sim.requests().len(), calls);
 
     // One structured line and one EMF document per tenant per invocation; no secret anywhere.
+    function.stop();
     let stdout = function.stdout();
     let emf: Vec<Value> = stdout
         .lines()
