@@ -7,7 +7,6 @@
 //! - [`hooks`]: webhooks turned into one RingCX call each, exactly once.
 //! - [`secret`]: secret wrapper types and their serde helpers.
 //! - [`session`]: the session document kept in the ring.
-//! - [`status`]: the per-tenant health view behind `make status`.
 //! - [`store`]: Secrets Manager (real and modelled) and the session ring with fenced writes.
 //! - [`renew`]: the renewal protocol, in one place.
 //! - [`rate`]: request rates on the injectable clock (the quota model, the refresher's pacing).
@@ -23,12 +22,12 @@ pub mod config;
 pub mod credentials;
 pub mod document;
 pub mod hooks;
+mod listed;
 pub mod rate;
 pub mod renew;
 pub mod retry;
 pub mod ringcx;
 pub mod secret;
 pub mod session;
-pub mod status;
 pub mod store;
 pub mod telemetry;

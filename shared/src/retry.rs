@@ -11,8 +11,6 @@ use backon::{ExponentialBuilder, Retryable as _};
 use chrono::{DateTime, Utc};
 
 use crate::clock::{SharedClock, later};
-use crate::ringcx::RingCxError;
-use crate::store::StoreError;
 
 /// An error that says whether another attempt can help.
 pub trait Transient {
@@ -22,22 +20,6 @@ pub trait Transient {
     /// How long the server asked us to wait, if it did.
     fn retry_after(&self) -> Option<Duration> {
         None
-    }
-}
-
-impl Transient for RingCxError {
-    fn is_transient(&self) -> bool {
-        RingCxError::is_transient(self)
-    }
-
-    fn retry_after(&self) -> Option<Duration> {
-        RingCxError::retry_after(self)
-    }
-}
-
-impl Transient for StoreError {
-    fn is_transient(&self) -> bool {
-        StoreError::is_transient(self)
     }
 }
 

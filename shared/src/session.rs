@@ -10,33 +10,27 @@ use serde_json::{Map, Value};
 
 use crate::ringcx::RingCxSession;
 
-/// How a session was obtained: the `obtainedBy` word the broker writes into a session document.
-/// The document keeps the word as text, so a hand-seeded session may carry any other.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum ObtainedBy {
-    /// Renewed with the previous generation's refresh token.
-    #[serde(rename = "refresh")]
-    Refresh,
-    /// RingEX JWT grant, then RingCX's exchange.
-    #[serde(rename = "ringex-exchange")]
-    RingExExchange,
-    /// RingCX's username and password login (deprecated by RingCentral).
-    #[serde(rename = "engage-login")]
-    EngageLogin,
-    /// A permanent API token from the credentials (never renewed).
-    #[serde(rename = "api-token")]
-    ApiToken,
+crate::listed_enum! {
+    /// How a session was obtained: the `obtainedBy` word the broker writes into a session document.
+    /// The document keeps the word as text, so a hand-seeded session may carry any other.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+    pub enum ObtainedBy {
+        /// Renewed with the previous generation's refresh token.
+        #[serde(rename = "refresh")]
+        Refresh,
+        /// RingEX JWT grant, then RingCX's exchange.
+        #[serde(rename = "ringex-exchange")]
+        RingExExchange,
+        /// RingCX's username and password login (deprecated by RingCentral).
+        #[serde(rename = "engage-login")]
+        EngageLogin,
+        /// A permanent API token from the credentials (never renewed).
+        #[serde(rename = "api-token")]
+        ApiToken,
+    }
 }
 
 impl ObtainedBy {
-    /// Every flow, in the order the README lists them.
-    pub const ALL: [ObtainedBy; 4] = [
-        ObtainedBy::Refresh,
-        ObtainedBy::RingExExchange,
-        ObtainedBy::EngageLogin,
-        ObtainedBy::ApiToken,
-    ];
-
     /// The word in the session document.
     pub fn as_str(self) -> &'static str {
         match self {

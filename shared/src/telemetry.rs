@@ -87,72 +87,52 @@ impl Unit {
     }
 }
 
-/// Every metric the functions publish. The template's alarms and dashboard are checked against
-/// these names, so a renamed metric cannot silently leave an alarm watching nothing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Metric {
-    /// Time left on the stored token after a run (Minimum is what the alarm watches).
-    SecondsLeft,
-    /// Tokens renewed (refresh or login).
-    Renewals,
-    /// Full logins: each means a refresh token was lost.
-    FallbackLogins,
-    /// Another writer won a generation (harmless).
-    CasConflicts,
-    /// Slots skipped at the version quota.
-    QuotaPressure,
-    /// Tenants that ended a run without renewing when due.
-    RenewalFailures,
-    /// Retries after transient RingCX failures.
-    UpstreamRetries,
-    /// Slot secrets that hold no session document.
-    UnreadableSlots,
-    /// RingCX refused a token before its time.
-    ForcedRenewals,
-    /// Permanent API tokens the sweep revoked.
-    ApiTokensRevoked,
-    /// Hook events RingCX took (any answer but 5xx and 429), across hooks.
-    HooksDelivered,
-    /// Repeats of delivered hook events, answered from the idempotency record.
-    HooksReplayed,
-    /// Hook events RingCX did not take (5xx, 429, timeout, no usable token): the sender retries.
-    HooksFailed,
-    /// Hook requests refused before RingCX, also per `Reason` (the error code).
-    HooksRejected,
-    /// Queued hook events accepted (`202`) and put on the hook queue.
-    HooksQueued,
-    /// Queued events RingCX did not take this time, back on the queue with a backoff.
-    HooksRetried,
-    /// Queued events moved to the dead-letter queue, also per `Reason`.
-    HooksDeadLettered,
-    /// How long a queued event has waited when the worker takes it (since acceptance or its
-    /// redrive): SQS's own `ApproximateAgeOfOldestMessage` skips messages received three times.
-    HookEventAge,
+crate::listed_enum! {
+    /// Every metric the functions publish. The template's alarms and dashboard are checked against
+    /// these names, so a renamed metric cannot silently leave an alarm watching nothing.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Metric {
+        /// Time left on the stored token after a run (Minimum is what the alarm watches).
+        SecondsLeft,
+        /// Tokens renewed (refresh or login).
+        Renewals,
+        /// Full logins: each means a refresh token was lost.
+        FallbackLogins,
+        /// Another writer won a generation (harmless).
+        CasConflicts,
+        /// Slots skipped at the version quota.
+        QuotaPressure,
+        /// Tenants that ended a run without renewing when due.
+        RenewalFailures,
+        /// Retries after transient RingCX failures.
+        UpstreamRetries,
+        /// Slot secrets that hold no session document.
+        UnreadableSlots,
+        /// RingCX refused a token before its time.
+        ForcedRenewals,
+        /// Permanent API tokens the sweep revoked.
+        ApiTokensRevoked,
+        /// Hook events RingCX took (any answer but 5xx and 429), across hooks.
+        HooksDelivered,
+        /// Repeats of delivered hook events, answered from the idempotency record.
+        HooksReplayed,
+        /// Hook events RingCX did not take (5xx, 429, timeout, no usable token): the sender retries.
+        HooksFailed,
+        /// Hook requests refused before RingCX, also per `Reason` (the error code).
+        HooksRejected,
+        /// Queued hook events accepted (`202`) and put on the hook queue.
+        HooksQueued,
+        /// Queued events RingCX did not take this time, back on the queue with a backoff.
+        HooksRetried,
+        /// Queued events moved to the dead-letter queue, also per `Reason`.
+        HooksDeadLettered,
+        /// How long a queued event has waited when the worker takes it (since acceptance or its
+        /// redrive): SQS's own `ApproximateAgeOfOldestMessage` skips messages received three times.
+        HookEventAge,
+    }
 }
 
 impl Metric {
-    /// Every metric, in the order the refresher emits them.
-    pub const ALL: [Metric; 18] = [
-        Metric::SecondsLeft,
-        Metric::Renewals,
-        Metric::FallbackLogins,
-        Metric::CasConflicts,
-        Metric::QuotaPressure,
-        Metric::RenewalFailures,
-        Metric::UpstreamRetries,
-        Metric::UnreadableSlots,
-        Metric::ForcedRenewals,
-        Metric::ApiTokensRevoked,
-        Metric::HooksDelivered,
-        Metric::HooksReplayed,
-        Metric::HooksFailed,
-        Metric::HooksRejected,
-        Metric::HooksQueued,
-        Metric::HooksRetried,
-        Metric::HooksDeadLettered,
-        Metric::HookEventAge,
-    ];
-
     /// What the refresher publishes for each tenant's run, in this order.
     pub const REFRESHER: [Metric; 10] = [
         Metric::SecondsLeft,

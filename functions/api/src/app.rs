@@ -16,7 +16,7 @@ use broker::ringcx::{RingCxClient, RingCxError, VoiceRequest, VoiceResponse};
 use broker::store::{SecretStore, SessionRing};
 use chrono::{DateTime, Utc};
 
-use crate::auth::{Caller, CallerCache, Presented, QueryAuth, Scope, presented};
+use crate::auth::{Caller, CallerCache, Scope, Verdict};
 use crate::error::{ApiError, ErrorCode};
 use crate::token_cache::{CachedToken, TokenCache};
 
@@ -156,24 +156,20 @@ impl<S: SecretStore + Clone> App<S> {
         broker::clock::later(self.clock.now(), self.token_budget)
     }
 
-    /// Authenticates the request, checks the scope, and resolves the tenant it acts for. Returns
-    /// the credential too, so the proxy can make sure it is not forwarded.
+    /// Authenticates the request, checks the scope, and resolves the tenant it acts for.
     pub(crate) async fn caller(
         &self,
         headers: &HeaderMap,
         uri: &Uri,
         scope: Scope,
-    ) -> Result<(Caller, Presented), ApiError> {
-        let callers = self.callers.callers().await?;
-        let auth = QueryAuth {
-            allow_key: self.allow_query_key,
-            jwt_params: callers.jwt_params(),
-        };
-        let presented = presented(headers, uri.query(), auth)?;
-        let caller = self.callers.authenticate(&presented).await?;
-        caller.require(scope)?;
-        self.acts_for_tenant(&caller, headers)?;
-        Ok((caller, presented))
+    ) -> Result<Verdict, ApiError> {
+        let verdict = self
+            .callers
+            .verdict(headers, uri.query(), self.allow_query_key)
+            .await?;
+        verdict.caller.require(scope)?;
+        self.acts_for_tenant(&verdict.caller, headers)?;
+        Ok(verdict)
     }
 
     /// The tenant named by an optional `X-Tenant` header must be the key's own, and served here.
@@ -247,7 +243,7 @@ impl<S: SecretStore + Clone> App<S> {
 
     /// Runs `call` with the tenant's token; if RingCX refuses it, again with a newer one (at most
     /// [`MAX_TOKEN_RETRIES`] times).
-    pub(crate) async fn with_token<T, F, Fut>(&self, tenant: &str, call: F) -> Result<T, ApiError>
+    pub async fn with_token<T, F, Fut>(&self, tenant: &str, call: F) -> Result<T, ApiError>
     where
         F: Fn(CachedToken) -> Fut,
         Fut: Future<Output = Result<T, RingCxError>>,

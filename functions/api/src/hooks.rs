@@ -28,7 +28,7 @@ use broker::telemetry::{self, Metric};
 use chrono::{DateTime, Utc};
 use serde_json::Value as Json;
 
-use crate::auth::{QueryAuth, Scope, forwarded_query, presented};
+use crate::auth::{Scope, forwarded_query};
 use crate::error::{ApiError, ErrorCode};
 use crate::proxy::relay;
 use crate::{App, AppState, media_type, read_body};
@@ -472,16 +472,11 @@ async fn authenticate<S: SecretStore>(
 ) -> Result<Option<String>, ApiError> {
     let query = parts.uri.query();
     if let Scheme::Caller = hook.scheme {
-        let callers = app.callers.callers().await?;
-        let auth = QueryAuth {
-            allow_key: app.allow_query_key,
-            jwt_params: callers.jwt_params(),
-        };
-        let presented = presented(&parts.headers, query, auth)?;
-        let caller = app
+        let verdict = app
             .callers
-            .authenticate_in(&callers, &presented, now)
+            .verdict(&parts.headers, query, app.allow_query_key)
             .await?;
+        let caller = verdict.caller;
         caller.require(Scope::HooksInvoke)?;
         if caller.tenant != hook.tenant {
             return Err(ApiError::forbidden(
@@ -489,11 +484,7 @@ async fn authenticate<S: SecretStore>(
                 "this key does not act for the hook's tenant",
             ));
         }
-        return Ok(forwarded_query(
-            query,
-            callers.jwt_params(),
-            presented.secret(),
-        ));
+        return Ok(verdict.forwarded_query);
     }
     hook.scheme.verify(headers, raw, now).map_err(|refusal| {
         ApiError::unauthorized(
@@ -516,7 +507,7 @@ fn payload(headers: &HeaderMap, raw: &[u8]) -> Result<Json, ApiError> {
 }
 
 /// [`payload`] for a body of content type `content_type` (also what `operator hook test` reads).
-pub(crate) fn payload_of(content_type: &str, raw: &[u8]) -> Result<Json, ApiError> {
+pub fn payload_of(content_type: &str, raw: &[u8]) -> Result<Json, ApiError> {
     let ct = media_type(content_type);
     if raw.is_empty() {
         return Ok(Json::Object(Default::default()));

@@ -7,13 +7,11 @@
 mod app;
 pub mod auth;
 mod body;
-pub mod connect;
 pub mod error;
 mod health;
 pub mod hooks;
 mod oauth;
 mod openapi;
-pub mod operator;
 mod permanent;
 mod proxy;
 mod router;

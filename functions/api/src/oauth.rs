@@ -182,7 +182,7 @@ async fn grant<S: SecretStore + Clone + 'static>(
             .into());
         }
     };
-    let caller = match app.callers.authenticate(&client).await {
+    let caller = match app.callers.caller_of(&client).await {
         Ok(c) => c,
         Err(e) if e.status == StatusCode::UNAUTHORIZED => {
             return Err(invalid_client("client authentication failed").into());
@@ -235,7 +235,7 @@ pub(crate) async fn key_token<S: SecretStore + Clone + 'static>(
     uri: Uri,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let (caller, _) = app.caller(&headers, &uri, Scope::TokenRead).await?;
+    let caller = app.caller(&headers, &uri, Scope::TokenRead).await?.caller;
     let token = app.handout_token(&caller.tenant).await?;
     Ok(token_answer(&token, app.clock.now()))
 }

@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use broker::ringcx::{ApiPath, VoiceRequest, VoiceResponse};
 use broker::store::SecretStore;
 
-use crate::auth::{Scope, forwarded_query};
+use crate::auth::Scope;
 use crate::error::{ApiError, ErrorCode};
 use crate::{AppState, media_type, read_body};
 
@@ -39,7 +39,8 @@ pub(crate) async fn proxy<S: SecretStore + Clone + 'static>(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let (caller, presented) = app.caller(&headers, &uri, Scope::EngageProxy).await?;
+    let verdict = app.caller(&headers, &uri, Scope::EngageProxy).await?;
+    let caller = verdict.caller;
     let raw_path = uri.path().strip_prefix(PREFIX).unwrap_or_default();
     let path = ApiPath::new(raw_path).map_err(|e| ApiError::upstream(&e))?;
     caller.may_reach(&method, &path)?;
@@ -69,8 +70,7 @@ pub(crate) async fn proxy<S: SecretStore + Clone + 'static>(
         ));
     }
     let mut request = VoiceRequest::new(method, path);
-    let jwt_params = app.callers.callers().await?;
-    request.query = forwarded_query(uri.query(), jwt_params.jwt_params(), presented.secret());
+    request.query = verdict.forwarded_query;
     if !body.is_empty() {
         request = request.with_body(content_type.unwrap_or_default(), body);
     }

@@ -3,7 +3,7 @@
 use axum::Router;
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::{MethodFilter, MethodRouter, on};
+use axum::routing::{MethodFilter, MethodRouter};
 use broker::store::SecretStore;
 
 use crate::error::{ApiError, ErrorCode};
@@ -47,33 +47,42 @@ impl Verb {
     }
 }
 
-/// Every route, the single source of the router and of the OpenAPI check.
-pub const ROUTES: &[(&str, &[Verb])] = &[
-    ("/v1/health", &[Verb::Get]),
-    ("/v1/openapi.json", &[Verb::Get]),
-    ("/v1/oauth/token", &[Verb::Post]),
-    ("/v1/token", &[Verb::Get]),
-    (
-        "/v1/engage/{*path}",
-        &[Verb::Get, Verb::Post, Verb::Put, Verb::Patch, Verb::Delete],
-    ),
-    ("/v1/api-tokens", &[Verb::Get, Verb::Post]),
-    ("/v1/api-tokens/{token}", &[Verb::Delete]),
-    ("/v1/api-tokens/{token}/rotate", &[Verb::Post]),
-    ("/v1/hooks/{name}", &[Verb::Post]),
-];
+/// Writes the route table once: each path with its methods and their handlers becomes both
+/// [`ROUTES`] (what the OpenAPI check compares with the document) and the router's routes, so
+/// the two cannot disagree.
+macro_rules! routes {
+    ($($path:literal => { $($verb:ident => $module:ident::$handler:ident),+ $(,)? }),+ $(,)?) => {
+        /// Every route and its methods: the same table the router is built from.
+        pub const ROUTES: &[(&str, &[Verb])] = &[$(($path, &[$(Verb::$verb),+])),+];
+
+        fn routes<S: SecretStore + Clone + 'static>() -> Router<AppState<S>> {
+            Router::new()
+                $(.route($path, MethodRouter::new()$(.on(Verb::$verb.filter(), $module::$handler::<S>))+))+
+        }
+    };
+}
+
+routes! {
+    "/v1/health" => { Get => health::health },
+    "/v1/openapi.json" => { Get => openapi::document },
+    "/v1/oauth/token" => { Post => oauth::token },
+    "/v1/token" => { Get => oauth::key_token },
+    "/v1/engage/{*path}" => {
+        Get => proxy::proxy,
+        Post => proxy::proxy,
+        Put => proxy::proxy,
+        Patch => proxy::proxy,
+        Delete => proxy::proxy,
+    },
+    "/v1/api-tokens" => { Get => permanent::list, Post => permanent::create },
+    "/v1/api-tokens/{token}" => { Delete => permanent::delete },
+    "/v1/api-tokens/{token}/rotate" => { Post => permanent::rotate },
+    "/v1/hooks/{name}" => { Post => hooks::hook },
+}
 
 /// The router over every route in [`ROUTES`].
 pub fn router<S: SecretStore + Clone + 'static>(app: AppState<S>) -> Router {
-    let mut router = Router::new();
-    for (path, methods) in ROUTES {
-        let mut route: MethodRouter<AppState<S>> = MethodRouter::new();
-        for method in *methods {
-            route = route.merge(endpoint::<S>(path, *method));
-        }
-        router = router.route(path, route);
-    }
-    router
+    routes::<S>()
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn(access_log))
@@ -99,24 +108,6 @@ async fn access_log(request: axum::extract::Request, next: axum::middleware::Nex
         tracing::info!(%method, route, status, ms, "request");
     }
     response
-}
-
-fn endpoint<S: SecretStore + Clone + 'static>(path: &str, verb: Verb) -> MethodRouter<AppState<S>> {
-    let f = verb.filter();
-    match (path, verb) {
-        ("/v1/health", Verb::Get) => on(f, health::health::<S>),
-        ("/v1/openapi.json", Verb::Get) => on(f, openapi::document),
-        ("/v1/oauth/token", Verb::Post) => on(f, oauth::token::<S>),
-        ("/v1/token", Verb::Get) => on(f, oauth::key_token::<S>),
-        ("/v1/engage/{*path}", _) => on(f, proxy::proxy::<S>),
-        ("/v1/api-tokens", Verb::Get) => on(f, permanent::list::<S>),
-        ("/v1/api-tokens", Verb::Post) => on(f, permanent::create::<S>),
-        ("/v1/api-tokens/{token}", Verb::Delete) => on(f, permanent::delete::<S>),
-        ("/v1/api-tokens/{token}/rotate", Verb::Post) => on(f, permanent::rotate::<S>),
-        ("/v1/hooks/{name}", Verb::Post) => on(f, hooks::hook::<S>),
-        // A table entry without a handler routes nothing; the OpenAPI test catches it.
-        _ => MethodRouter::new(),
-    }
 }
 
 async fn not_found() -> ApiError {

@@ -45,10 +45,8 @@ pub struct Refresher<S> {
     min_ttl_secs: i64,
     clock: SharedClock,
     per_tenant_metrics: bool,
-    /// What the last pass of this warm instance saw per tenant: (generation, token expiry).
-    known: Arc<std::sync::Mutex<warm::Known>>,
-    /// Per tenant: when this warm instance next reads the API token registry.
-    registry_reads: Arc<std::sync::Mutex<std::collections::HashMap<String, DateTime<Utc>>>>,
+    /// What this warm instance remembers between passes.
+    warm: Arc<warm::Warm>,
 }
 
 impl<S: SecretStore + Clone + 'static> Refresher<S> {
@@ -74,8 +72,7 @@ impl<S: SecretStore + Clone + 'static> Refresher<S> {
             min_ttl_secs: config.min_token_ttl.as_secs() as i64,
             clock,
             per_tenant_metrics: config.per_tenant_metrics,
-            known: Arc::default(),
-            registry_reads: Arc::default(),
+            warm: Arc::default(),
         })
     }
 

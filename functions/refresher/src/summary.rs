@@ -3,38 +3,29 @@
 use broker::renew::Outcome;
 use serde::Serialize;
 
-/// How one tenant's part of a pass ended; the names are the summary's and the log line's.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum TenantOutcome {
-    /// The token had more than the margin left.
-    Fresh,
-    /// Refreshed with the stored refresh token.
-    Refreshed,
-    /// Logged in again from the credentials (a refresh token was lost or there was none).
-    LoggedIn,
-    /// Another renewer published a newer generation first.
-    RenewedElsewhere,
-    /// Not started: too little time was left to save a renewal's answer.
-    Deferred,
-    /// The renewal failed; the error says why.
-    Failed,
-    /// The pass was still running at the invocation's deadline.
-    CutShort,
+broker::listed_enum! {
+    /// How one tenant's part of a pass ended; the names are the summary's and the log line's.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+    #[serde(rename_all = "kebab-case")]
+    pub enum TenantOutcome {
+        /// The token had more than the margin left.
+        Fresh,
+        /// Refreshed with the stored refresh token.
+        Refreshed,
+        /// Logged in again from the credentials (a refresh token was lost or there was none).
+        LoggedIn,
+        /// Another renewer published a newer generation first.
+        RenewedElsewhere,
+        /// Not started: too little time was left to save a renewal's answer.
+        Deferred,
+        /// The renewal failed; the error says why.
+        Failed,
+        /// The pass was still running at the invocation's deadline.
+        CutShort,
+    }
 }
 
 impl TenantOutcome {
-    /// Every outcome, in the order a pass can reach them.
-    pub const ALL: [TenantOutcome; 7] = [
-        TenantOutcome::Fresh,
-        TenantOutcome::Refreshed,
-        TenantOutcome::LoggedIn,
-        TenantOutcome::RenewedElsewhere,
-        TenantOutcome::Deferred,
-        TenantOutcome::Failed,
-        TenantOutcome::CutShort,
-    ];
-
     /// The name in the summary and the log line.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -20,6 +20,10 @@
 //!    `store::ring`). A writer that loses the race discards its result.
 //! 5. Nothing is lost: the ring never takes an older generation, and the new refresh token is
 //!    written before anything else uses it, within a reserved part of the deadline.
+//!
+//! The refresher runs it per tenant through [`Renewer::renew_scheduled`] (`scheduled.rs`), which
+//! adds what only the schedule does: a permanent API token (never renewed) is checked with one
+//! RingCX call and replaced from new credentials, and a failure reports what the ring still holds.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -34,9 +38,11 @@ mod login;
 mod publish;
 mod reads;
 mod report;
+mod scheduled;
 
 pub use error::RenewError;
 pub use report::{Outcome, RenewSettings, Report};
+pub use scheduled::Scheduled;
 
 use crate::clock::{SharedClock, later, remaining};
 use crate::rate::Pacer;

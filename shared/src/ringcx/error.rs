@@ -208,3 +208,13 @@ impl RingCxError {
         }
     }
 }
+
+impl crate::retry::Transient for RingCxError {
+    fn is_transient(&self) -> bool {
+        RingCxError::is_transient(self)
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        RingCxError::retry_after(self)
+    }
+}

@@ -213,6 +213,12 @@ pub struct SecretNames {
     pub prefix: String,
 }
 
+impl crate::retry::Transient for StoreError {
+    fn is_transient(&self) -> bool {
+        StoreError::is_transient(self)
+    }
+}
+
 impl SecretNames {
     /// Names under `prefix`.
     pub fn new(prefix: impl Into<String>) -> Self {

@@ -9,7 +9,11 @@ use broker::clock::SharedClock;
 use broker::document::DocumentCache;
 use broker::store::SecretStore;
 
-use super::{Caller, CallerSet, Presented, parse_callers};
+use axum::http::HeaderMap;
+
+use super::{
+    Caller, CallerSet, Presented, QueryAuth, Verdict, forwarded_query, parse_callers, presented,
+};
 use crate::error::{ApiError, ErrorCode};
 
 pub use broker::document::MISS_RELOAD;
@@ -51,15 +55,40 @@ impl<S: SecretStore> CallerCache<S> {
         self.document.get().await.map_err(|_| unavailable())
     }
 
-    /// The caller a credential belongs to, or 401.
-    pub async fn authenticate(&self, presented: &Presented) -> Result<Caller, ApiError> {
+    /// Who a request's credential belongs to (or 401), and its query with every credential
+    /// taken out: both from one read of the callers, so the parameters a JWT caller's token may
+    /// travel in are the same for finding the credential and for stripping it. The proxy and
+    /// `caller` hooks forward only that query.
+    pub async fn verdict(
+        &self,
+        headers: &HeaderMap,
+        query: Option<&str>,
+        allow_query_key: bool,
+    ) -> Result<Verdict, ApiError> {
+        let callers = self.callers().await?;
+        let auth = QueryAuth {
+            allow_key: allow_query_key,
+            jwt_params: callers.jwt_params(),
+        };
+        let presented = presented(headers, query, auth)?;
+        let caller = self
+            .authenticate(&callers, &presented, self.clock.now().timestamp())
+            .await?;
+        Ok(Verdict {
+            caller,
+            forwarded_query: forwarded_query(query, callers.jwt_params(), presented.secret()),
+        })
+    }
+
+    /// The caller an already extracted credential belongs to (OAuth's client credentials), or 401.
+    pub async fn caller_of(&self, presented: &Presented) -> Result<Caller, ApiError> {
         let now = self.clock.now().timestamp();
-        self.authenticate_in(&*self.callers().await?, presented, now)
+        self.authenticate(&*self.callers().await?, presented, now)
             .await
     }
 
-    /// As [`CallerCache::authenticate`], against a list the request already holds.
-    pub async fn authenticate_in(
+    /// The caller `presented` belongs to in `callers`, or in a newer list when it matched none.
+    async fn authenticate(
         &self,
         callers: &CallerSet,
         presented: &Presented,

@@ -23,32 +23,26 @@ use self::paths::PathRules;
 pub use self::presented::{Presented, QueryAuth, forwarded_query, presented};
 use crate::error::{ApiError, ErrorCode};
 
-/// What a caller may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Scope {
-    #[serde(rename = "engage:proxy")]
-    /// `engage:proxy`: the Voice API proxy.
-    EngageProxy,
-    #[serde(rename = "token:read")]
-    /// `token:read`: the tenant's access token itself (`/v1/token`, `/v1/oauth/token`).
-    TokenRead,
-    #[serde(rename = "api-tokens:admin")]
-    /// `api-tokens:admin`: create, list, rotate and revoke permanent API tokens.
-    ApiTokensAdmin,
-    #[serde(rename = "hooks:invoke")]
-    /// `hooks:invoke`: call a hook whose scheme is `caller` (RingCX's own Remote HTTP Services).
-    HooksInvoke,
+broker::listed_enum! {
+    /// What a caller may do.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+    pub enum Scope {
+        #[serde(rename = "engage:proxy")]
+        /// `engage:proxy`: the Voice API proxy.
+        EngageProxy,
+        #[serde(rename = "token:read")]
+        /// `token:read`: the tenant's access token itself (`/v1/token`, `/v1/oauth/token`).
+        TokenRead,
+        #[serde(rename = "api-tokens:admin")]
+        /// `api-tokens:admin`: create, list, rotate and revoke permanent API tokens.
+        ApiTokensAdmin,
+        #[serde(rename = "hooks:invoke")]
+        /// `hooks:invoke`: call a hook whose scheme is `caller` (RingCX's own Remote HTTP Services).
+        HooksInvoke,
+    }
 }
 
 impl Scope {
-    /// Every scope, in the order the README lists them.
-    pub const ALL: [Scope; 4] = [
-        Scope::EngageProxy,
-        Scope::TokenRead,
-        Scope::ApiTokensAdmin,
-        Scope::HooksInvoke,
-    ];
-
     /// The name callers entries and the README use.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -108,6 +102,14 @@ impl std::fmt::Debug for CallerEntry {
             .field("jwt", &self.jwt.as_ref().map(|_| "[redacted]"))
             .finish_non_exhaustive()
     }
+}
+
+/// Authentication's conclusion about one request.
+pub struct Verdict {
+    /// Who is calling.
+    pub caller: Caller,
+    /// The request's query with every credential taken out: the only query that goes on.
+    pub forwarded_query: Option<String>,
 }
 
 /// An authenticated caller.

@@ -191,7 +191,10 @@ pub(crate) async fn list<S: SecretStore + Clone + 'static>(
     headers: HeaderMap,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let (caller, _) = app.caller(&headers, &uri, Scope::ApiTokensAdmin).await?;
+    let caller = app
+        .caller(&headers, &uri, Scope::ApiTokensAdmin)
+        .await?
+        .caller;
     let reveal = match query.ok().and_then(|Query(q)| q.reveal).as_deref() {
         None | Some("false") => false,
         Some("true") => true,
@@ -237,7 +240,10 @@ pub(crate) async fn create<S: SecretStore + Clone + 'static>(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let (caller, _) = app.caller(&headers, &uri, Scope::ApiTokensAdmin).await?;
+    let caller = app
+        .caller(&headers, &uri, Scope::ApiTokensAdmin)
+        .await?
+        .caller;
     let body: CreateBody = optional_json(&headers, body).await?;
     let label = check_label(body.label)?;
     let days = match body.expires_in_days {
@@ -300,7 +306,10 @@ pub(crate) async fn delete<S: SecretStore + Clone + 'static>(
     headers: HeaderMap,
     Path(token): Path<String>,
 ) -> Result<Response, ApiError> {
-    let (caller, _) = app.caller(&headers, &uri, Scope::ApiTokensAdmin).await?;
+    let caller = app
+        .caller(&headers, &uri, Scope::ApiTokensAdmin)
+        .await?
+        .caller;
     let token = target_token(token)?;
     app.refuse_if_in_use(&caller.tenant, &token).await?;
     if !app.revoke_upstream(&caller.tenant, &token).await? {

@@ -37,7 +37,10 @@ pub(crate) async fn rotate<S: SecretStore + Clone + 'static>(
     Path(token): Path<String>,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let (caller, _) = app.caller(&headers, &uri, Scope::ApiTokensAdmin).await?;
+    let caller = app
+        .caller(&headers, &uri, Scope::ApiTokensAdmin)
+        .await?
+        .caller;
     let old = target_token(token)?;
     let body: RotateBody = optional_json(&headers, body).await?;
     let grace = body.grace_hours.unwrap_or(DEFAULT_GRACE_HOURS);

@@ -5,9 +5,9 @@
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 
-use crate::clock::SharedClock;
-use crate::config::{Config, SLOT_WRITES_PER_DAY};
-use crate::store::{SecretNames, SecretStore, SessionRing, StoreError};
+use broker::clock::SharedClock;
+use broker::config::{Config, SLOT_WRITES_PER_DAY};
+use broker::store::{SecretNames, SecretStore, SessionRing, StoreError};
 
 /// How a tenant is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

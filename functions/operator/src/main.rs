@@ -1,6 +1,7 @@
 //! `operator`: the commands an administrator runs against a deployment (the configured AWS
 //! account, or `make dev`), with the same configuration and AWS SDK settings as the functions.
-//! Kept out of the `api` binary so the Lambda `bootstrap` carries none of it.
+//! Its own crate (`functions/operator`), so the HTTP function's crate and its Lambda `bootstrap`
+//! carry none of it.
 
 use std::io::Read as _;
 use std::path::PathBuf;
@@ -9,12 +10,12 @@ use std::sync::Arc;
 use anyhow::{Context as _, bail};
 use api::App;
 use api::auth::{Scope, caller_from, generate_key};
-use api::connect::{Action, ConnectRequest, connect_ringcx};
-use api::operator::{self, JwtSpec, NewCaller};
 use broker::clock::{SharedClock, SystemClock};
 use broker::config::Config;
 use broker::store::aws::SecretsManagerStore;
 use clap::{Args, CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
+use operator::connect::{Action, ConnectRequest, connect_ringcx};
+use operator::{JwtSpec, NewCaller};
 use secrecy::{ExposeSecret, SecretString};
 
 /// Operator commands for the RingCX token broker. Settings come from the same environment as
@@ -441,19 +442,19 @@ async fn seed_credentials(tenant: &str, file: &str) -> anyhow::Result<()> {
 async fn status(json: bool) -> anyhow::Result<()> {
     let (config, store) = configured().await?;
     let clock: SharedClock = Arc::new(SystemClock);
-    let tenants = broker::status::status(&config, &store, clock)
+    let tenants = operator::status::status(&config, &store, clock)
         .await
         .context("reading the tenants' rings")?;
     if json {
         println!("{}", serde_json::to_string_pretty(&tenants)?);
     } else {
         for t in &tenants {
-            println!("{}", broker::status::line(t));
+            println!("{}", operator::status::line(t));
         }
     }
     let failing = tenants
         .iter()
-        .filter(|t| t.verdict == broker::status::Verdict::Failing)
+        .filter(|t| t.verdict == operator::status::Verdict::Failing)
         .count();
     if failing > 0 {
         bail!("{failing} of {} tenants are failing", tenants.len());

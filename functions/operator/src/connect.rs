@@ -9,9 +9,11 @@ use broker::store::{SecretNames, SecretStore};
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 
-use crate::App;
-use crate::auth::Scope;
-use crate::operator::{NewCaller, OperatorError, add_caller, read_callers, remove_caller};
+use api::App;
+use api::auth::Scope;
+
+use crate::callers::read_callers;
+use crate::{NewCaller, OperatorError, add_caller, remove_caller};
 
 /// What an operator asked for.
 #[derive(Debug, Clone)]
@@ -94,7 +96,10 @@ fn token_url(api_url: &str) -> Result<String, OperatorError> {
     ))
 }
 
-impl<S: SecretStore + Clone + 'static> App<S> {
+/// The RingCX calls `connect-ringcx` makes, with the tenant's token from the HTTP function's cache.
+struct Admin<'a, S>(&'a App<S>);
+
+impl<S: SecretStore + Clone + 'static> Admin<'_, S> {
     /// One RingCX call with the tenant's token; a 429 is waited out (a few times, briefly).
     async fn ringcx(
         &self,
@@ -102,9 +107,10 @@ impl<S: SecretStore + Clone + 'static> App<S> {
         request: VoiceRequest,
     ) -> Result<VoiceResponse, OperatorError> {
         for _ in 0..3 {
-            let ringcx = &self.ringcx;
+            let ringcx = &self.0.ringcx;
             let request = &request;
             let answer = self
+                .0
                 .with_token(tenant, |t| async move {
                     ringcx.voice(t.auth(), request.clone()).await
                 })
@@ -220,7 +226,7 @@ pub async fn connect_ringcx<S: SecretStore + Clone + 'static>(
             "account {account:?} is not a RingCX account id (digits)"
         )));
     }
-    let configs = app.auth_configs(tenant, &account).await?;
+    let configs = Admin(app).auth_configs(tenant, &account).await?;
     let mut ours: Vec<&Value> = configs
         .iter()
         .filter(|c| {
@@ -261,14 +267,15 @@ pub async fn connect_ringcx<S: SecretStore + Clone + 'static>(
         if config["tokenUrl"].as_str() == Some(token_url.as_str()) {
             return Ok(connected(id, client_id, Action::Unchanged));
         }
-        app.ringcx_json(
-            tenant,
-            Method::PATCH,
-            &format!("{base}/{id}/oauth"),
-            None,
-            Some(json!({"tokenUrl": token_url})),
-        )
-        .await?;
+        Admin(app)
+            .ringcx_json(
+                tenant,
+                Method::PATCH,
+                &format!("{base}/{id}/oauth"),
+                None,
+                Some(json!({"tokenUrl": token_url})),
+            )
+            .await?;
         return Ok(connected(id, client_id, Action::TokenUrlUpdated));
     }
     let (method, id, action) = match &existing {
@@ -315,7 +322,7 @@ pub async fn connect_ringcx<S: SecretStore + Clone + 'static>(
         // A rotation changes the client only; the admin's other settings stay.
         body = json!({"clientId": body["clientId"], "secret": body["secret"], "tokenUrl": body["tokenUrl"]});
     }
-    let written = app
+    let written = Admin(app)
         .ringcx_json(
             tenant,
             method,
@@ -326,7 +333,7 @@ pub async fn connect_ringcx<S: SecretStore + Clone + 'static>(
         .await;
     if let Err(e) = written {
         // The answer may be lost after RingCX applied the change: ask RingCX which client it has.
-        let held = app
+        let held = Admin(app)
             .ringcx_json(tenant, Method::GET, &format!("{base}/{id}"), None, None)
             .await;
         let holds_new =
