@@ -15,7 +15,7 @@ pub enum Credentials {
     RingExJwt(RingExJwtCredentials),
     /// Username, password and platform id against RingCX directly (deprecated by RingCentral).
     #[serde(rename = "engage-login")]
-    RingCxLogin(RingCxLoginCredentials),
+    EngageLogin(EngageLoginCredentials),
     /// A permanent API token alone, for accounts that cannot use the RingEX flow: sent as
     /// `X-Auth-Token`, never renewed, checked by the refresher on every run.
     #[serde(rename = "api-token")]
@@ -27,7 +27,7 @@ impl Credentials {
     pub fn flow(&self) -> ObtainedBy {
         match self {
             Credentials::RingExJwt(_) => ObtainedBy::RingExExchange,
-            Credentials::RingCxLogin(_) => ObtainedBy::EngageLogin,
+            Credentials::EngageLogin(_) => ObtainedBy::EngageLogin,
             Credentials::ApiToken(_) => ObtainedBy::ApiToken,
         }
     }
@@ -59,10 +59,10 @@ pub struct RingExJwtCredentials {
     pub platform_url: Option<String>,
 }
 
-/// A RingCX admin login.
+/// An engage-login: RingCX's username and password login.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct RingCxLoginCredentials {
+pub struct EngageLoginCredentials {
     /// The RingCX user name.
     pub username: String,
     #[serde(with = "crate::secret::string")]

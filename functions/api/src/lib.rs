@@ -4,6 +4,7 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
+mod api_tokens;
 mod app;
 pub mod auth;
 mod body;
@@ -12,7 +13,6 @@ mod health;
 pub mod hooks;
 mod oauth;
 mod openapi;
-mod permanent;
 mod proxy;
 mod router;
 pub mod token_cache;

@@ -7,7 +7,7 @@ use axum::routing::{MethodFilter, MethodRouter};
 use broker::store::SecretStore;
 
 use crate::error::{ApiError, ErrorCode};
-use crate::{AppState, health, hooks, oauth, openapi, permanent, proxy};
+use crate::{AppState, api_tokens, health, hooks, oauth, openapi, proxy};
 
 /// An HTTP method a route takes: a closed set, so the table can name no other.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,9 +74,9 @@ routes! {
         Patch => proxy::proxy,
         Delete => proxy::proxy,
     },
-    "/v1/api-tokens" => { Get => permanent::list, Post => permanent::create },
-    "/v1/api-tokens/{token}" => { Delete => permanent::delete },
-    "/v1/api-tokens/{token}/rotate" => { Post => permanent::rotate },
+    "/v1/api-tokens" => { Get => api_tokens::list, Post => api_tokens::create },
+    "/v1/api-tokens/{token}" => { Delete => api_tokens::delete },
+    "/v1/api-tokens/{token}/rotate" => { Post => api_tokens::rotate },
     "/v1/hooks/{name}" => { Post => hooks::hook },
 }
 

@@ -29,7 +29,7 @@ impl<S: SecretStore + Clone + 'static> Refresher<S> {
             Err(e) => {
                 let generation = held.as_ref().map_or(0, |s| s.generation);
                 // A refused permanent token is unusable whatever its session says.
-                let refused = matches!(e, RenewError::PermanentTokenRefused { .. });
+                let refused = matches!(e, RenewError::ApiTokenRefused { .. });
                 let left = held
                     .as_ref()
                     .and_then(|s| s.seconds_left(now))

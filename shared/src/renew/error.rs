@@ -76,7 +76,7 @@ pub enum RenewError {
          create a new token and store it with `make seed-credentials TENANT={tenant}`: {source}"
     )]
     /// RingCX refused the tenant's permanent API token.
-    PermanentTokenRefused {
+    ApiTokenRefused {
         /// The tenant.
         tenant: String,
         /// The secret to fix, by name.

@@ -138,8 +138,8 @@ impl<S: SecretStore> Renewer<S> {
                     main_account_id: None,
                 })
             }
-            Credentials::RingCxLogin(c) => {
-                let login = || self.ringcx.login_ringcx(c);
+            Credentials::EngageLogin(c) => {
+                let login = || self.ringcx.login_engage(c);
                 self.upstream(
                     tenant,
                     "RingCX login",

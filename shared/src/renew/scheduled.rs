@@ -92,7 +92,7 @@ impl<S: SecretStore> Renewer<S> {
             // Only an authentication refusal says the token is dead; anything else (a 403, an
             // odd page) is reported without declaring the tenant unusable.
             Err(source @ (RingCxError::Unauthorized { .. } | RingCxError::AccessTokenExpired)) => {
-                Err(RenewError::PermanentTokenRefused {
+                Err(RenewError::ApiTokenRefused {
                     tenant: tenant.to_owned(),
                     secret: self.ring.names().credentials(tenant),
                     source,

@@ -6,7 +6,7 @@ use url::Url;
 
 use super::transport::{Endpoint, join, unexpected};
 use super::{PlatformToken, RingCxClient, RingCxError, RingCxSession, Service};
-use crate::credentials::{RingCxLoginCredentials, RingExJwtCredentials};
+use crate::credentials::{EngageLoginCredentials, RingExJwtCredentials};
 
 const JWT_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 
@@ -65,12 +65,12 @@ impl RingCxClient {
         self.exchange(&platform.access_token).await
     }
 
-    /// RingCX admin login with username, password and platform id. Deprecated by RingCentral;
+    /// engage-login: RingCX's username, password and platform id login. Deprecated by RingCentral;
     /// the parameters go in a form body (the server reads them as request parameters either way)
     /// so the password never sits in a URL that proxies or logs could record.
-    pub async fn login_ringcx(
+    pub async fn login_engage(
         &self,
-        creds: &RingCxLoginCredentials,
+        creds: &EngageLoginCredentials,
     ) -> Result<RingCxSession, RingCxError> {
         tracing::warn!(
             flow = "engage-login",

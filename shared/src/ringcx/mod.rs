@@ -2,15 +2,15 @@
 //!
 //! One `reqwest` client (rustls), built once and cloned cheaply, covers every documented flow:
 //! the RingEX JWT grant, the exchange for a RingCX token with `includeRefresh=true`, the
-//! deprecated RingCX admin login, refresh, permanent API tokens, accounts and users, and a
-//! generic authenticated call under `/voice/api/` for the HTTP function's proxy.
+//! deprecated engage-login (username and password), refresh, permanent API tokens, accounts and
+//! users, and a generic authenticated call under `/voice/api/` for the HTTP function's proxy.
 
+mod api_tokens;
 mod error;
 pub mod jwt;
 mod login;
 mod model;
 mod path;
-mod permanent_tokens;
 mod transport;
 mod voice;
 

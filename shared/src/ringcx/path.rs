@@ -118,7 +118,7 @@ impl ApiPath {
                 .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
         });
         if versioned && is(1, "admin") && is(2, "token") {
-            Some(CredentialArea::PermanentTokens)
+            Some(CredentialArea::ApiTokens)
         } else if versioned && is(1, "auth") {
             Some(CredentialArea::Login)
         } else if versioned
@@ -140,7 +140,7 @@ impl ApiPath {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CredentialArea {
     /// `v1/admin/token...`: permanent API tokens (the broker's `/v1/api-tokens` manages them).
-    PermanentTokens,
+    ApiTokens,
     /// `v1/auth/...`: logins, password resets, token checks.
     Login,
     /// `v1/admin/accounts/{id}/external/authConfigs...`: auth configs hold client secrets
@@ -155,7 +155,7 @@ impl CredentialArea {
     /// What the credential area is, for an error message.
     pub fn describe(self) -> &'static str {
         match self {
-            CredentialArea::PermanentTokens => {
+            CredentialArea::ApiTokens => {
                 "permanent API tokens are managed through /v1/api-tokens with the api-tokens:admin scope, never through the proxy"
             }
             CredentialArea::Login => {
@@ -178,14 +178,14 @@ mod tests {
     #[test]
     fn credential_areas_are_found_however_spelled() {
         for (path, area) in [
-            ("v1/admin/token", CredentialArea::PermanentTokens),
-            ("v1/admin/token/", CredentialArea::PermanentTokens),
-            ("v1/admin/token/aws80:x", CredentialArea::PermanentTokens),
-            ("V1/Admin/TOKEN", CredentialArea::PermanentTokens),
-            ("v1/admin/tok%65n", CredentialArea::PermanentTokens),
-            ("v1/%61dmin/token", CredentialArea::PermanentTokens),
-            ("v1/admin/token.json", CredentialArea::PermanentTokens),
-            ("v2/admin/token", CredentialArea::PermanentTokens),
+            ("v1/admin/token", CredentialArea::ApiTokens),
+            ("v1/admin/token/", CredentialArea::ApiTokens),
+            ("v1/admin/token/aws80:x", CredentialArea::ApiTokens),
+            ("V1/Admin/TOKEN", CredentialArea::ApiTokens),
+            ("v1/admin/tok%65n", CredentialArea::ApiTokens),
+            ("v1/%61dmin/token", CredentialArea::ApiTokens),
+            ("v1/admin/token.json", CredentialArea::ApiTokens),
+            ("v2/admin/token", CredentialArea::ApiTokens),
             ("v1/auth/login", CredentialArea::Login),
             ("v1/auth", CredentialArea::Login),
             (

@@ -218,12 +218,12 @@ impl Simulator {
     }
 
     /// The typed RingCX login credentials of a fixture user (test support).
-    pub fn ringcx_login(&self, username: &str) -> broker::credentials::RingCxLoginCredentials {
+    pub fn engage_login(&self, username: &str) -> broker::credentials::EngageLoginCredentials {
         let doc = self
             .engage_login_credentials(username)
             .expect("a fixture user");
         match serde_json::from_value(doc).expect("a credentials document") {
-            broker::credentials::Credentials::RingCxLogin(c) => c,
+            broker::credentials::Credentials::EngageLogin(c) => c,
             other => panic!("unexpected {other:?}"),
         }
     }

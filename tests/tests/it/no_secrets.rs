@@ -81,10 +81,10 @@ async fn exercise() -> (Vec<String>, String) {
     show("session", format!("{session:?}"));
     let login: Credentials =
         serde_json::from_value(sim.engage_login_credentials("agent@example.com").unwrap()).unwrap();
-    let Credentials::RingCxLogin(login) = login else {
+    let Credentials::EngageLogin(login) = login else {
         unreachable!()
     };
-    let agent = client.login_ringcx(&login).await.unwrap();
+    let agent = client.login_engage(&login).await.unwrap();
     let mut sessions = vec![session.clone(), agent.clone()];
     let refreshed = client
         .refresh(session.refresh_token.as_ref().unwrap())
@@ -130,7 +130,7 @@ async fn exercise() -> (Vec<String>, String) {
     let mut bad_login = login.clone();
     bad_login.password = SecretString::from("a-wrong-password".to_owned());
     secrets.push("a-wrong-password".to_owned());
-    errors.push(client.login_ringcx(&bad_login).await.unwrap_err());
+    errors.push(client.login_engage(&bad_login).await.unwrap_err());
     sim.fail_next("/voice/api/v1/admin/token/", Fault::Drop, 1);
     errors.push(client.delete_api_token(auth, &api_token).await.unwrap_err());
     sim.fail_next("/voice/api/v1/admin/token/", Fault::Delay { ms: 5_000 }, 1);

@@ -65,7 +65,7 @@ proptest! {
             None => format!("{version}/{admin}/{token}"),
         };
         let path = ApiPath::new(&raw).expect("a plain spelling is a valid path");
-        prop_assert_eq!(path.credential_area(), Some(CredentialArea::PermanentTokens));
+        prop_assert_eq!(path.credential_area(), Some(CredentialArea::ApiTokens));
     }
 
     #[test]

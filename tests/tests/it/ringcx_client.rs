@@ -60,8 +60,8 @@ async fn refresh_err(e: &Env, session: &broker::ringcx::RingCxSession) -> RingCx
         .unwrap_err()
 }
 
-fn engage_login(sim: &Simulator, user: &str) -> broker::credentials::RingCxLoginCredentials {
-    sim.ringcx_login(user)
+fn engage_login(sim: &Simulator, user: &str) -> broker::credentials::EngageLoginCredentials {
+    sim.engage_login(user)
 }
 
 // ---- flows ----
@@ -118,7 +118,7 @@ async fn engage_login_keeps_the_password_out_of_the_url() {
     let e = env().await;
     let session = e
         .client
-        .login_ringcx(&engage_login(&e.sim, ADMIN))
+        .login_engage(&engage_login(&e.sim, ADMIN))
         .await
         .unwrap();
     assert!(session.refresh_token.is_some());
@@ -247,7 +247,7 @@ async fn accounts_and_users_are_typed_and_permission_errors_are_clear() {
 
     let agent = e
         .client
-        .login_ringcx(&engage_login(&e.sim, AGENT))
+        .login_engage(&engage_login(&e.sim, AGENT))
         .await
         .unwrap();
     let err = e
@@ -378,7 +378,7 @@ async fn rejected_credentials_name_the_service_and_are_not_transient() {
 
     let mut login = engage_login(&e.sim, ADMIN);
     login.password = SecretString::from("wrong-password".to_owned());
-    let err = e.client.login_ringcx(&login).await.unwrap_err();
+    let err = e.client.login_engage(&login).await.unwrap_err();
     assert!(
         matches!(
             err,
