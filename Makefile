@@ -15,7 +15,7 @@ ARCH ?= arm64
 export CARGO_TARGET_DIR ?= $(CURDIR)/target
 
 # The operator commands: quiet (their output is theirs alone: `make status JSON=1` is pure JSON),
-# from the same build of the workspace binaries as `make dev` and `make test` (building `-p api`
+# from the same build of the workspace binaries as `make dev` and `make test` (building `-p operator`
 # alone would unify features differently and rebuild half the tree).
 OPERATOR = echo "(building the workspace binaries if anything changed)" >&2; \
 	$(CARGO) build --quiet --locked --workspace --bins && $(CARGO_TARGET_DIR)/debug/operator

@@ -148,7 +148,7 @@ fn make_help_is_readable_and_the_operator_targets_print_only_their_output() {
         }
     }
     // `make status JSON=1 | jq` needs the recipe itself unechoed, and the same binaries as the
-    // rest (no rebuild for a -p api feature set).
+    // rest (no rebuild for a -p operator feature set).
     let makefile = std::fs::read_to_string(root.join("Makefile")).unwrap();
     let recipes: Vec<&str> = makefile
         .lines()

@@ -1,4 +1,4 @@
-//! `make status` (`api status`) against moto and the simulator: a healthy tenant, one whose
+//! `make status` (`operator status`) against moto and the simulator: a healthy tenant, one whose
 //! renewal is late, and one without credentials, in text and `--json`.
 
 use std::sync::Arc;
