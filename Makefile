@@ -30,7 +30,10 @@ help: ## List the tasks
 			line = line " " w[i]; width += 1 + length(w[i]) } \
 		print line }'
 
-test: fmt-check clippy deny template unit ## Everything CI checks: formatting, clippy, dependency policy, template lint, all tests
+# Two at a time: the Python tools install, and the dependency and template checks run, while
+# clippy compiles (cargo runs one build at a time in the target dir, so the builds never overlap).
+test: ## Everything CI checks: formatting, clippy, dependency policy, template lint, all tests
+	@$(MAKE) --no-print-directory -j2 --output-sync=line fmt-check clippy deny template unit
 
 lint: fmt-check clippy deny template ## Formatting, clippy, dependency policy (deny.toml) and the SAM template
 

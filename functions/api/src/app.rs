@@ -165,7 +165,12 @@ impl<S: SecretStore + Clone> App<S> {
     ) -> Result<Verdict, ApiError> {
         let verdict = self
             .callers
-            .verdict(headers, uri.query(), self.allow_query_key)
+            .verdict(
+                headers,
+                uri.query(),
+                self.allow_query_key,
+                self.clock.now().timestamp(),
+            )
             .await?;
         verdict.caller.require(scope)?;
         self.acts_for_tenant(&verdict.caller, headers)?;

@@ -474,7 +474,7 @@ async fn authenticate<S: SecretStore>(
     if let Scheme::Caller = hook.scheme {
         let verdict = app
             .callers
-            .verdict(&parts.headers, query, app.allow_query_key)
+            .verdict(&parts.headers, query, app.allow_query_key, now)
             .await?;
         let caller = verdict.caller;
         caller.require(Scope::HooksInvoke)?;

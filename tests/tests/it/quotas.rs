@@ -111,14 +111,18 @@ async fn a_read_budget_that_runs_out_answers_503_with_retry_after_and_never_hang
         s.store.inject(Op::Get, InjectedFault::Throttle);
     }
     let started = clock.now();
+    let batch = calls(&s.store, Op::BatchGet);
     let (status, headers, body) = accounts(&s, s.key("other")).await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["error"]["code"], "token_unavailable");
     assert!(headers.contains_key("retry-after"));
     let waited = (clock.now() - started).to_std().unwrap();
+    // How long the backoff waited is jittered (each wait falls in [d/2, d]); that it retried
+    // after waiting is not.
+    let attempts = calls(&s.store, Op::BatchGet) - batch;
     assert!(
-        waited > std::time::Duration::from_secs(1),
-        "it retried with backoff: {waited:?}"
+        attempts >= 2 && waited > std::time::Duration::ZERO,
+        "it retried with backoff: {attempts} batch reads in {waited:?}"
     );
     assert!(
         waited <= s.app.token_budget,

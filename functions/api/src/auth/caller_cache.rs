@@ -55,15 +55,16 @@ impl<S: SecretStore> CallerCache<S> {
         self.document.get().await.map_err(|_| unavailable())
     }
 
-    /// Who a request's credential belongs to (or 401), and its query with every credential
-    /// taken out: both from one read of the callers, so the parameters a JWT caller's token may
-    /// travel in are the same for finding the credential and for stripping it. The proxy and
-    /// `caller` hooks forward only that query.
+    /// Who a request's credential belongs to (or 401, judged at `now`), and its query with every
+    /// credential taken out: the credential is looked for with one read of the callers, and the
+    /// query is stripped of the JWT parameters of that list and, after a reload for a key just
+    /// added, of the newer one too. The proxy and `caller` hooks forward only that query.
     pub async fn verdict(
         &self,
         headers: &HeaderMap,
         query: Option<&str>,
         allow_query_key: bool,
+        now: i64,
     ) -> Result<Verdict, ApiError> {
         let callers = self.callers().await?;
         let auth = QueryAuth {
@@ -71,29 +72,34 @@ impl<S: SecretStore> CallerCache<S> {
             jwt_params: callers.jwt_params(),
         };
         let presented = presented(headers, query, auth)?;
-        let caller = self
-            .authenticate(&callers, &presented, self.clock.now().timestamp())
-            .await?;
+        let (caller, newer) = self.authenticate(&callers, &presented, now).await?;
+        let mut jwt_params = callers.jwt_params().clone();
+        if let Some(newer) = newer {
+            jwt_params.extend(newer.jwt_params().iter().cloned());
+        }
         Ok(Verdict {
             caller,
-            forwarded_query: forwarded_query(query, callers.jwt_params(), presented.secret()),
+            forwarded_query: forwarded_query(query, &jwt_params, presented.secret()),
         })
     }
 
     /// The caller an already extracted credential belongs to (OAuth's client credentials), or 401.
     pub async fn caller_of(&self, presented: &Presented) -> Result<Caller, ApiError> {
         let now = self.clock.now().timestamp();
-        self.authenticate(&*self.callers().await?, presented, now)
-            .await
+        Ok(self
+            .authenticate(&*self.callers().await?, presented, now)
+            .await?
+            .0)
     }
 
-    /// The caller `presented` belongs to in `callers`, or in a newer list when it matched none.
+    /// The caller `presented` belongs to in `callers`, or in a newer list (returned too) when it
+    /// matched none.
     async fn authenticate(
         &self,
         callers: &CallerSet,
         presented: &Presented,
         now: i64,
-    ) -> Result<Caller, ApiError> {
+    ) -> Result<(Caller, Option<Arc<CallerSet>>), ApiError> {
         match callers.authenticate(presented, now) {
             Err(e) if e.status == axum::http::StatusCode::UNAUTHORIZED => {
                 match self
@@ -102,11 +108,11 @@ impl<S: SecretStore> CallerCache<S> {
                     .await
                     .map_err(|_| unavailable())?
                 {
-                    Some(newer) => newer.authenticate(presented, now),
+                    Some(newer) => Ok((newer.authenticate(presented, now)?, Some(newer))),
                     None => Err(e),
                 }
             }
-            found => found,
+            found => found.map(|c| (c, None)),
         }
     }
 }
