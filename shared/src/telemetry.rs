@@ -252,11 +252,16 @@ pub const REASON_DIMENSION: &str = "Reason";
 /// line: a dimension per hook would be a custom metric per hook), and for a rejection also under
 /// `Reason`, a handful of error codes.
 pub fn hook_emf(metric: Metric, reason: Option<&str>, timestamp_ms: i64) -> Value {
+    hook_metric(metric, json!(1), reason, timestamp_ms)
+}
+
+/// One hook metric's EMF document with `value`, also per `Reason` when given.
+fn hook_metric(metric: Metric, value: Value, reason: Option<&str>, timestamp_ms: i64) -> Value {
     let spec = json!([{"Name": metric.name(), "Unit": metric.unit().as_str()}]);
     let mut directives =
         vec![json!({"Namespace": NAMESPACE, "Dimensions": [Vec::<&str>::new()], "Metrics": spec})];
     let mut doc = Map::new();
-    doc.insert(metric.name().to_owned(), json!(1));
+    doc.insert(metric.name().to_owned(), value);
     if let Some(reason) = reason {
         doc.insert(REASON_DIMENSION.to_owned(), json!(reason));
         directives.push(
@@ -272,13 +277,7 @@ pub fn hook_emf(metric: Metric, reason: Option<&str>, timestamp_ms: i64) -> Valu
 
 /// The worker's EMF document for one queued event's age, in seconds (across hooks).
 pub fn hook_age_emf(seconds: u64, timestamp_ms: i64) -> Value {
-    let metric = Metric::HookEventAge;
-    json!({
-        metric.name(): seconds,
-        "_aws": {"Timestamp": timestamp_ms, "CloudWatchMetrics": [{"Namespace": NAMESPACE,
-            "Dimensions": [Vec::<&str>::new()],
-            "Metrics": [{"Name": metric.name(), "Unit": metric.unit().as_str()}]}]}
-    })
+    hook_metric(Metric::HookEventAge, json!(seconds), None, timestamp_ms)
 }
 
 /// Writes an EMF document as one stdout line in Lambda, where CloudWatch reads it; elsewhere the

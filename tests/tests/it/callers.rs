@@ -609,3 +609,35 @@ async fn an_unknown_key_rereads_the_callers_at_most_every_five_seconds() {
         "after 5 s a miss reads the callers again"
     );
 }
+
+#[tokio::test]
+async fn a_key_found_by_rereading_the_callers_forwards_no_jwt_parameter_the_new_list_names() {
+    let s = stack(&[("CALLERS_CACHE_SECONDS", "60")]).await;
+    let http = reqwest::Client::new();
+    let echo = |key: String, query: &'static str| {
+        let http = http.clone();
+        let url = s.url(&format!("/v1/engage/v1/sim/echo?{query}"));
+        async move { http.get(url).bearer_auth(key).send().await.unwrap() }
+    };
+    let r = echo(s.key("proxy").to_owned(), "x=1").await;
+    assert_eq!(r.status(), 200, "the callers are loaded");
+    // Added together: a key, and a JWT caller whose token rides in `?sig_x=`. This instance's
+    // list names neither until the unknown key makes it read the callers again.
+    let key = s
+        .add_key("late", "default", &[api::auth::Scope::EngageProxy], None)
+        .await;
+    s.add_callers(&[
+        json!({"id": "ringcx-late", "tenant": "default", "scopes": ["engage:proxy"],
+           "jwt": {"algorithm": "HS256", "secret": "late-shared-secret-0123456789abcdef",
+                   "queryParam": "sig_x"}}),
+    ])
+    .await;
+    s.clock.advance(chrono::Duration::seconds(5));
+    let r = echo(key, "sig_x=eyJhbGciOiJIUzI1NiJ9.e30.c2ln&x=1").await;
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(
+        body["query"], "x=1",
+        "the newer list's JWT parameter is stripped on the request that read it"
+    );
+}

@@ -73,13 +73,16 @@ impl<S: SecretStore> CallerCache<S> {
         };
         let presented = presented(headers, query, auth)?;
         let (caller, newer) = self.authenticate(&callers, &presented, now).await?;
-        let mut jwt_params = callers.jwt_params().clone();
-        if let Some(newer) = newer {
-            jwt_params.extend(newer.jwt_params().iter().cloned());
-        }
+        let forwarded_query = match newer {
+            None => forwarded_query(query, callers.jwt_params(), presented.secret()),
+            Some(newer) => {
+                let both = callers.jwt_params() | newer.jwt_params();
+                forwarded_query(query, &both, presented.secret())
+            }
+        };
         Ok(Verdict {
             caller,
-            forwarded_query: forwarded_query(query, &jwt_params, presented.secret()),
+            forwarded_query,
         })
     }
 
